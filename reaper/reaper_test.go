@@ -1,0 +1,37 @@
+package reaper
+
+import (
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestDecode(t *testing.T) {
+	// Wait statuses as the kernel encodes them (see wait(2)).
+	tests := []struct {
+		name   string
+		ws     unix.WaitStatus
+		want   Exit
+		status int
+	}{
+		{"exit 0", 0x0000, Exit{Pid: 7}, 0},
+		{"exit 3", 0x0300, Exit{Pid: 7, Code: 3}, 3},
+		{"exit 255", 0xff00, Exit{Pid: 7, Code: 255}, 255},
+		{"killed by TERM", 0x000f, Exit{Pid: 7, Signal: unix.SIGTERM}, 143},
+		{"killed by KILL", 0x0009, Exit{Pid: 7, Signal: unix.SIGKILL}, 137},
+		{"SEGV with core", 0x008b, Exit{Pid: 7, Signal: unix.SIGSEGV, CoreDumped: true}, 139},
+		{"ABRT no core", 0x0006, Exit{Pid: 7, Signal: unix.SIGABRT}, 134},
+		{"stopped by TSTP", 0x147f, Exit{Pid: 7, Signal: unix.SIGTSTP, Stopped: true}, 148},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Decode(7, tt.ws)
+			if got != tt.want {
+				t.Errorf("Decode(%#x) = %+v, want %+v", uint32(tt.ws), got, tt.want)
+			}
+			if got.Status() != tt.status {
+				t.Errorf("Status() = %d, want %d", got.Status(), tt.status)
+			}
+		})
+	}
+}

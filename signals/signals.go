@@ -1,0 +1,136 @@
+// Package signals names signals, decides which ones vigil forwards and
+// rewrites them on the way to the child.
+package signals
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxSignal is the highest signal number Linux delivers (SIGRTMAX).
+const maxSignal = 64
+
+// Parse reads a signal written as a name with or without the SIG prefix, in
+// any case ("TERM", "SIGTERM", "term"), as "RTMIN+N"/"RTMAX-N", or as a number
+// ("15").
+func Parse(s string) (unix.Signal, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	if t == "" {
+		return 0, fmt.Errorf("empty signal name")
+	}
+	t = strings.TrimPrefix(t, "SIG")
+	// "15" and the "SIG32" that Name prints for unnamed signals.
+	if n, err := strconv.Atoi(t); err == nil {
+		if n < 1 || n > maxSignal {
+			return 0, fmt.Errorf("signal %q: number out of range 1..%d", s, maxSignal)
+		}
+		return unix.Signal(n), nil
+	}
+	if sig := unix.SignalNum("SIG" + t); sig != 0 {
+		return sig, nil
+	}
+	// Real-time signals have no name in x/sys; users write them the way
+	// kill -l prints them.
+	for _, rt := range []struct {
+		prefix string
+		base   int
+		sign   int
+	}{{"RTMIN+", rtmin, 1}, {"RTMAX-", maxSignal, -1}} {
+		if rest, ok := strings.CutPrefix(t, rt.prefix); ok {
+			if n, err := strconv.Atoi(rest); err == nil && n >= 0 {
+				v := rt.base + rt.sign*n
+				if v >= rtmin && v <= maxSignal {
+					return unix.Signal(v), nil
+				}
+			}
+		}
+	}
+	switch t {
+	case "RTMIN":
+		return rtmin, nil
+	case "RTMAX":
+		return maxSignal, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q", s)
+}
+
+// rtmin is SIGRTMIN as the C library shows it to programs: glibc and musl
+// keep 32 and 33 for themselves.
+const rtmin = 34
+
+// Name returns the conventional name of sig ("SIGTERM"), or "SIG<n>" for a
+// signal without one.
+func Name(sig unix.Signal) string {
+	if n := unix.SignalName(sig); n != "" {
+		return n
+	}
+	if sig >= rtmin && sig <= maxSignal {
+		return fmt.Sprintf("SIGRTMIN+%d", int(sig)-rtmin)
+	}
+	return fmt.Sprintf("SIG%d", int(sig))
+}
+
+// Forwardable reports whether vigil catches sig and passes it on. KILL and
+// STOP cannot be caught; CHLD is vigil's own business (reaping); URG is the
+// Go runtime's preemption signal and must never reach the child.
+func Forwardable(sig unix.Signal) bool {
+	switch sig {
+	case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG:
+		return false
+	}
+	return sig >= 1 && sig <= maxSignal
+}
+
+// Forwarded lists every signal vigil forwards, in numeric order. As PID 1 the
+// kernel drops any signal that has no handler, so vigil must catch all of
+// them for a `docker kill -s` to reach the child.
+func Forwarded() []unix.Signal {
+	out := make([]unix.Signal, 0, maxSignal)
+	for s := unix.Signal(1); s <= maxSignal; s++ {
+		if Forwardable(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Rewrite maps a received signal to the one forwarded to the child. A
+// mapping to 0 drops the signal.
+type Rewrite map[unix.Signal]unix.Signal
+
+// ParseRewrite reads one FROM:TO rule. TO may be "0" or "none" to drop FROM.
+func ParseRewrite(spec string) (from, to unix.Signal, err error) {
+	f, t, ok := strings.Cut(spec, ":")
+	if !ok {
+		return 0, 0, fmt.Errorf("rewrite %q: want FROM:TO", spec)
+	}
+	from, err = Parse(f)
+	if err != nil {
+		return 0, 0, fmt.Errorf("rewrite %q: %w", spec, err)
+	}
+	if !Forwardable(from) {
+		return 0, 0, fmt.Errorf("rewrite %q: %s is never forwarded", spec, Name(from))
+	}
+	switch strings.ToLower(strings.TrimSpace(t)) {
+	case "0", "none":
+		return from, 0, nil
+	}
+	to, err = Parse(t)
+	if err != nil {
+		return 0, 0, fmt.Errorf("rewrite %q: %w", spec, err)
+	}
+	return from, to, nil
+}
+
+// Apply returns the signal to forward for sig, and false when the table
+// drops it.
+func (r Rewrite) Apply(sig unix.Signal) (unix.Signal, bool) {
+	to, ok := r[sig]
+	if !ok {
+		return sig, true
+	}
+	return to, to != 0
+}
