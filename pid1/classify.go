@@ -1,0 +1,63 @@
+package pid1
+
+import (
+	"golang.org/x/sys/unix"
+
+	"vigil/reaper"
+)
+
+// Class is how the main child ended; each class has its own hooks.
+type Class string
+
+// The classes, in the order the README documents them.
+const (
+	Success Class = "success" // exited 0
+	Failure Class = "failure" // exited non-zero
+	Signal  Class = "signal"  // killed by a signal that is neither a fault nor KILL
+	Fault   Class = "fault"   // killed by SEGV, BUS, ILL, FPE, ABRT, SYS or TRAP
+	Kill    Class = "kill"    // killed by KILL, no OOM evidence
+	OOM     Class = "oom"     // killed by KILL while the cgroup's OOM-kill counter rose
+	Timeout Class = "timeout" // vigil ended it because --timeout expired
+	Stopped Class = "stopped" // vigil ended it because a --stop-on target fired
+)
+
+// Classes lists every class.
+var Classes = []Class{Success, Failure, Signal, Fault, Kill, OOM, Timeout, Stopped}
+
+// Cause says what vigil itself did to the child before it ended, which
+// outranks how it died: a child killed after --timeout is a timeout however
+// it went.
+type Cause int
+
+// The causes.
+const (
+	CauseNone    Cause = iota
+	CauseTimeout       // --timeout expired
+	CauseStopOn        // a --stop-on target fired
+)
+
+// Classify decides the class of one termination. oomRose reports whether the
+// OOM-kill counter of vigil's memory cgroup went up while the child ran.
+func Classify(e reaper.Exit, cause Cause, oomRose bool) Class {
+	switch cause {
+	case CauseTimeout:
+		return Timeout
+	case CauseStopOn:
+		return Stopped
+	}
+	switch e.Signal {
+	case 0:
+		if e.Code == 0 {
+			return Success
+		}
+		return Failure
+	case unix.SIGKILL:
+		if oomRose {
+			return OOM
+		}
+		return Kill
+	case unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE, unix.SIGABRT, unix.SIGSYS, unix.SIGTRAP:
+		return Fault
+	}
+	return Signal
+}

@@ -1,0 +1,61 @@
+package pid1
+
+import (
+	"log/slog"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vigil/signals"
+)
+
+// SubreaperMode says whether vigil registers as a child subreaper.
+type SubreaperMode int
+
+// The subreaper modes.
+const (
+	SubreaperAuto SubreaperMode = iota // when vigil is not PID 1
+	SubreaperOn                        // always (-s)
+	SubreaperOff                       // never
+)
+
+// Config is everything Run needs; main builds it from flags and VIGIL_*
+// variables.
+type Config struct {
+	Command []string
+	Env     []string // the child's environment; nil means vigil's own
+
+	Group      bool // forward to the child's process group
+	Subreaper  SubreaperMode
+	PdeathSig  unix.Signal     // asked of the kernel for vigil itself; 0 for none
+	RemapExit  map[int]bool    // child statuses that make vigil exit 0
+	Rewrite    signals.Rewrite // applied to every forwarded signal
+	WarnOnReap bool            // warn for each reaped process that is not the main child
+	Log        *slog.Logger
+
+	Timeout       time.Duration // 0: none
+	TimeoutSignal unix.Signal
+	Grace         time.Duration // between a stop or timeout signal and SIGKILL
+	Drain         time.Duration // between a stop signal and forwarding it
+	StopSignals   []unix.Signal // received signals that begin a graceful stop
+	NoCleanup     bool          // do not kill descendants left when the main child ends
+
+	Hooks       map[Class][]string // command lines per class; the key "exit" runs after any class
+	HooksDir    string
+	HookTimeout time.Duration
+	CaptureTail int // bytes of the child's stderr kept for hooks; 0: stderr is inherited
+
+	Name           string // for the tombstone; default: base name of the command
+	Tombstone      string
+	TerminationLog string
+
+	WaitFor     []Target
+	StopOn      []Target
+	WaitTimeout time.Duration // 0: wait forever
+
+	User       string // USER[:GROUP] for the child; "" keeps vigil's
+	NoNewPrivs bool
+}
+
+// OnExit is the Hooks key for hooks that run whatever the class.
+const OnExit Class = "exit"

@@ -1,0 +1,477 @@
+// Package pid1 is vigil's supervisor: it spawns the command, forwards
+// signals, reaps, classifies how the command ended, runs the hooks for that
+// class, cleans up what is left and returns the status to exit with.
+package pid1
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vigil/reaper"
+	"vigil/signals"
+)
+
+// supervisor is the state of one Run. Everything in it is touched only by
+// the goroutine that called Run, which is also the only one that reaps, so a
+// pid is always registered before its exit can be seen.
+type supervisor struct {
+	cfg Config
+	log *slog.Logger
+	ctx context.Context
+
+	sigs chan os.Signal // every forwarded signal
+	chld chan os.Signal // SIGCHLD alone; capacity 1, see Run
+	buf  []reaper.Exit  // reused by every drain
+
+	isInit     bool
+	jobControl bool // stdin is our terminal and vigil is not PID 1
+	alive      bool // children remain, as the last drain saw
+
+	child     int          // the main child's pid, also its process group
+	mainExit  *reaper.Exit // set once the main child is reaped
+	started   time.Time
+	oomBefore uint64
+
+	hookPid  int
+	hookExit *reaper.Exit
+
+	cause    Cause
+	stopping bool
+	stopSig  unix.Signal
+	drainT   *time.Timer
+	graceT   *time.Timer
+	timeoutT *time.Timer
+	stopOnC  <-chan struct{}
+	ctxDone  <-chan struct{} // nil once it has fired
+	deps     *deps
+
+	tail *tail
+}
+
+// Run supervises cfg.Command until it has ended and everything after it
+// (cleanup, hooks, records) is done, and returns the status vigil should
+// exit with. A non-nil error is a failure of vigil itself; the status is
+// then the *Error's code.
+func Run(ctx context.Context, cfg Config) (int, error) {
+	s := &supervisor{cfg: cfg, log: cfg.Log, ctx: ctx, ctxDone: ctx.Done(), isInit: os.Getpid() == 1}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.Command) == 0 {
+		return ExitUsage, fail(ExitUsage, "no command given")
+	}
+	if s.cfg.Env == nil {
+		s.cfg.Env = os.Environ()
+	}
+	if len(s.cfg.StopSignals) == 0 {
+		s.cfg.StopSignals = []unix.Signal{unix.SIGTERM, unix.SIGINT}
+	}
+
+	// Handlers first: as PID 1 a signal that arrives with no handler is
+	// dropped by the kernel, and one that arrives before Notify would take
+	// its default action on vigil. SIGCHLD gets a channel of its own with
+	// room for one: when it is full a wake-up is already pending and the
+	// drain it causes reaps everything, so no SIGCHLD is ever lost and no
+	// timer is needed.
+	s.chld = make(chan os.Signal, 1)
+	signal.Notify(s.chld, unix.SIGCHLD)
+	s.sigs = make(chan os.Signal, 256)
+	fw := signals.Forwarded()
+	osSigs := make([]os.Signal, len(fw))
+	for i, sig := range fw {
+		osSigs[i] = sig
+	}
+	signal.Notify(s.sigs, osSigs...)
+	defer signal.Stop(s.sigs)
+	defer signal.Stop(s.chld)
+
+	if err := s.setup(); err != nil {
+		return codeOf(err), err
+	}
+	defer s.deps.close()
+
+	if err := s.start(); err != nil {
+		return codeOf(err), err
+	}
+
+	// From here on vigil may not bail out: the child is running and its
+	// status is the one thing vigil must hand back.
+	s.wait(func() bool { return s.mainExit != nil }, nil)
+	return s.finish(), nil
+}
+
+func codeOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ExitInternal
+}
+
+// setup does everything that may fail before the child exists.
+func (s *supervisor) setup() error {
+	if s.cfg.PdeathSig != 0 {
+		ppid := os.Getppid()
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(s.cfg.PdeathSig), 0, 0, 0); err != nil {
+			return fail(ExitInternal, "prctl(PR_SET_PDEATHSIG): %w", err)
+		}
+		// The parent may have died before the prctl took effect.
+		if os.Getppid() != ppid {
+			_ = unix.Kill(os.Getpid(), s.cfg.PdeathSig)
+		}
+	}
+	if s.cfg.Subreaper == SubreaperOn || (s.cfg.Subreaper == SubreaperAuto && !s.isInit) {
+		if err := reaper.SetSubreaper(); err != nil {
+			s.log.Warn("cannot become a child subreaper; orphans will be reparented elsewhere", "err", err)
+		}
+	}
+	if s.cfg.NoNewPrivs {
+		// no_new_privs is a per-thread attribute and ForkExec may run on any
+		// of the runtime's threads, so it must be set on all of them.
+		// x/sys/unix has no AllThreadsSyscall; the standard library's is
+		// the one that works with the runtime.
+		if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); e != 0 {
+			return fail(ExitInternal, "prctl(PR_SET_NO_NEW_PRIVS): %w", e)
+		}
+	}
+	var err error
+	if s.deps, err = newDeps(s.cfg.WaitFor, s.cfg.StopOn); err != nil {
+		return err
+	}
+	if err := s.deps.waitReady(s.ctx, s.cfg.WaitTimeout, s.isStopSignal, s.sigs, s.log); err != nil {
+		return err
+	}
+	s.stopOnC = s.deps.stopOn()
+	return nil
+}
+
+// start spawns the main child.
+func (s *supervisor) start() error {
+	p := &proc{argv: s.cfg.Command, env: s.cfg.Env, files: []uintptr{0, 1, 2}}
+	p.attr.Setpgid = true
+	if s.cfg.User != "" {
+		cred, home, err := lookupUser(s.cfg.User, "/etc/passwd", "/etc/group")
+		if err != nil {
+			return &Error{Code: ExitUsage, Err: err}
+		}
+		p.attr.Credential = cred
+		if home != "" {
+			p.env = setEnv(p.env, "HOME", home)
+		}
+	}
+	if s.cfg.CaptureTail > 0 {
+		t, w, err := newTail(s.cfg.CaptureTail, os.Stderr)
+		if err != nil {
+			return fail(ExitInternal, "--capture-tail: %w", err)
+		}
+		s.tail = t
+		p.files[2] = w.Fd()
+		defer w.Close()
+	}
+	tty := isTerminal(0)
+	if tty {
+		// Foreground makes the child's group own the terminal, so Ctrl-C and
+		// Ctrl-Z reach it. It fails when stdin is a terminal that is not
+		// ours; then run in the background like any job.
+		p.attr.Foreground = true
+		p.attr.Ctty = 0
+	}
+	oom := oomCounter()
+	s.started = time.Now()
+	pid, err := spawn(p)
+	if err != nil && tty && errors.Is(err, unix.ENOTTY) {
+		s.log.Debug("stdin is a terminal but not vigil's; not taking the foreground", "err", err)
+		p.attr.Foreground = false
+		tty = false
+		pid, err = spawn(p)
+	}
+	if err != nil {
+		if s.tail != nil {
+			s.tail.close()
+		}
+		return err
+	}
+	s.child = pid
+	s.oomBefore = oom
+	s.jobControl = tty && !s.isInit
+	s.log.Debug("spawned", "pid", pid, "command", s.cfg.Command, "group", s.cfg.Group)
+	if s.cfg.Timeout > 0 {
+		s.timeoutT = time.NewTimer(s.cfg.Timeout)
+	}
+	s.writeTombstone(nil)
+	return nil
+}
+
+// wait handles events until done reports true, and reports false if
+// deadline fires first. It is the supervisor loop: every signal, reap and
+// timer is handled here and only here.
+func (s *supervisor) wait(done func() bool, deadline <-chan time.Time) bool {
+	for !done() {
+		select {
+		case sig := <-s.sigs:
+			s.onSignal(sig.(unix.Signal))
+		case <-s.chld:
+			s.reap()
+		case <-deadline:
+			return false
+		case <-timerC(s.drainT):
+			s.drainT = nil
+			s.sendStop()
+		case <-timerC(s.graceT):
+			s.graceT = nil
+			s.log.Warn("grace period over; killing the child's process group", "pid", s.child, "grace", s.cfg.Grace)
+			s.kill(-s.child, unix.SIGKILL)
+		case <-timerC(s.timeoutT):
+			s.timeoutT = nil
+			s.log.Warn("timeout; stopping the child", "timeout", s.cfg.Timeout, "signal", signals.Name(s.cfg.TimeoutSignal))
+			s.cause = CauseTimeout
+			s.forward(s.cfg.TimeoutSignal)
+			s.armGrace()
+		case <-s.stopOnC:
+			if t := s.deps.stopOnFired(); t != "" && s.mainExit == nil && s.cause == CauseNone {
+				s.log.Info("stop-on target fired; stopping the child", "target", t)
+				s.stopOnC = nil
+				s.cause = CauseStopOn
+				s.beginStop(s.cfg.StopSignals[0])
+			}
+		case <-s.ctxDone:
+			s.ctxDone = nil
+			if s.mainExit == nil {
+				s.beginStop(s.cfg.StopSignals[0])
+			}
+		}
+	}
+	return true
+}
+
+// waitFor is wait bounded by d.
+func (s *supervisor) waitFor(done func() bool, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	return s.wait(done, t.C)
+}
+
+func timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
+}
+
+// reap drains every ended child and dispatches each exit.
+func (s *supervisor) reap() {
+	var err error
+	s.buf, s.alive, err = reaper.Drain(s.buf[:0], s.jobControl && s.mainExit == nil)
+	if err != nil {
+		s.log.Error("reaping failed", "err", err)
+	}
+	for i := range s.buf {
+		e := s.buf[i]
+		switch {
+		case e.Stopped:
+			if e.Pid == s.child {
+				s.childStopped(e)
+			}
+		case e.Pid == s.child && s.mainExit == nil:
+			s.mainExit = &e
+			s.log.Debug("reaped main child", "pid", e.Pid, "status", e.Status())
+		case e.Pid == s.hookPid && s.hookPid != 0:
+			s.hookExit = &e
+		case s.cfg.WarnOnReap:
+			s.log.Warn("reaped a process that was not the main child", "pid", e.Pid, "status", e.Status())
+		default:
+			s.log.Debug("reaped", "pid", e.Pid, "status", e.Status())
+		}
+	}
+}
+
+// onSignal handles one signal received by vigil.
+func (s *supervisor) onSignal(sig unix.Signal) {
+	if s.mainExit != nil {
+		s.log.Debug("main child has ended; not forwarding", "signal", signals.Name(sig))
+		return
+	}
+	if s.isStopSignal(sig) {
+		s.beginStop(sig)
+		return
+	}
+	if s.jobControl {
+		switch sig {
+		case unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+			// Stop the job the way a shell would: the child's group first,
+			// then vigil itself, so the shell that started vigil sees its
+			// job stop.
+			s.kill(-s.child, sig)
+			s.stopSelf()
+			return
+		case unix.SIGCONT:
+			s.resume()
+			return
+		}
+	}
+	s.forward(sig)
+}
+
+func (s *supervisor) isStopSignal(sig os.Signal) bool {
+	for _, stop := range s.cfg.StopSignals {
+		if sig == stop {
+			return true
+		}
+	}
+	return false
+}
+
+// forward passes sig, after the rewrite table, to the child or its group.
+func (s *supervisor) forward(sig unix.Signal) {
+	to, ok := s.cfg.Rewrite.Apply(sig)
+	if !ok {
+		s.log.Debug("signal dropped by rewrite", "signal", signals.Name(sig))
+		return
+	}
+	target := s.child
+	if s.cfg.Group {
+		target = -s.child
+	}
+	s.log.Debug("forwarding", "signal", signals.Name(sig), "as", signals.Name(to), "to", target)
+	s.kill(target, to)
+}
+
+func (s *supervisor) kill(pid int, sig unix.Signal) {
+	err := unix.Kill(pid, sig)
+	switch {
+	case err == nil:
+	case errors.Is(err, unix.ESRCH):
+		// It died between its exit and our reap; nothing to tell.
+		s.log.Debug("kill: no such process", "pid", pid, "signal", signals.Name(sig))
+	default:
+		s.log.Error("kill failed", "pid", pid, "signal", signals.Name(sig), "err", err)
+	}
+}
+
+// beginStop starts a graceful stop: drain, forward, grace, kill. A repeated
+// stop signal is forwarded again but does not restart the clock.
+func (s *supervisor) beginStop(sig unix.Signal) {
+	if s.stopping {
+		if s.drainT == nil {
+			s.forward(sig)
+		}
+		return
+	}
+	s.stopping = true
+	s.stopSig = sig
+	if s.cfg.Drain > 0 {
+		s.log.Debug("draining before stop", "signal", signals.Name(sig), "drain", s.cfg.Drain)
+		s.drainT = time.NewTimer(s.cfg.Drain)
+		return
+	}
+	s.sendStop()
+}
+
+func (s *supervisor) sendStop() {
+	s.forward(s.stopSig)
+	s.armGrace()
+}
+
+func (s *supervisor) armGrace() {
+	if s.graceT == nil && s.cfg.Grace > 0 {
+		s.graceT = time.NewTimer(s.cfg.Grace)
+	}
+}
+
+// stopSelf stops vigil with SIGSTOP; the caller's shell sees its job stop.
+func (s *supervisor) stopSelf() {
+	s.kill(os.Getpid(), unix.SIGSTOP)
+}
+
+// childStopped follows the child when it stops on its own (Ctrl-Z reaches
+// the child's group, which owns the terminal, not vigil).
+func (s *supervisor) childStopped(e reaper.Exit) {
+	s.log.Debug("main child stopped", "signal", signals.Name(e.Signal))
+	s.stopSelf()
+}
+
+// resume gives the terminal back to the child and continues it, as a
+// shell's fg does. Only when vigil is in the foreground: tcsetpgrp from the
+// background would raise SIGTTOU.
+func (s *supervisor) resume() {
+	if pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err == nil && pgrp == unix.Getpgrp() {
+		if err := unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, s.child); err != nil {
+			s.log.Debug("tcsetpgrp", "err", err)
+		}
+	}
+	s.kill(-s.child, unix.SIGCONT)
+}
+
+func isTerminal(fd int) bool {
+	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	return err == nil
+}
+
+func setEnv(env []string, key, val string) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if len(kv) > len(key) && kv[:len(key)+1] == key+"=" {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, key+"="+val)
+}
+
+// finish runs after the main child is reaped: cleanup, classification,
+// records, hooks. It returns vigil's exit status.
+func (s *supervisor) finish() int {
+	ended := time.Now()
+	for _, t := range []**time.Timer{&s.drainT, &s.graceT, &s.timeoutT} {
+		if *t != nil {
+			(*t).Stop()
+			*t = nil
+		}
+	}
+	e := *s.mainExit
+	if !s.cfg.NoCleanup {
+		s.cleanup()
+	}
+	var tailText string
+	if s.tail != nil {
+		tailText = s.tail.finish(2 * time.Second)
+	}
+	class := Classify(e, s.cause, oomCounter() > s.oomBefore)
+	status := e.Status()
+	if s.cfg.RemapExit[status] {
+		status = 0
+	}
+	r := &record{
+		class: class, exit: e, status: status, started: s.started, ended: ended,
+		command: s.cfg.Command, tail: tailText,
+	}
+	s.log.Info("child ended", "class", class, "status", e.Status(), "signal", sigName(e.Signal),
+		"core_dumped", e.CoreDumped, "duration", ended.Sub(s.started).Round(time.Millisecond))
+	s.writeTombstone(r)
+	s.writeTerminationLog(r)
+	s.runHooks(r)
+	return status
+}
+
+func sigName(sig unix.Signal) string {
+	if sig == 0 {
+		return ""
+	}
+	return signals.Name(sig)
+}
+
+// name is the tombstone's name: --name or the command's base name.
+func (s *supervisor) name() string {
+	if s.cfg.Name != "" {
+		return s.cfg.Name
+	}
+	return filepath.Base(s.cfg.Command[0])
+}
