@@ -1,0 +1,202 @@
+// Package e2e tests the built vigil binary from the outside, as a real
+// PID 1 in a new PID namespace (with its own /proc) and as a subreaper.
+//
+// The test binary doubles as every helper program: vigil runs it with
+// E2E_HELPER set and TestMain dispatches on os.Args[1], the way Go's own
+// os/exec tests do.
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// vigilBin is the binary under test, built once by TestMain.
+var vigilBin string
+
+// self is this test binary, run by vigil as the helper programs.
+var self string
+
+func TestMain(m *testing.M) {
+	if os.Getenv("E2E_HELPER") != "" {
+		os.Exit(runHelper(os.Args[1], os.Args[2:]))
+	}
+	// Descriptors this test process inherited must not reach vigil, or
+	// TestNoDescriptorLeaksIntoChild would see them.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: close_range:", err)
+	}
+	var err error
+	if self, err = os.Executable(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	dir, err := os.MkdirTemp("", "vigil-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	vigilBin = filepath.Join(dir, "vigil")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", vigilBin, "..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: building vigil: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// needRoot skips tests that need new namespaces when not root.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a new PID namespace (CI runs as root)")
+	}
+}
+
+// run is one vigil process started by a test.
+type run struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	stdout *bytes.Buffer
+	done   chan struct{}
+	err    error
+}
+
+// helper returns the argv that makes vigil run helper name.
+func helper(name string, args ...string) []string {
+	return append([]string{self, name}, args...)
+}
+
+// opts says how to start vigil.
+type opts struct {
+	pid1 bool     // in a new PID namespace, as PID 1
+	env  []string // added to the environment
+	tty  *os.File // the terminal for stdin, stdout and stderr, made vigil's controlling terminal
+}
+
+// start runs vigil with args. With o.pid1 it runs as PID 1 of a new PID and
+// mount namespace, with /proc mounted for that namespace.
+func start(t *testing.T, o opts, args ...string) *run {
+	t.Helper()
+	r := &run{t: t, stderr: &bytes.Buffer{}, stdout: &bytes.Buffer{}, done: make(chan struct{})}
+	if o.pid1 {
+		needRoot(t)
+		// The shim makes /proc right for the new namespace, then execs
+		// vigil, which keeps its pid: 1 inside, cmd.Process.Pid outside.
+		r.cmd = exec.Command(self, append([]string{"pid1-shim", vigilBin}, args...)...)
+		r.cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS}
+	} else {
+		r.cmd = exec.Command(vigilBin, args...)
+	}
+	// E2E_HELPER reaches the helpers through vigil, which passes its
+	// environment on. The Go runtime of a helper must not open cgroup files
+	// for GOMAXPROCS: TestNoDescriptorLeaksIntoChild counts descriptors.
+	r.cmd.Env = append(os.Environ(), "E2E_HELPER=1", "GODEBUG=containermaxprocs=0,updatemaxprocs=0")
+	r.cmd.Env = append(r.cmd.Env, o.env...)
+	r.cmd.Stdout, r.cmd.Stderr = r.stdout, r.stderr
+	if o.tty != nil {
+		r.cmd.Stdin, r.cmd.Stdout, r.cmd.Stderr = o.tty, o.tty, o.tty
+		if r.cmd.SysProcAttr == nil {
+			r.cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		r.cmd.SysProcAttr.Setsid, r.cmd.SysProcAttr.Setctty, r.cmd.SysProcAttr.Ctty = true, true, 0
+	}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("starting vigil: %v", err)
+	}
+	go func() {
+		r.err = r.cmd.Wait()
+		close(r.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-r.done:
+		default:
+			r.cmd.Process.Kill()
+			<-r.done
+		}
+	})
+	return r
+}
+
+// wait returns vigil's exit status, failing the test after d.
+func (r *run) wait(d time.Duration) int {
+	r.t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(d):
+		r.cmd.Process.Kill()
+		<-r.done
+		r.t.Fatalf("vigil did not exit within %s\nstderr:\n%s", d, r.stderr)
+	}
+	ws := r.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		r.t.Fatalf("vigil itself was killed by %v\nstderr:\n%s", ws.Signal(), r.stderr)
+	}
+	return ws.ExitStatus()
+}
+
+// expect waits for vigil and checks its exit status.
+func (r *run) expect(status int) {
+	r.t.Helper()
+	if got := r.wait(30 * time.Second); got != status {
+		r.t.Fatalf("vigil exited %d, want %d\nstderr:\n%s", got, status, r.stderr)
+	}
+}
+
+// signal sends sig to vigil.
+func (r *run) signal(sig syscall.Signal) {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		r.t.Fatalf("signalling vigil: %v", err)
+	}
+}
+
+// vigil runs vigil to completion, outside any namespace, and returns its
+// status and stderr.
+func vigil(t *testing.T, o opts, args ...string) (int, string) {
+	t.Helper()
+	r := start(t, o, args...)
+	return r.wait(30 * time.Second), r.stderr.String()
+}
+
+// waitFile waits until path exists and holds want (a substring), and
+// returns its content. Helpers announce "ready" this way, so tests never
+// sleep and hope.
+func waitFile(t *testing.T, path, want string, d time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && strings.Contains(string(b), want) {
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not come to hold %q within %s; it holds %q (err %v)", path, want, d, b, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		t.Fatalf("not a number: %q", s)
+	}
+	return n
+}
