@@ -80,31 +80,31 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int) *cli.App 
 		boolean("subreaper", "VIGIL_SUBREAPER", "register as a child subreaper even as PID 1 (the default when not PID 1)", "s"),
 		boolean("no-subreaper", "VIGIL_NO_SUBREAPER", "do not register as a child subreaper"),
 		boolean("group", "VIGIL_GROUP", "forward signals to the child's whole process group", "g"),
-		str("pdeathsig", "VIGIL_PDEATHSIG", "signal vigil receives when its parent dies", "", "p"),
+		str("pdeathsig", "VIGIL_PDEATHSIG", "`SIGNAL` vigil receives when its parent dies", "", "p"),
 		list("remap-exit", "VIGIL_REMAP_EXIT", "exit 0 when the child's status is `CODE` (repeatable)", "e"),
 		list("rewrite", "VIGIL_REWRITE", "rewrite signal `FROM:TO` before forwarding; TO may be none (repeatable)"),
-		&cli.GenericFlag{Name: "verbose", Aliases: []string{"v"}, Value: verbose, Usage: "log more (repeatable: -vv)"},
-		str("log-level", "VIGIL_LOG_LEVEL", "debug, info, warn or error", "info"),
-		str("log-format", "VIGIL_LOG_FORMAT", "auto (colour on a terminal, text otherwise), text, json or color", "auto"),
+		&cli.GenericFlag{Name: "verbose", Aliases: []string{"v"}, EnvVars: []string{"VIGIL_VERBOSE"}, Value: verbose, Usage: "log more: each -v lowers the log level by one step (-vv; VIGIL_VERBOSE=N)"},
+		str("log-level", "VIGIL_LOG_LEVEL", "`LEVEL`: debug, info, warn or error", "info"),
+		str("log-format", "VIGIL_LOG_FORMAT", "`FORMAT`: auto (colour on a terminal, text otherwise), text, json or color", "auto"),
 		boolean("warn-on-reap", "VIGIL_WARN_ON_REAP", "warn for every reaped process that is not the main child", "w"),
 
-		dur("timeout", "VIGIL_TIMEOUT", "stop the child after this long (class timeout)", 0),
-		str("timeout-signal", "VIGIL_TIMEOUT_SIGNAL", "signal sent when --timeout expires", "TERM"),
-		dur("grace", "VIGIL_GRACE", "wait this long after a stop or timeout signal before SIGKILL", 10*time.Second),
-		dur("drain", "VIGIL_DRAIN", "on a stop signal, wait this long before forwarding it", 0),
-		list("stop-signal", "VIGIL_STOP_SIGNAL", "signal that begins a graceful stop (repeatable; default TERM and INT)"),
+		dur("timeout", "VIGIL_TIMEOUT", "stop the child after `DURATION` (class timeout)", 0),
+		str("timeout-signal", "VIGIL_TIMEOUT_SIGNAL", "`SIGNAL` sent when --timeout expires", "TERM"),
+		dur("grace", "VIGIL_GRACE", "wait `DURATION` after a stop or timeout signal before SIGKILL", 10*time.Second),
+		dur("drain", "VIGIL_DRAIN", "on a stop signal, wait `DURATION` before forwarding it", 0),
+		list("stop-signal", "VIGIL_STOP_SIGNAL", "`SIGNAL` that begins a graceful stop (repeatable; default TERM and INT)"),
 		boolean("no-cleanup", "VIGIL_NO_CLEANUP", "exit without killing descendants left when the child ends"),
 
-		dur("hook-timeout", "VIGIL_HOOK_TIMEOUT", "kill a hook's process group after this long", 10*time.Second),
-		str("hooks-dir", "VIGIL_HOOKS_DIR", "run DIR/on-<class>.d/* and DIR/on-exit.d/* as hooks", ""),
+		dur("hook-timeout", "VIGIL_HOOK_TIMEOUT", "kill a hook's process group after `DURATION`", 10*time.Second),
+		str("hooks-dir", "VIGIL_HOOKS_DIR", "run `DIR`/on-<class>.d/* and DIR/on-exit.d/* as hooks", ""),
 		&cli.IntFlag{Name: "capture-tail", EnvVars: []string{"VIGIL_CAPTURE_TAIL"}, Usage: "pass the child's stderr through vigil, keeping the last `BYTES` for hooks"},
 
-		str("name", "VIGIL_NAME", "name in the tombstone (default: the command's base name)", ""),
+		str("name", "VIGIL_NAME", "`NAME` in the tombstone (default: the command's base name)", ""),
 		str("tombstone", "VIGIL_TOMBSTONE", "write a JSON termination record to `PATH`", ""),
 		str("termination-log", "VIGIL_TERMINATION_LOG", "write a summary of how the child ended to `PATH` (e.g. /dev/termination-log)", ""),
-		list("wait-for", "VIGIL_WAIT_FOR", "before starting, wait for file:PATH, tombstone:PATH (running) or tcp:HOST:PORT (repeatable)"),
-		dur("wait-timeout", "VIGIL_WAIT_TIMEOUT", "give up waiting after this long (0: forever) and exit 124", 0),
-		list("stop-on", "VIGIL_STOP_ON", "stop the child when file:PATH appears or tombstone:PATH says exited (repeatable)"),
+		list("wait-for", "VIGIL_WAIT_FOR", "before starting, wait for `TARGET`: file:PATH, tombstone:PATH (running) or tcp:HOST:PORT (repeatable)"),
+		dur("wait-timeout", "VIGIL_WAIT_TIMEOUT", "give up waiting after `DURATION` (0: forever) and exit 124", 0),
+		list("stop-on", "VIGIL_STOP_ON", "stop the child gracefully when `TARGET` fires: file:PATH appears or tombstone:PATH says exited (repeatable)"),
 
 		str("user", "VIGIL_USER", "run the child as `USER[:GROUP]` (names or numbers)", "", "u"),
 		boolean("no-new-privs", "VIGIL_NO_NEW_PRIVS", "set no_new_privs so the child cannot gain privileges through exec"),
@@ -155,7 +155,15 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int) *cli.App 
 // urfave/cli's BoolFlag.Count miscounts when other flags take values.
 type counter int
 
-func (c *counter) Set(string) error { *c++; return nil }
+func (c *counter) Set(s string) error {
+	// The flag package passes "true" for -v; VIGIL_VERBOSE passes a number.
+	if n, err := strconv.Atoi(s); err == nil {
+		*c = counter(n)
+		return nil
+	}
+	*c++
+	return nil
+}
 func (c *counter) String() string   { return strconv.Itoa(int(*c)) }
 func (c *counter) IsBoolFlag() bool { return true }
 
