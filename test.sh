@@ -7,6 +7,20 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="$PATH:$(go env GOPATH)/bin"
 
+# The e2e tests run vigil inside runc containers with a busybox rootfs, and
+# the quick benchmark runs the peers beside it: install what is missing.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  need=()
+  for pkg in runc busybox-static tini dumb-init catatonit; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "== installing ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  fi
+fi
+
 echo "== gofmt, go vet, staticcheck"
 test -z "$(gofmt -l . | tee /dev/stderr)"
 go vet ./...
