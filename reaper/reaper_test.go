@@ -1,7 +1,10 @@
 package reaper
 
 import (
+	"fmt"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,5 +36,42 @@ func TestDecode(t *testing.T) {
 				t.Errorf("Status() = %d, want %d", got.Status(), tt.status)
 			}
 		})
+	}
+}
+
+func TestDrainReapsEveryChildWithItsStatus(t *testing.T) {
+	want := map[int]int{}
+	for i := 0; i < 50; i++ {
+		pid, err := syscall.ForkExec("/bin/sh", []string{"sh", "-c", fmt.Sprintf("exit %d", i)},
+			&syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[pid] = i
+	}
+	var got []Exit
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var alive bool
+		var err error
+		got, alive, err = Drain(got, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !alive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("children still alive after 10s; reaped %d", len(got))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("reaped %d, want %d", len(got), len(want))
+	}
+	for _, e := range got {
+		if code, ok := want[e.Pid]; !ok || e.Code != code || e.Signal != 0 {
+			t.Errorf("pid %d: %+v, want exit %d", e.Pid, e, code)
+		}
 	}
 }
