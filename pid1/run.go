@@ -176,23 +176,18 @@ func (s *supervisor) start() error {
 		p.files[2] = w.Fd()
 		defer w.Close()
 	}
-	tty := isTerminal(0)
+	// The child's group takes the terminal only if vigil's group has it:
+	// then Ctrl-C and Ctrl-Z reach the child. A vigil started in the
+	// background, or with a terminal that is not its controlling one, must
+	// not steal it from the shell.
+	tty := ownsTerminal(0)
 	if tty {
-		// Foreground makes the child's group own the terminal, so Ctrl-C and
-		// Ctrl-Z reach it. It fails when stdin is a terminal that is not
-		// ours; then run in the background like any job.
 		p.attr.Foreground = true
 		p.attr.Ctty = 0
 	}
 	oom := oomCounter()
 	s.started = time.Now()
 	pid, err := spawn(p)
-	if err != nil && tty && errors.Is(err, unix.ENOTTY) {
-		s.log.Debug("stdin is a terminal but not vigil's; not taking the foreground", "err", err)
-		p.attr.Foreground = false
-		tty = false
-		pid, err = spawn(p)
-	}
 	if err != nil {
 		if s.tail != nil {
 			s.tail.close()
@@ -410,9 +405,11 @@ func (s *supervisor) resume() {
 	s.kill(-s.child, unix.SIGCONT)
 }
 
-func isTerminal(fd int) bool {
-	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	return err == nil
+// ownsTerminal reports whether fd is vigil's controlling terminal and
+// vigil's process group is its foreground group.
+func ownsTerminal(fd int) bool {
+	fg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
+	return err == nil && fg == unix.Getpgrp()
 }
 
 func setEnv(env []string, key, val string) []string {
