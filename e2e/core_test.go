@@ -215,3 +215,34 @@ func TestChildOwnsTheTerminal(t *testing.T) {
 		})
 	}
 }
+
+// procState returns the state letter of pid from /proc (R, S, T, Z, ...).
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0]
+}
+
+func TestJobControlFollowsTheChild(t *testing.T) {
+	// vigil run from an interactive shell: when the child stops (Ctrl-Z),
+	// vigil stops too so the shell sees its job stop; on fg (SIGCONT to
+	// vigil) the child goes on.
+	_, pts := openPTY(t)
+	file := filepath.Join(t.TempDir(), "state")
+	r := start(t, opts{tty: pts}, helper("stop-self", file)...)
+	waitFile(t, file, "ready", 10*time.Second)
+	pid := r.cmd.Process.Pid
+	deadline := time.Now().Add(10 * time.Second)
+	for procState(pid) != "T" {
+		if time.Now().After(deadline) {
+			t.Fatalf("vigil did not stop after its child did (state %q)\nstderr:\n%s", procState(pid), r.stderr)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r.signal(unix.SIGCONT)
+	r.expect(0)
+	waitFile(t, file, "continued", time.Second)
+}

@@ -328,3 +328,16 @@ func ignoreTerm(args []string) int {
 	time.Sleep(time.Hour)
 	return 0
 }
+
+func init() {
+	helpers["stop-self"] = stopSelf
+}
+
+// stopSelf says "ready" in FILE, stops itself with SIGTSTP as Ctrl-Z would,
+// and once continued writes "continued" and exits 0.
+func stopSelf(args []string) int {
+	writeFile(args[0], "ready")
+	unix.Kill(os.Getpid(), unix.SIGTSTP)
+	writeFile(args[0], "ready continued")
+	return 0
+}
