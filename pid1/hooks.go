@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -65,11 +66,13 @@ func (s *supervisor) runHooks(r *record) {
 		return
 	}
 	facts := r.facts()
-	if r.tail != "" {
+	if s.tail != nil {
+		// Present whenever the tail is captured, even empty, as
+		// VIGIL_STDERR_TAIL is.
 		facts.StderrTail = &r.tail
 	}
 	payload, _ := json.Marshal(facts)
-	env := append(os.Environ(), r.env()...)
+	env := append(withoutHookVars(os.Environ()), r.env()...)
 	if s.tail != nil {
 		if f, err := os.CreateTemp("", "vigil-stderr-tail-*"); err != nil {
 			s.log.Warn("cannot write the stderr tail for hooks", "err", err)
@@ -85,6 +88,24 @@ func (s *supervisor) runHooks(r *record) {
 	for _, h := range hooks {
 		s.runHook(h, env, payload)
 	}
+}
+
+// withoutHookVars drops the variables vigil sets for hooks from env: a
+// program reads the first of two values, so a stale VIGIL_CLASS that vigil
+// inherited would hide the real one.
+func withoutHookVars(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "VIGIL_CLASS", "VIGIL_EXIT_STATUS", "VIGIL_EXIT_CODE", "VIGIL_SIGNAL", "VIGIL_CORE_DUMPED",
+			"VIGIL_PID", "VIGIL_COMMAND", "VIGIL_STARTED_AT", "VIGIL_ENDED_AT", "VIGIL_DURATION_MS",
+			"VIGIL_STDERR_TAIL":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 func (s *supervisor) runHook(h hook, env []string, payload []byte) {
