@@ -236,24 +236,34 @@ func (ts tombstone) time(t *testing.T, k string) time.Time {
 }
 
 func TestGraceThenSIGKILLForChildIgnoringTERM(t *testing.T) {
-	dir := t.TempDir()
-	ready, tomb := filepath.Join(dir, "ready"), filepath.Join(dir, "tomb.json")
-	const grace = time.Second
-	r := start(t, opts{pid1: true}, vigilArgs([]string{"--grace", grace.String(), "--tombstone", tomb},
-		helper("ignore-term", ready))...)
-	waitFile(t, ready, "ready", 10*time.Second)
-	t0 := time.Now()
-	r.signal(unix.SIGTERM)
-	r.expect(137)
-	// Well under the default grace of 10s: the flag was obeyed.
-	if took := time.Since(t0); took < grace || took > grace+3*time.Second {
-		t.Errorf("vigil exited %s after SIGTERM, want about the grace of %s\nstderr:\n%s", took, grace, r.stderr)
+	tests := []struct {
+		name  string
+		grace time.Duration
+	}{
+		{"grace 1s", time.Second},
+		{"grace 0 kills at once", 0},
 	}
-	if !strings.Contains(r.stderr.String(), "grace period over") {
-		t.Errorf("vigil did not log the end of the grace period\nstderr:\n%s", r.stderr)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ready, tomb := filepath.Join(dir, "ready"), filepath.Join(dir, "tomb.json")
+			r := start(t, opts{pid1: true}, vigilArgs([]string{"--grace", tt.grace.String(), "--tombstone", tomb},
+				helper("ignore-term", ready))...)
+			waitFile(t, ready, "ready", 10*time.Second)
+			t0 := time.Now()
+			r.signal(unix.SIGTERM)
+			r.expect(137)
+			// Well under the default grace of 10s: the flag was obeyed.
+			if took := time.Since(t0); took < tt.grace || took > tt.grace+3*time.Second {
+				t.Errorf("vigil exited %s after SIGTERM, want about the grace of %s\nstderr:\n%s", took, tt.grace, r.stderr)
+			}
+			if !strings.Contains(r.stderr.String(), "grace period over") {
+				t.Errorf("vigil did not log the end of the grace period\nstderr:\n%s", r.stderr)
+			}
+			readTombstone(t, tomb).check(t, map[string]any{"state": "exited", "class": "kill", "exit_status": 137,
+				"exit_code": nil, "signal": "SIGKILL", "core_dumped": false})
+		})
 	}
-	readTombstone(t, tomb).check(t, map[string]any{"state": "exited", "class": "kill", "exit_status": 137,
-		"exit_code": nil, "signal": "SIGKILL", "core_dumped": false})
 }
 
 func TestLeftoverDaemonIsStoppedAfterMainChildExits(t *testing.T) {

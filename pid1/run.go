@@ -375,8 +375,11 @@ func (s *supervisor) sendStop() {
 	s.armGrace()
 }
 
+// armGrace starts the clock to SIGKILL. --grace 0 means no grace at all,
+// as it does for leftovers in cleanup, not no SIGKILL: a child that ignores
+// the signal would otherwise keep vigil waiting for ever.
 func (s *supervisor) armGrace() {
-	if s.graceT == nil && s.cfg.Grace > 0 {
+	if s.graceT == nil {
 		s.graceT = time.NewTimer(s.cfg.Grace)
 	}
 }
