@@ -832,14 +832,14 @@ func TestHooksDirRunsInLexicalOrderAfterFlags(t *testing.T) {
 	}
 	r := start(t, opts{pid1: true, env: []string{"E2E_HOOKLOG=" + log}},
 		"--hooks-dir", hooks,
-		"--on-exit", hookLine(helper("hooklog", "flag-exit")...),
+		"--on-exit", hookLine(helper("hooklog", "flag-exit,with-comma")...),
 		"--on-failure", hookLine(helper("hooklog", "flag-failure-1")...),
 		"--on-failure", hookLine(helper("hooklog", "flag-failure-2", "5")...), // fails; the rest still run
 		"--on-success", hookLine(helper("hooklog", "flag-success")...),
 		"--", self, "exit", "1")
 	r.expect(1)
 	got := strings.Fields(waitFile(t, log, "", time.Second))
-	want := []string{"flag-failure-1", "flag-failure-2", "10-a", "20-b", "9-c", "flag-exit", "a", "b"}
+	want := []string{"flag-failure-1", "flag-failure-2", "10-a", "20-b", "9-c", "flag-exit,with-comma", "a", "b"}
 	if !slices.Equal(got, want) {
 		t.Errorf("hooks ran in the order\n  %v\nwant\n  %v\nvigil's stderr:\n%s", got, want, r.stderr)
 	}
@@ -906,4 +906,29 @@ func TestCaptureTailWithSilentChildGivesHooksAnEmptyTail(t *testing.T) {
 	checkFacts(t, readReport(t, report, r.stderr.String()), hookFacts{class: "success", status: 0, code: "0",
 		core: "0", pid: atoi(t, waitFile(t, pidFile, "", time.Second)), command: child, tail: &empty},
 		before, time.Now(), r.stderr.String())
+}
+
+func TestHookSettingsComeFromVIGILEnvironmentToo(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "hooks")
+	hooks := filepath.Join(dir, "hooks.d")
+	if err := os.MkdirAll(filepath.Join(hooks, "on-failure.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hooks, "on-failure.d", "from-dir"), []byte("#!"+self+" hooklog\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// One variable holds several hooks, one per line: command lines may
+	// hold commas.
+	r := start(t, opts{pid1: true, env: []string{
+		"E2E_HOOKLOG=" + log,
+		"VIGIL_ON_FAILURE=" + hookLine(helper("hooklog", "a,1")...) + "\n" + hookLine(helper("hooklog", "b")...),
+		"VIGIL_ON_EXIT=" + hookLine(helper("hooklog", "exit")...),
+		"VIGIL_HOOKS_DIR=" + hooks,
+	}}, self, "exit", "6")
+	r.expect(6)
+	got := strings.Fields(waitFile(t, log, "", time.Second))
+	if want := []string{"a,1", "b", "from-dir", "exit"}; !slices.Equal(got, want) {
+		t.Errorf("hooks ran as %v, want %v\nvigil's stderr:\n%s", got, want, r.stderr)
+	}
 }
