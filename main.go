@@ -42,17 +42,27 @@ func (e usageError) Error() string { return e.err.Error() }
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	return runWith(args, stdout, stderr, pid1.Run)
+}
+
+// runWith is run with the supervisor as a parameter, so that the tests of
+// the command line can check a configuration without starting anything.
+func runWith(args []string, stdout, stderr io.Writer, start supervise) int {
 	sink := logsink.New(stderr, 1024)
 	defer sink.Flush(time.Second)
-	status := pid1.ExitInternal
-	app := newApp(stdout, stderr, sink, &status)
+	// The Action sets the status; only --help ends without it, and help
+	// is a success.
+	status := 0
+	app := newApp(stdout, stderr, sink, &status, start)
 	if err := app.Run(args); err != nil {
 		code := pid1.ExitUsage
 		var pe *pid1.Error
 		if errors.As(err, &pe) {
 			code = pe.Code
 		}
-		fmt.Fprintf(sink, "vigil: %v\n", err)
+		// One line, whatever the input held: log collectors split on
+		// newlines, and a bad value may contain one.
+		fmt.Fprintf(sink, "vigil: %s\n", strings.ReplaceAll(err.Error(), "\n", `\n`))
 		return code
 	}
 	return status
@@ -62,7 +72,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 // newlines: hook command lines hold commas, spaces and semicolons.
 const envSeparator = "\n"
 
-func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int) *cli.App {
+// supervise runs a checked configuration: pid1.Run, or in the tests of
+// the command line something that starts nothing.
+type supervise func(context.Context, pid1.Config) (int, error)
+
+func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start supervise) *cli.App {
 	verbose := new(counter)
 	str := func(name, env, usage, value string, aliases ...string) *cli.StringFlag {
 		return &cli.StringFlag{Name: name, Aliases: aliases, EnvVars: []string{env}, Usage: usage, Value: value}
@@ -144,7 +158,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int) *cli.App 
 			if err != nil {
 				return err
 			}
-			code, err := pid1.Run(context.Background(), cfg)
+			code, err := start(context.Background(), cfg)
 			*status = code
 			return err
 		},

@@ -31,3 +31,15 @@ go test -race -count=1 ./signals/ ./reaper/ ./pid1/ ./logsink/ .
 
 echo "== end-to-end tests"
 go test -count=1 -v -timeout 10m ./e2e/
+
+echo "== fuzzing (each target briefly; seeds in */testdata/fuzz)"
+fuzztime="${VIGIL_FUZZTIME:-5s}"
+for target in signals:FuzzParse signals:FuzzParseRewrite pid1:FuzzSplitWords pid1:FuzzParseTarget \
+	pid1:FuzzLookupUser .:FuzzConfig .:FuzzDurations .:FuzzRemapExit .:FuzzEnv; do
+	pkg="./${target%%:*}/" name="${target#*:}"
+	go test -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime" "$pkg" >/dev/null || {
+		echo "fuzzing $name failed; the failing input is under ${pkg}testdata/fuzz/$name" >&2
+		go test -run="^${name}\$" "$pkg"
+		exit 1
+	}
+done

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vigil/pid1"
+	"vigil/signals"
+)
+
+// TestMalformedInputStartsNothing runs the real command line and the real
+// supervisor: each bad flag or VIGIL_* value must give one line naming the
+// input, exit 2, and leave the command (which would create a file) unrun.
+func TestMalformedInputStartsNothing(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string // before the command
+		env     []string // KEY=VALUE
+		noCmd   bool     // give no command at all
+		mention string   // the error names this
+	}{
+		{name: "unknown flag", args: []string{"--no-such-flag"}, mention: "no-such-flag"},
+		{name: "negative grace", args: []string{"--grace", "-1s"}, mention: "-1s"},
+		{name: "grace not a duration", args: []string{"--grace", "soon"}, mention: "soon"},
+		{name: "hook timeout zero", args: []string{"--hook-timeout", "0s"}, mention: "--hook-timeout"},
+		{name: "rewrite without TO", args: []string{"--rewrite", "TERM:"}, mention: "TERM:"},
+		{name: "rewrite of KILL", args: []string{"--rewrite", "KILL:TERM"}, mention: "KILL:TERM"},
+		{name: "remap above 255", args: []string{"-e", "300"}, mention: "300"},
+		{name: "remap negative", args: []string{"-e", "-1"}, mention: "-1"},
+		{name: "remap not a number", args: []string{"--remap-exit", "ten"}, mention: "ten"},
+		{name: "empty command after --", args: []string{"--"}, noCmd: true, mention: "no command"},
+		{name: "VIGIL_TIMEOUT=abc", env: []string{"VIGIL_TIMEOUT=abc"}, mention: "abc"},
+		{name: "VIGIL_GRACE=-5s", env: []string{"VIGIL_GRACE=-5s"}, mention: "-5s"},
+		{name: "VIGIL_REMAP_EXIT=x", env: []string{"VIGIL_REMAP_EXIT=x"}, mention: `"x"`},
+		{name: "VIGIL_CAPTURE_TAIL=lots", env: []string{"VIGIL_CAPTURE_TAIL=lots"}, mention: "lots"},
+		{name: "bad timeout signal", args: []string{"--timeout-signal", "SIGNOPE"}, mention: "SIGNOPE"},
+		{name: "bad stop signal", args: []string{"--stop-signal", "99"}, mention: "99"},
+		{name: "bad pdeathsig", args: []string{"--pdeathsig", "BOGUS"}, mention: "BOGUS"},
+		{name: "unknown wait-for kind", args: []string{"--wait-for", "http://x"}, mention: "http://x"},
+		{name: "wait-for port out of range", args: []string{"--wait-for", "tcp:localhost:70000"}, mention: "70000"},
+		{name: "stop-on tcp", args: []string{"--stop-on", "tcp:localhost:80"}, mention: "tcp:localhost:80"},
+		{name: "missing hooks dir", args: []string{"--hooks-dir", "/no/such/hooks"}, mention: "/no/such/hooks"},
+		{name: "unterminated hook quote", args: []string{"--on-exit", "echo 'x"}, mention: "echo 'x"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, mention: "loud"},
+		{name: "bad log format", args: []string{"--log-format", "xml"}, mention: "xml"},
+		{name: "negative capture tail", args: []string{"--capture-tail", "-1"}, mention: "-1"},
+		{name: "contradicting subreaper flags", args: []string{"-s", "--no-subreaper"}, mention: "--no-subreaper"},
+		{name: "user syntax: empty group", args: []string{"--user", "nobody:"}, mention: "nobody:"},
+		{name: "user syntax: empty user", args: []string{"--user", ":0"}, mention: ":0"},
+		{name: "unknown user", args: []string{"--user", "vigil-no-such-user"}, mention: "vigil-no-such-user"},
+		{name: "unknown group", args: []string{"--user", "0:vigil-no-such-group"}, mention: "vigil-no-such-group"},
+		{name: "newline in a flag name", args: []string{"--x\ny"}, mention: `x\ny`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			marker := filepath.Join(t.TempDir(), "started")
+			for _, kv := range tt.env {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			args := append([]string{"vigil"}, tt.args...)
+			if !tt.noCmd {
+				args = append(args, "/bin/sh", "-c", "echo started > "+marker)
+			}
+			var stdout, stderr bytes.Buffer
+			status := run(args, &stdout, &stderr)
+			msg := stderr.String()
+			if status != pid1.ExitUsage {
+				t.Errorf("exit status %d, want %d; stderr: %q", status, pid1.ExitUsage, msg)
+			}
+			if !strings.HasPrefix(msg, "vigil: ") || strings.Count(msg, "\n") != 1 || !strings.HasSuffix(msg, "\n") {
+				t.Errorf("want one line starting \"vigil: \" on stderr, got %q", msg)
+			}
+			if !strings.Contains(msg, tt.mention) {
+				t.Errorf("stderr %q does not name the input %q", msg, tt.mention)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Errorf("the command ran")
+			}
+		})
+	}
+}
+
+// TestHelpIsASuccess: --help prints usage and exits 0.
+func TestHelpIsASuccess(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if status := run([]string{"vigil", "--help"}, &stdout, &stderr); status != 0 {
+		t.Errorf("--help exited %d; stderr: %q", status, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "--grace") {
+		t.Errorf("--help printed no usage: %q", stdout.String())
+	}
+}
+
+// parse runs the command line without starting anything and returns the
+// configuration the supervisor would get (nil when none), vigil's status
+// and stderr.
+func parse(args []string) (*pid1.Config, int, string) {
+	var got *pid1.Config
+	fake := func(_ context.Context, cfg pid1.Config) (int, error) {
+		got = &cfg
+		return 0, nil
+	}
+	var stdout, stderr bytes.Buffer
+	status := runWith(append([]string{"vigil"}, args...), &stdout, &stderr, fake)
+	return got, status, stderr.String()
+}
+
+// checkConfig fails t when a command line was accepted but its
+// configuration breaks a promise of the flags' documentation, or when it
+// was refused without a one-line usage error.
+func checkConfig(t *testing.T, args []string) {
+	t.Helper()
+	cfg, status, stderr := parse(args)
+	if cfg == nil {
+		if status == 0 && stderr == "" {
+			return // --help or --version
+		}
+		if status != pid1.ExitUsage || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "vigil: ") {
+			t.Fatalf("%q: status %d, stderr %q; want 2 and one line", args, status, stderr)
+		}
+		return
+	}
+	if status != 0 {
+		t.Fatalf("%q: status %d with a configuration", args, status)
+	}
+	if len(cfg.Command) == 0 {
+		t.Fatalf("%q: accepted without a command", args)
+	}
+	for name, d := range map[string]time.Duration{"timeout": cfg.Timeout, "grace": cfg.Grace,
+		"drain": cfg.Drain, "wait-timeout": cfg.WaitTimeout} {
+		if d < 0 {
+			t.Fatalf("%q: --%s %s accepted", args, name, d)
+		}
+	}
+	if cfg.HookTimeout < time.Millisecond {
+		t.Fatalf("%q: --hook-timeout %s accepted", args, cfg.HookTimeout)
+	}
+	for code := range cfg.RemapExit {
+		if code < 0 || code > 255 {
+			t.Fatalf("%q: --remap-exit %d accepted", args, code)
+		}
+	}
+	sigs := append([]unix.Signal{cfg.TimeoutSignal}, cfg.StopSignals...)
+	if cfg.PdeathSig != 0 {
+		sigs = append(sigs, cfg.PdeathSig)
+	}
+	for _, s := range sigs {
+		if s < 1 || s > 64 {
+			t.Fatalf("%q: signal %d accepted", args, s)
+		}
+	}
+	for from, to := range cfg.Rewrite {
+		if !signals.Forwardable(from) || to < 0 || to > 64 {
+			t.Fatalf("%q: rewrite %d:%d accepted", args, from, to)
+		}
+	}
+	if cfg.CaptureTail < 0 {
+		t.Fatalf("%q: --capture-tail %d accepted", args, cfg.CaptureTail)
+	}
+	for _, lines := range cfg.Hooks {
+		for _, l := range lines {
+			if _, err := pid1.SplitWords(l); err != nil {
+				t.Fatalf("%q: hook %q accepted: %v", args, l, err)
+			}
+		}
+	}
+	for _, tg := range cfg.StopOn {
+		if tg.Kind == "tcp" {
+			t.Fatalf("%q: --stop-on %s accepted", args, tg)
+		}
+	}
+}
+
+// FuzzConfig feeds whole command lines, arguments separated by NUL bytes,
+// to the command line parser; it must accept them with a sound
+// configuration or refuse them with one line and exit 2, never panic.
+func FuzzConfig(f *testing.F) {
+	for _, s := range []string{
+		"true",
+		"--\x00true",
+		"-g\x00-s\x00-v\x00-vv\x00sleep\x001",
+		"-e\x00143\x00-e\x003,4\x00--rewrite\x00TERM:QUIT,HUP:none\x00cmd\x00--x",
+		"--grace\x00-1s\x00true",
+		"--timeout\x001h\x00--timeout-signal\x00KILL\x00--drain\x00100ms\x00true",
+		"--wait-for\x00tcp:db:5432\x00--wait-for\x00file:/x\x00--stop-on\x00tombstone:/t\x00true",
+		"--on-exit\x00echo 'a b' \"c\\\"d\"\x00--on-crash\x00x\x00true",
+		"--user\x00nobody:nogroup\x00--no-new-privs\x00id",
+		"--capture-tail\x0099999999999\x00true",
+		"--log-format\x00json\x00--log-level\x00debug\x00true",
+		"--stop-signal\x00INT,QUIT\x00--pdeathsig\x00KILL\x00true",
+		"--version",
+		"-h",
+		"-ge\x00143\x00true",
+		"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		checkConfig(t, strings.Split(s, "\x00"))
+	})
+}
+
+// FuzzDurations feeds one value to every duration flag.
+func FuzzDurations(f *testing.F) {
+	for _, s := range []string{"0", "1s", "-1s", "1h2m3.5s", "9223372036854775807ns", "1e3s", ".5s", "abc", "", "1d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, flag := range []string{"--timeout", "--grace", "--drain", "--hook-timeout", "--wait-timeout"} {
+			checkConfig(t, []string{flag, s, "true"})
+		}
+	})
+}
+
+// FuzzRemapExit feeds one value to -e, alone and as a list.
+func FuzzRemapExit(f *testing.F) {
+	for _, s := range []string{"0", "143", "255", "256", "-1", "1,2,3", ",", " 7 ", "0x10", "+3", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		checkConfig(t, []string{"-e", s, "true"})
+		checkConfig(t, []string{"--remap-exit", s, "-e", s + ",1", "true"})
+	})
+}
+
+// FuzzEnv sets one VIGIL_* variable, chosen by n, to v.
+func FuzzEnv(f *testing.F) {
+	vars := []string{"VIGIL_TIMEOUT", "VIGIL_GRACE", "VIGIL_REMAP_EXIT", "VIGIL_REWRITE", "VIGIL_STOP_SIGNAL",
+		"VIGIL_WAIT_FOR", "VIGIL_STOP_ON", "VIGIL_ON_EXIT", "VIGIL_CAPTURE_TAIL", "VIGIL_USER",
+		"VIGIL_LOG_LEVEL", "VIGIL_GROUP", "VIGIL_TIMEOUT_SIGNAL", "VIGIL_HOOK_TIMEOUT"}
+	seeds := []struct {
+		n uint8
+		v string
+	}{{0, "abc"}, {1, "-5s"}, {2, "3,143"}, {3, "TERM:QUIT\nHUP:none"}, {4, "INT"},
+		{5, "file:/a\ntcp:x:1"}, {6, "tcp:x:1"}, {7, "echo a\necho 'b"}, {8, "12"}, {9, "0:0"},
+		{10, "warn"}, {11, "yes"}, {12, "RTMIN+3"}, {13, "0"}}
+	for _, s := range seeds {
+		f.Add(s.n, s.v)
+	}
+	f.Fuzz(func(t *testing.T, n uint8, v string) {
+		if strings.IndexByte(v, 0) >= 0 {
+			return // an environment cannot hold NUL
+		}
+		t.Setenv(vars[int(n)%len(vars)], v)
+		checkConfig(t, []string{"true"})
+	})
+}
