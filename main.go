@@ -342,7 +342,7 @@ func logger(c *cli.Context, verbose int, sink *logsink.Sink) (*slog.Logger, erro
 	case "json":
 		h = slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: level})
 	case "color":
-		h = tint.NewHandler(sink, &tint.Options{Level: level, TimeFormat: time.TimeOnly})
+		h = tint.NewTextHandler(sink, &tint.Options{Level: level, TimeFormat: time.TimeOnly})
 	default:
 		return nil, usagef("--log-format %q: want auto, text, json or color", format)
 	}
