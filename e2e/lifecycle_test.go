@@ -863,3 +863,44 @@ func TestUnknownUserExits2AndStartsNothing(t *testing.T) {
 		})
 	}
 }
+
+func TestStopOnFileStopsTheChild(t *testing.T) {
+	dir := t.TempDir()
+	file, tomb := filepath.Join(dir, "stamps"), filepath.Join(dir, "tomb.json")
+	stop := filepath.Join(dir, "later", "stop") // its directory does not exist yet either
+	r := start(t, opts{pid1: true}, vigilArgs([]string{"--stop-on", "file:" + stop, "--tombstone", tomb},
+		helper("stamps", file, "0"))...)
+	readyPid(t, file)
+	if err := os.Mkdir(filepath.Dir(stop), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	created := time.Now()
+	if err := os.WriteFile(stop, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(0)
+	names, at := stampsOf(t, file)
+	if strings.Join(names, ",") != "SIGTERM" {
+		t.Fatalf("child received %v, want SIGTERM\nstderr:\n%s", names, r.stderr)
+	}
+	if at[0].Before(created) {
+		t.Errorf("child was stopped %s before %s appeared", created.Sub(at[0]), stop)
+	}
+	readTombstone(t, tomb).check(t, map[string]any{"state": "exited", "class": "stopped", "exit_status": 0})
+}
+
+func TestStopSignalWhileWaitingStartsNothing(t *testing.T) {
+	dir := t.TempDir()
+	report := filepath.Join(dir, "started")
+	r := start(t, opts{pid1: true}, vigilArgs([]string{"--wait-for", "file:" + filepath.Join(dir, "never")},
+		helper("started", report))...)
+	waitInotify(t, r.cmd.Process.Pid)
+	r.signal(unix.SIGTERM)
+	r.expect(143) // as if the command had been killed by it: there is no command to pass it to
+	if !strings.Contains(r.stderr.String(), "not started") {
+		t.Errorf("vigil did not say the command was not started\nstderr:\n%s", r.stderr)
+	}
+	if _, err := os.Stat(report); !os.IsNotExist(err) {
+		t.Errorf("the command started after the stop signal")
+	}
+}
