@@ -522,3 +522,94 @@ func waitReport(t *testing.T, r *run, path, want string, d time.Duration) string
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// pipeScript is a child that records every SIGPIPE it receives in $F,
+// leaves 1,000 orphans for vigil to reap (with -v, a log line each: far
+// more than a pipe holds), says "ready" in $F.ready and exits 42 on
+// SIGUSR1.
+const pipeScript = `trap 'echo PIPE >> "$F"' PIPE; trap 'exit 42' USR1
+i=0; while [ $i -lt 1000 ]; do ( true & ); i=$((i+1)); done
+echo ready > "$F.ready"; while :; do sleep 1 & wait $!; done`
+
+func TestBrokenStdoutAndStderr(t *testing.T) {
+	full := func(t *testing.T) *os.File { // a pipe nobody reads
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pr.Close(); pw.Close() })
+		return pw
+	}
+	broken := func(t *testing.T) *os.File { // writes fail with EPIPE
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr.Close()
+		t.Cleanup(func() { pw.Close() })
+		return pw
+	}
+	tests := []struct {
+		name    string
+		wrapper []string
+		out     func(*testing.T) *os.File
+	}{
+		{"closed", []string{self, "with-closed", "1,2"}, nil},
+		{"full pipe", nil, full},
+		{"EPIPE", nil, broken},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "pipes")
+			v := via{argv: shimmed(tt.wrapper, "-v", "/bin/sh", "-c", pipeScript), pid1: true, env: []string{"F=" + f}}
+			if tt.out != nil {
+				w := tt.out(t)
+				v.stdout, v.stderr = w, w
+			}
+			r := startVia(t, v)
+			waitReport(t, r, f+".ready", "ready", 10*time.Second)
+			for range 2000 {
+				r.signal(unix.SIGWINCH)
+			}
+			r.signal(unix.SIGUSR1)
+			if got := r.wait(30 * time.Second); got != 42 {
+				t.Errorf("vigil exited %d, want the child's 42", got)
+			}
+			if b, err := os.ReadFile(f); err == nil {
+				t.Errorf("the child received SIGPIPEs vigil raised on itself: %q", b)
+			}
+		})
+	}
+}
+
+func TestCrashSignalsSentWithKillAreForwarded(t *testing.T) {
+	for _, sig := range []syscall.Signal{unix.SIGSEGV, unix.SIGBUS, unix.SIGFPE, unix.SIGILL} {
+		name := unix.SignalName(sig)
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "got")
+			r := start(t, opts{pid1: true}, helper("record", file)...)
+			waitReport(t, r, file, "ready", 10*time.Second)
+			r.signal(sig)
+			r.expect(0)
+			if got := waitFile(t, file, "ready\n", time.Second); got != "ready\n"+name+"\n" {
+				t.Errorf("child received %q, want %s", got, name)
+			}
+		})
+	}
+}
+
+func TestSIGURGIsNeverForwarded(t *testing.T) {
+	// The child is a shell: a Go child would see its own runtime's SIGURG.
+	f := filepath.Join(t.TempDir(), "got")
+	script := `trap 'echo URG >> "$F"' URG; trap 'echo TERM >> "$F"; exit 0' TERM; echo ready > "$F.ready"; while :; do sleep 1 & wait $!; done`
+	r := start(t, opts{pid1: true, env: []string{"F=" + f}}, "/bin/sh", "-c", script)
+	waitReport(t, r, f+".ready", "ready", 10*time.Second)
+	for range 100 {
+		r.signal(unix.SIGURG)
+	}
+	r.signal(unix.SIGTERM)
+	r.expect(0)
+	if got := waitFile(t, f, "TERM", time.Second); got != "TERM\n" {
+		t.Errorf("child received %q, want only TERM", got)
+	}
+}

@@ -5,11 +5,16 @@
 package logsink
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Sink queues writes for one writer goroutine.
@@ -42,13 +47,14 @@ func (s *Sink) Write(p []byte) (int, error) {
 }
 
 func (s *Sink) run() {
+	out := Quiet(s.out)
 	var reported uint64
 	for p := range s.queue {
 		if n := s.dropped.Load(); n > reported {
-			fmt.Fprintf(s.out, "vigil: %d log lines dropped: stderr is not keeping up\n", n-reported)
+			fmt.Fprintf(out, "vigil: %d log lines dropped: stderr is not keeping up\n", n-reported)
 			reported = n
 		}
-		_, _ = s.out.Write(p)
+		_, _ = out.Write(p)
 		s.pending.Done()
 	}
 }
@@ -67,4 +73,41 @@ func (s *Sink) Flush(d time.Duration) bool {
 	case <-time.After(d):
 		return false
 	}
+}
+
+// Quiet makes the calling goroutine, which must do nothing but write to w,
+// unable to raise a SIGPIPE on vigil: vigil catches SIGPIPE to forward it,
+// so its own, from a write to a stderr nobody reads any more, would reach
+// the child. The kernel sends that SIGPIPE to the writing thread, so the
+// goroutine is locked to its thread and SIGPIPE blocked there: it stays
+// pending on that thread and the write fails with EPIPE. An *os.File is
+// written with write(2) directly, since os.File raises a SIGPIPE of its
+// own for EPIPE on descriptors 1 and 2.
+func Quiet(w io.Writer) io.Writer {
+	runtime.LockOSThread()
+	var set unix.Sigset_t
+	set.Val[(unix.SIGPIPE-1)/64] |= 1 << ((unix.SIGPIPE - 1) % 64)
+	_ = unix.PthreadSigmask(unix.SIG_BLOCK, &set, nil)
+	if f, ok := w.(*os.File); ok {
+		return rawWriter(f.Fd())
+	}
+	return w
+}
+
+// rawWriter writes to a descriptor with write(2).
+type rawWriter uintptr
+
+func (fd rawWriter) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(int(fd), p[n:])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
 }

@@ -5,6 +5,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"vigil/logsink"
 )
 
 // tail copies the child's stderr on to vigil's, byte for byte as it
@@ -36,6 +38,7 @@ func newTail(keep int, out io.Writer) (*tail, *os.File, error) {
 
 func (t *tail) copy() {
 	defer close(t.done)
+	out := logsink.Quiet(t.out) // see Quiet: a broken stderr must not SIGPIPE vigil
 	buf := make([]byte, 32<<10)
 	outOK := true
 	for {
@@ -44,7 +47,7 @@ func (t *tail) copy() {
 			if outOK {
 				// If vigil's stderr is gone, keep draining the pipe so the
 				// child never blocks on a reader that stopped.
-				_, werr := t.out.Write(buf[:n])
+				_, werr := out.Write(buf[:n])
 				outOK = werr == nil
 			}
 			t.keep(buf[:n])
