@@ -1,0 +1,374 @@
+package main
+
+import (
+	"debug/elf"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// env is the environment every init runs with. TINI_SUBREAPER makes tini
+// behave as vigil and catatonit do when not PID 1 (become a subreaper)
+// instead of printing a warning on every start; the others ignore it.
+func (e *benchEnv) env() []string {
+	return []string{"PATH=/usr/local/bin:/usr/bin:/bin", "TINI_SUBREAPER=1", helperEnv + "=1"}
+}
+
+// startup measures INIT -- /bin/true against /bin/true alone, round-robin:
+// every iteration runs each program once, starting from a different one.
+func (e *benchEnv) startup(progs []prog, res *Results) {
+	e.logf("start-up: %d runs each", e.p.Startups)
+	argvs := [][]string{{"/bin/true"}}
+	for _, p := range progs {
+		argvs = append(argvs, p.argv("/bin/true"))
+	}
+	null, _ := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	defer null.Close()
+	attr := &syscall.ProcAttr{Env: e.env(), Files: []uintptr{null.Fd(), null.Fd(), null.Fd()}}
+	times := make([][]float64, len(argvs))
+	fails := make([]int, len(argvs))
+	for i := 0; i < e.p.Startups+3; i++ { // three warm-up rounds
+		for k := range argvs {
+			j := (i + k) % len(argvs)
+			t0 := time.Now()
+			pid, err := syscall.ForkExec(argvs[j][0], argvs[j], attr)
+			var ws syscall.WaitStatus
+			if err == nil {
+				_, err = syscall.Wait4(pid, &ws, 0, nil)
+			}
+			d := time.Since(t0)
+			if err != nil || ws.ExitStatus() != 0 {
+				fails[j]++
+				continue
+			}
+			if i >= 3 {
+				times[j] = append(times[j], float64(d.Nanoseconds())/1e6)
+			}
+		}
+	}
+	base := median(times[0])
+	res.TrueMs = base
+	for i := range progs {
+		if fails[i+1] > 0 {
+			e.logf("start-up: %s failed %d times", progs[i].Name, fails[i+1])
+		}
+		if len(times[i+1]) > 0 {
+			res.Programs[i].set("startup_ms", median(times[i+1])-base)
+		}
+	}
+}
+
+// running is one init started for the resident measures, with the signal
+// waiter as its child.
+type running struct {
+	cmd  *exec.Cmd
+	fifo int
+}
+
+// resident starts every init at once, each with a child that sleeps in
+// sigtimedwait, and measures them side by side: memory after they settle,
+// then context switches over one idle window shared by all, then signal
+// latency round-robin.
+func (e *benchEnv) resident(progs []prog, res *Results, memory, idle, signal bool) {
+	rs := make([]*running, len(progs))
+	defer func() {
+		for _, r := range rs {
+			if r != nil {
+				// The child first: killing an init leaves its child behind.
+				for _, c := range children(r.cmd.Process.Pid) {
+					unix.Kill(c, unix.SIGKILL)
+				}
+				r.cmd.Process.Kill()
+				r.cmd.Wait()
+				unix.Close(r.fifo)
+			}
+		}
+	}()
+	for i, p := range progs {
+		fifo := filepath.Join(e.tmp, fmt.Sprintf("sig-%d", i))
+		if err := unix.Mkfifo(fifo, 0o600); err != nil {
+			e.logf("mkfifo: %v", err)
+			return
+		}
+		// O_RDWR: opening does not wait for the writer, and reads block.
+		fd, err := unix.Open(fifo, unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			e.logf("open fifo: %v", err)
+			return
+		}
+		argv := p.argv(e.self, "sigwait", fifo)
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = e.env()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			e.logf("%s: %v", p.Name, err)
+			unix.Close(fd)
+			return
+		}
+		rs[i] = &running{cmd: cmd, fifo: fd}
+	}
+	for i, r := range rs {
+		if _, err := readByte(r.fifo, 10*time.Second); err != nil {
+			e.logf("%s: signal waiter not ready: %v", progs[i].Name, err)
+			return
+		}
+	}
+	time.Sleep(e.p.SettleTime)
+	if memory {
+		for i, r := range rs {
+			st := procStatus(r.cmd.Process.Pid)
+			res.Programs[i].set("rss_kb", float64(st["VmRSS"]))
+			res.Programs[i].set("hwm_kb", float64(st["VmHWM"]))
+			res.Programs[i].set("threads", float64(st["Threads"]))
+		}
+	}
+	if idle {
+		e.logf("idle: one window of %s for all", e.p.Idle)
+		before := make([]int, len(rs))
+		for i, r := range rs {
+			before[i] = ctxSwitches(r.cmd.Process.Pid)
+		}
+		t0 := time.Now()
+		time.Sleep(e.p.Idle)
+		mins := time.Since(t0).Minutes()
+		for i, r := range rs {
+			res.Programs[i].set("idle_wakeups_per_min", float64(ctxSwitches(r.cmd.Process.Pid)-before[i])/mins)
+		}
+	}
+	if signal {
+		e.logf("signals: %d each, round-robin", e.p.Signals)
+		lat := make([][]float64, len(rs))
+		for n := 0; n < e.p.Signals+5; n++ { // five warm-up rounds
+			for k := range rs {
+				i := (n + k) % len(rs)
+				t0 := time.Now()
+				if err := unix.Kill(rs[i].cmd.Process.Pid, unix.SIGUSR1); err != nil {
+					e.logf("%s: kill: %v", progs[i].Name, err)
+					return
+				}
+				if _, err := readByte(rs[i].fifo, 5*time.Second); err != nil {
+					e.logf("%s: signal not forwarded: %v", progs[i].Name, err)
+					return
+				}
+				d := time.Since(t0)
+				if n >= 5 {
+					lat[i] = append(lat[i], float64(d.Nanoseconds())/1e3)
+				}
+				// Let every init fall idle again: a signal in real life
+				// finds it asleep, not still busy with the last one.
+				time.Sleep(time.Millisecond)
+			}
+		}
+		for i := range rs {
+			res.Programs[i].set("signal_p50_us", percentile(lat[i], 50))
+			res.Programs[i].set("signal_p99_us", percentile(lat[i], 99))
+		}
+	}
+}
+
+// readByte waits up to d for one byte on fd.
+func readByte(fd int, d time.Duration) (byte, error) {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(pfd, int(d.Milliseconds()))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return 0, fmt.Errorf("nothing within %s", d)
+		}
+		break
+	}
+	b := make([]byte, 1)
+	if _, err := unix.Read(fd, b); err != nil {
+		return 0, err
+	}
+	return b[0], nil
+}
+
+// ctxSwitches sums the voluntary and involuntary context switches of every
+// thread of pid: each is a wake-up.
+func ctxSwitches(pid int) int {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	n := 0
+	for _, t := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "voluntary_ctxt_switches:") || strings.HasPrefix(l, "nonvoluntary_ctxt_switches:") {
+				_, v, _ := strings.Cut(l, ":")
+				n += atoi(v)
+			}
+		}
+	}
+	return n
+}
+
+// storm runs each init as PID 1 of a new PID namespace with the storm
+// child, one after another, rotating the order every round. The bench
+// samples the init's children from outside for the peak of unreaped
+// orphans.
+func (e *benchEnv) storm(progs []prog, res *Results) {
+	e.logf("orphan storm: %d orphans, %d rounds each", e.p.Orphans, e.p.Storms)
+	rates := make([][]float64, len(progs))
+	peaks := make([]int, len(progs))
+	left := make([]int, len(progs))
+	hwm := make([]int, len(progs))
+	ok := make([]bool, len(progs))
+	for i := range ok {
+		ok[i] = true
+	}
+	cg := newPidsCgroup(e.p.PidsMax)
+	defer cg.remove()
+	if cg.procs == "-" {
+		e.logf("no pids cgroup: the storm is bounded only by pid_max")
+	}
+	for round := 0; round < e.p.Storms; round++ {
+		for k := range progs {
+			i := (round + k) % len(progs)
+			if !ok[i] {
+				continue
+			}
+			r, peak, err := e.stormOnce(progs[i], cg.procs)
+			if err != nil {
+				e.logf("%s: storm: %v", progs[i].Name, err)
+				ok[i] = false
+				continue
+			}
+			rates[i] = append(rates[i], float64(r.Orphans)/(float64(r.ElapsedNs)/1e9))
+			peaks[i] = max(peaks[i], peak)
+			left[i] = max(left[i], r.Left)
+			hwm[i] = max(hwm[i], r.HWMkB)
+			e.logf("%s: %.0f orphans/s, peak %d unreaped, %d left, %d retries", progs[i].Name,
+				rates[i][len(rates[i])-1], peak, r.Left, r.Retries)
+		}
+	}
+	for i := range progs {
+		if !ok[i] || len(rates[i]) == 0 {
+			continue
+		}
+		res.Programs[i].set("orphans_per_s", median(rates[i]))
+		res.Programs[i].set("peak_unreaped", float64(peaks[i]))
+		res.Programs[i].set("left_after_storm", float64(left[i]))
+		res.Programs[i].set("hwm_after_storm_kb", float64(hwm[i]))
+	}
+}
+
+func (e *benchEnv) stormOnce(p prog, cgroupProcs string) (stormReport, int, error) {
+	var r stormReport
+	report := filepath.Join(e.tmp, "storm.json")
+	os.Remove(report)
+	argv := append([]string{e.self, "shim", cgroupProcs}, p.argv(e.self, "storm", strconv.Itoa(e.p.Orphans), report)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = e.env()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS}
+	if err := cmd.Start(); err != nil {
+		return r, 0, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	peak := 0
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(5 * time.Minute)
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return r, peak, fmt.Errorf("init: %v\n%s", err, stderr.String())
+			}
+			b, err := os.ReadFile(report)
+			if err != nil {
+				return r, peak, fmt.Errorf("no report: %v\n%s", err, stderr.String())
+			}
+			return r, peak, json.Unmarshal(b, &r)
+		case <-tick.C:
+			// Every child of the init but the storm child is an orphan
+			// not yet reaped.
+			if n := len(children(cmd.Process.Pid)) - 1; n > peak {
+				peak = n
+			}
+		case <-timeout:
+			cmd.Process.Kill()
+			return r, peak, fmt.Errorf("did not finish within 5 minutes")
+		}
+	}
+}
+
+// pidsCgroup bounds the storm's processes, so that an init that falls
+// behind makes the storm wait (EAGAIN) instead of exhausting the machine's
+// pids for everyone else.
+type pidsCgroup struct{ dir, procs string }
+
+func newPidsCgroup(max int) pidsCgroup {
+	name := fmt.Sprintf("vigil-bench-%d", os.Getpid())
+	for _, parent := range []string{"/sys/fs/cgroup/pids", "/sys/fs/cgroup"} {
+		dir := filepath.Join(parent, name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte(strconv.Itoa(max)), 0o644); err != nil {
+			os.Remove(dir)
+			continue
+		}
+		return pidsCgroup{dir: dir, procs: filepath.Join(dir, "cgroup.procs")}
+	}
+	return pidsCgroup{procs: "-"}
+}
+
+func (c pidsCgroup) remove() {
+	if c.dir != "" {
+		os.Remove(c.dir)
+	}
+}
+
+// Binary is the size of an init's executable and whether it is static.
+type Binary struct {
+	Bytes  int64 `json:"bytes"`
+	Static bool  `json:"static"`
+}
+
+func binaryInfo(path string) Binary {
+	var b Binary
+	if fi, err := os.Stat(path); err == nil {
+		b.Bytes = fi.Size()
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return b
+	}
+	defer f.Close()
+	b.Static = true
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b.Static = false
+		}
+	}
+	return b
+}
+
+func median(xs []float64) float64 { return percentile(xs, 50) }
+
+// percentile is the nearest-rank percentile of xs.
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	k := int(p/100*float64(len(s))+0.5) - 1
+	return s[min(max(k, 0), len(s)-1)]
+}
