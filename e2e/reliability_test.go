@@ -613,3 +613,56 @@ func TestSIGURGIsNeverForwarded(t *testing.T) {
 		t.Errorf("child received %q, want only TERM", got)
 	}
 }
+
+func TestSignalsIgnoredAtStartStayIgnored(t *testing.T) {
+	// nohup ignores SIGHUP; a shell ignores SIGINT for a background job.
+	r := startVia(t, via{argv: shimmed([]string{self, "with-ignored", "HUP,INT"}, "--", "/bin/cat", "/proc/self/status"), pid1: true})
+	r.expect(0)
+	ign := sigField(t, r.stdout.String(), "SigIgn")
+	for _, sig := range []syscall.Signal{unix.SIGHUP, unix.SIGINT} {
+		if ign&(1<<(sig-1)) == 0 {
+			t.Errorf("%s is not ignored in the child (SigIgn %x)\nstderr:\n%s", unix.SignalName(sig), ign, r.stderr)
+		}
+	}
+	// And vigil does not forward them: a child that takes the default
+	// action on SIGHUP survives it and ends on TERM.
+	f := filepath.Join(t.TempDir(), "ready")
+	r = startVia(t, via{argv: shimmed([]string{self, "with-ignored", "HUP"}, "/bin/sh", "-c",
+		`echo ready > "$F"; while :; do sleep 1 & wait $!; done`), pid1: true, env: []string{"F=" + f}})
+	waitReport(t, r, f, "ready", 10*time.Second)
+	r.signal(unix.SIGHUP)
+	r.signal(unix.SIGTERM)
+	r.expect(128 + int(unix.SIGTERM))
+}
+
+func TestSignalsBlockedAtStartStayBlockedInTheChild(t *testing.T) {
+	// The Go runtime restores the signal mask vigil inherited in every
+	// child it forks, as tini does on purpose: vigil keeps it.
+	r := startVia(t, via{argv: shimmed([]string{self, "with-blocked", "USR2"}, "--", "/bin/cat", "/proc/self/status"), pid1: true})
+	r.expect(0)
+	if blk := sigField(t, r.stdout.String(), "SigBlk"); blk != 1<<(unix.SIGUSR2-1) {
+		t.Errorf("child's blocked set is %x, want only SIGUSR2 (%x)", blk, 1<<(unix.SIGUSR2-1))
+	}
+	r = start(t, opts{pid1: true}, "/bin/cat", "/proc/self/status")
+	r.expect(0)
+	if blk := sigField(t, r.stdout.String(), "SigBlk"); blk != 0 {
+		t.Errorf("child of an unblocked vigil has blocked set %x, want none", blk)
+	}
+}
+
+// sigField reads a hexadecimal signal set such as SigIgn from a
+// /proc/PID/status text.
+func sigField(t *testing.T, status, name string) uint64 {
+	t.Helper()
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no %s in %q", name, status)
+	return 0
+}

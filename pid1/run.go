@@ -84,10 +84,21 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	s.chld = make(chan os.Signal, 1)
 	signal.Notify(s.chld, unix.SIGCHLD)
 	s.sigs = make(chan os.Signal, 256)
-	fw := signals.Forwarded()
-	osSigs := make([]os.Signal, len(fw))
-	for i, sig := range fw {
-		osSigs[i] = sig
+	// A signal ignored when vigil started (SIGHUP under nohup, SIGINT for
+	// a shell's background job) stays ignored: it is neither caught nor
+	// forwarded, and the child inherits the ignored disposition through
+	// exec, as under tini. Catching it would make the runtime reset it to
+	// the default action in the child. The Go runtime keeps an inherited
+	// SIG_IGN only for SIGHUP and SIGINT; any other signal was already
+	// caught by the runtime before this code runs, so vigil cannot tell it
+	// was ignored, and it is forwarded like the rest.
+	var osSigs []os.Signal
+	for _, sig := range signals.Forwarded() {
+		if signal.Ignored(sig) {
+			s.log.Debug("signal ignored at start; leaving it ignored, not forwarding it", "signal", signals.Name(sig))
+			continue
+		}
+		osSigs = append(osSigs, sig)
 	}
 	signal.Notify(s.sigs, osSigs...)
 	defer signal.Stop(s.sigs)
