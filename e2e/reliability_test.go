@@ -28,7 +28,6 @@ import (
 func init() {
 	helpers["orphan-storm"] = orphanStorm
 	helpers["storm-child"] = stormChild
-	helpers["fork-to-limit"] = forkToLimit
 	helpers["sigstate"] = sigState
 	helpers["with-blocked"] = withBlocked
 	helpers["with-ignored"] = withIgnored
@@ -246,10 +245,6 @@ func stormChild(args []string) int {
 	}
 	return 0
 }
-
-// forkToLimit is unused: see TestForkingToThePidsLimit, which reuses
-// orphan-storm with a cgroup's pids.max below its batch size.
-func forkToLimit([]string) int { return 0 }
 
 // sigState prints the signal masks of /proc/self/status.
 func sigState([]string) int {
@@ -665,4 +660,145 @@ func sigField(t *testing.T, status, name string) uint64 {
 	}
 	t.Fatalf("no %s in %q", name, status)
 	return 0
+}
+
+func TestLowDescriptorLimit(t *testing.T) {
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready")
+	writeFile(ready, "")
+	features := []string{"--wait-for", "file:" + ready, "--capture-tail", "100", "--tombstone", filepath.Join(dir, "tomb")}
+	t.Run("room for vigil", func(t *testing.T) {
+		report := filepath.Join(dir, "fds")
+		// 3 to 19 are taken (inherited); vigil has a handful left.
+		args := append(append([]string{}, features...), append([]string{"--"}, helper("fds", report)...)...)
+		r := startVia(t, via{argv: shimmed([]string{self, "with-nofile", "32", "20"}, args...), pid1: true})
+		r.expect(0)
+		got := waitFile(t, report, "0 ", time.Second)
+		for _, line := range strings.Split(strings.TrimSpace(got), "\n") {
+			f := strings.Fields(line)
+			if n := atoi(t, f[0]); n > 2 && (n >= 20 || len(f) < 2 || f[1] != "/dev/null") {
+				t.Errorf("child has vigil's descriptor %s", line)
+			}
+		}
+	})
+	t.Run("no room", func(t *testing.T) {
+		args := append(append([]string{}, features...), "--", "/bin/true")
+		r := startVia(t, via{argv: shimmed([]string{self, "with-nofile", "22", "20"}, args...), pid1: true})
+		status := r.wait(30 * time.Second)
+		msg := r.stderr.String()
+		if status != 125 || strings.Count(strings.TrimSpace(msg), "\n") != 0 || !strings.Contains(msg, "RLIMIT_NOFILE") {
+			t.Errorf("vigil exited %d; want 125 with one clear line, got:\n%s", status, msg)
+		}
+	})
+}
+
+func TestVIGILVariablesReachTheChild(t *testing.T) {
+	// Documented: the child's environment is vigil's own, VIGIL_* included.
+	report := filepath.Join(t.TempDir(), "env")
+	start(t, opts{pid1: true, env: []string{"VIGIL_GRACE=3s"}}, helper("env", report)...).expect(0)
+	if got := waitFile(t, report, "\n", time.Second); !strings.Contains(got, "\nVIGIL_GRACE=3s\n") {
+		t.Errorf("child's environment lacks VIGIL_GRACE=3s:\n%s", got)
+	}
+}
+
+func TestHooksNeverRunThroughAShell(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "argv")
+	line := self + ` argv ` + report + ` $HOME 'a;b' "c|d" $(id) ` + "`id` >x"
+	start(t, opts{pid1: true}, "--on-exit", line, "--", "/bin/true").expect(0)
+	got := waitFile(t, report, "\n", 5*time.Second)
+	want := "$HOME\na;b\nc|d\n$(id)\n`id`\n>x\n"
+	if got != want {
+		t.Errorf("hook got arguments %q, want %q (no expansion, no redirection)", got, want)
+	}
+}
+
+func TestForkingToThePidsLimit(t *testing.T) {
+	needRoot(t)
+	cg := filepath.Join("/sys/fs/cgroup/pids", fmt.Sprintf("vigil-e2e-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Skipf("no pids cgroup to limit: %v", err)
+	}
+	t.Cleanup(func() { os.Remove(cg) })
+	if err := os.WriteFile(filepath.Join(cg, "pids.max"), []byte("64"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	report, goFile := filepath.Join(dir, "report"), filepath.Join(dir, "go")
+	// Batches of 200 orphans against a limit of 64: most forks fail.
+	r := start(t, opts{pid1: true, env: []string{"E2E_CGROUP_PROCS=" + filepath.Join(cg, "cgroup.procs")}},
+		helper("orphan-storm", "20000", "200", report, goFile, "33")...)
+	waitReport(t, r, report+".ready", "ready", 10*time.Second)
+	got := waitReport(t, r, report, "others=", 60*time.Second)
+	writeFile(goFile, "")
+	r.expect(33)
+	var failed, zombies, others, usr1 int
+	if _, err := fmt.Sscanf(got, "failed=%d zombies=%d others=%d usr1=%d", &failed, &zombies, &others, &usr1); err != nil {
+		t.Fatalf("child reported %q", got)
+	}
+	if failed == 0 {
+		t.Errorf("no fork failed: the pids limit was never reached (%s)", got)
+	}
+	if zombies != 0 || others != 0 {
+		t.Errorf("left: %d zombies, %d others\nstderr:\n%s", zombies, others, r.stderr)
+	}
+	t.Logf("child: %s", got)
+}
+
+func TestScratchReadOnlyRoot(t *testing.T) {
+	needRoot(t)
+	// A root with nothing but busybox and vigil: no /proc mounted, no
+	// /etc/passwd, no /tmp, and read-only.
+	root := t.TempDir()
+	for src, dst := range map[string]string{"/usr/bin/busybox": "bin/busybox", vigilBin: "vigil"} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Skipf("no %s: %v", src, err)
+		}
+		os.MkdirAll(filepath.Join(root, filepath.Dir(dst)), 0o755)
+		if err := os.WriteFile(filepath.Join(root, dst), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sh := func(script string) []string { return []string{"/bin/busybox", "sh", "-c", script} }
+	tests := []struct {
+		name    string
+		args    []string
+		status  int
+		message string // "" : stderr must be empty
+	}{
+		{"runs the child", sh("exit 3"), 3, ""},
+		{"reaps orphans without /proc", sh("( /bin/busybox true & ); exit 4"), 4, ""},
+		{"numeric --user without /etc/passwd", append([]string{"--user", "1000:1000", "--"},
+			sh(`[ "$(/bin/busybox id -u):$(/bin/busybox id -g)" = 1000:1000 ] && exit 5`)...), 5, ""},
+		{"named --user without /etc/passwd", append([]string{"--user", "app", "--"}, sh("exit 0")...), 2, `no user "app" in /etc/passwd`},
+		{"tombstone on a read-only root", append([]string{"--tombstone", "/state.json", "--"}, sh("exit 6")...), 6, "tombstone"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			argv := append([]string{self, "chroot-shim", root, "ro", "/vigil", "--log-level", "warn"}, tt.args...)
+			r := startVia(t, via{argv: argv, pid1: true})
+			got := r.wait(30 * time.Second)
+			if got != tt.status {
+				t.Errorf("vigil exited %d, want %d\nstderr:\n%s", got, tt.status, r.stderr)
+			}
+			// vigil's own lines, not busybox's.
+			var said []string
+			for _, l := range strings.Split(r.stderr.String(), "\n") {
+				if strings.HasPrefix(l, "vigil: ") || strings.Contains(l, "logger=vigil") {
+					said = append(said, l)
+				}
+			}
+			if tt.message == "" && len(said) > 0 {
+				t.Errorf("want no message from vigil, got:\n%s", r.stderr)
+			}
+			for _, l := range said {
+				if !strings.Contains(l, tt.message) {
+					t.Errorf("want only messages saying %q, got:\n%s", tt.message, r.stderr)
+				}
+			}
+			if tt.message != "" && len(said) == 0 {
+				t.Errorf("want a message saying %q, got none", tt.message)
+			}
+		})
+	}
 }

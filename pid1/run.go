@@ -129,6 +129,9 @@ func codeOf(err error) int {
 
 // setup does everything that may fail before the child exists.
 func (s *supervisor) setup() error {
+	if err := reserveDescriptors(8); err != nil {
+		return err
+	}
 	if s.cfg.PdeathSig != 0 {
 		ppid := os.Getppid()
 		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(s.cfg.PdeathSig), 0, 0, 0); err != nil {
@@ -485,4 +488,28 @@ func (s *supervisor) name() string {
 		return s.cfg.Name
 	}
 	return filepath.Base(s.cfg.Command[0])
+}
+
+// reserveDescriptors fails unless n descriptors can be opened: the Go
+// runtime's poller (epoll, eventfd), inotify, the stderr pipe and the
+// tombstone's temporary file need a few, and the runtime dies with a fatal
+// error, not an error value, when its poller cannot get one. Better a
+// clear message before the child starts.
+func reserveDescriptors(n int) error {
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for range n {
+		fd, err := unix.Open("/", unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			var lim unix.Rlimit
+			_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+			return fail(ExitInternal, "cannot open the %d descriptors vigil needs (RLIMIT_NOFILE %d): %w", n, lim.Cur, err)
+		}
+		fds = append(fds, fd)
+	}
+	return nil
 }
