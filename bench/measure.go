@@ -116,15 +116,20 @@ func (e *benchEnv) resident(progs []prog, res *Results, memory, idle, signal boo
 		}
 		rs[i] = &running{cmd: cmd, fifo: fd}
 	}
+	// A program that fails is left out of the rest, not the whole run.
+	failed := make([]bool, len(rs))
 	for i, r := range rs {
 		if _, err := readByte(r.fifo, 10*time.Second); err != nil {
 			e.logf("%s: signal waiter not ready: %v", progs[i].Name, err)
-			return
+			failed[i] = true
 		}
 	}
 	time.Sleep(e.p.SettleTime)
 	if memory {
 		for i, r := range rs {
+			if failed[i] {
+				continue
+			}
 			st := procStatus(r.cmd.Process.Pid)
 			res.Programs[i].set("rss_kb", float64(st["VmRSS"]))
 			res.Programs[i].set("hwm_kb", float64(st["VmHWM"]))
@@ -141,6 +146,9 @@ func (e *benchEnv) resident(progs []prog, res *Results, memory, idle, signal boo
 		time.Sleep(e.p.Idle)
 		mins := time.Since(t0).Minutes()
 		for i, r := range rs {
+			if failed[i] {
+				continue
+			}
 			res.Programs[i].set("idle_wakeups_per_min", float64(ctxSwitches(r.cmd.Process.Pid)-before[i])/mins)
 		}
 	}
@@ -150,14 +158,19 @@ func (e *benchEnv) resident(progs []prog, res *Results, memory, idle, signal boo
 		for n := 0; n < e.p.Signals+5; n++ { // five warm-up rounds
 			for k := range rs {
 				i := (n + k) % len(rs)
+				if failed[i] {
+					continue
+				}
 				t0 := time.Now()
 				if err := unix.Kill(rs[i].cmd.Process.Pid, unix.SIGUSR1); err != nil {
 					e.logf("%s: kill: %v", progs[i].Name, err)
-					return
+					failed[i] = true
+					continue
 				}
-				if _, err := readByte(rs[i].fifo, 5*time.Second); err != nil {
+				if _, err := readByte(rs[i].fifo, 2*time.Second); err != nil {
 					e.logf("%s: signal not forwarded: %v", progs[i].Name, err)
-					return
+					failed[i] = true
+					continue
 				}
 				d := time.Since(t0)
 				if n >= 5 {
@@ -169,6 +182,9 @@ func (e *benchEnv) resident(progs []prog, res *Results, memory, idle, signal boo
 			}
 		}
 		for i := range rs {
+			if failed[i] {
+				continue
+			}
 			res.Programs[i].set("signal_p50_us", percentile(lat[i], 50))
 			res.Programs[i].set("signal_p99_us", percentile(lat[i], 99))
 		}
