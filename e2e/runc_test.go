@@ -308,17 +308,25 @@ func TestRuncJobWithSidecar(t *testing.T) {
 
 func TestRuncRunAsUserFromTheImagesPasswd(t *testing.T) {
 	h := newRuncHost(t)
-	c := h.run("user", "/vigil", "-u", "app", "--", "sh", "-c",
-		`grep -E '^(Uid|Gid|Groups|CapEff):' /proc/self/status > /shared/ids; echo "HOME: $HOME" >> /shared/ids`)
-	c.expect(0, 30*time.Second)
-	var lines []string
-	for _, line := range strings.Split(strings.TrimSpace(waitFile(t, filepath.Join(h.shared, "ids"), "HOME:", time.Second)), "\n") {
-		lines = append(lines, strings.Join(strings.Fields(line), " "))
+	// The kernel lists supplementary groups sorted.
+	tests := []struct {
+		user, want string
+	}{
+		{"app", "Uid: 1000 1000 1000 1000\nGid: 1000 1000 1000 1000\nGroups: 1000 2000\nCapEff: 0000000000000000\nHOME: /home/app"},
+		{"app:other", "Uid: 1000 1000 1000 1000\nGid: 3000 3000 3000 3000\nGroups: 2000 3000\nCapEff: 0000000000000000\nHOME: /home/app"},
 	}
-	got := strings.Join(lines, "\n")
-	want := "Uid: 1000 1000 1000 1000\nGid: 1000 1000 1000 1000\nGroups: 1000 2000\nCapEff: 0000000000000000\nHOME: /home/app"
-	if got != want {
-		t.Errorf("the child reports:\n%s\nwant:\n%s\noutput:\n%s", got, want, c.output)
+	for i, tt := range tests {
+		report := fmt.Sprintf("/shared/ids%d", i)
+		c := h.run("user", "/vigil", "-u", tt.user, "--", "sh", "-c",
+			`grep -E '^(Uid|Gid|Groups|CapEff):' /proc/self/status > `+report+`; echo "HOME: $HOME" >> `+report)
+		c.expect(0, 30*time.Second)
+		var lines []string
+		for _, line := range strings.Split(strings.TrimSpace(waitFile(t, filepath.Join(h.shared, filepath.Base(report)), "HOME:", time.Second)), "\n") {
+			lines = append(lines, strings.Join(strings.Fields(line), " "))
+		}
+		if got := strings.Join(lines, "\n"); got != tt.want {
+			t.Errorf("-u %s: the child reports:\n%s\nwant:\n%s\noutput:\n%s", tt.user, got, tt.want, c.output)
+		}
 	}
 
 	unknown := h.run("unknown-user", "/vigil", "-u", "nosuchuser", "--", "sh", "-c", "echo started > /shared/started")
