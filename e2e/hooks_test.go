@@ -28,6 +28,7 @@ func init() {
 	helpers["hang-hook"] = hangHook
 	helpers["hog"] = hog
 	helpers["spew"] = spew
+	helpers["spew-progress"] = spewProgress
 }
 
 // asPid writes its pid to FILE, then becomes helper NAME with ARGS: the tests
@@ -177,6 +178,21 @@ func spew(args []string) int {
 			return 91
 		}
 		data = data[n:]
+	}
+	return 0
+}
+
+// spewProgress writes spewStream(TOTAL) to its stderr 16 KiB at a time and
+// after each write records in FILE how many bytes it has written.
+func spewProgress(args []string) int {
+	data := spewStream(mustAtoi(args[1]))
+	for done := 0; done < len(data); {
+		n, err := os.Stderr.Write(data[done:min(len(data), done+16<<10)])
+		if err != nil {
+			return 91
+		}
+		done += n
+		writeFile(args[0], strconv.Itoa(done))
 	}
 	return 0
 }
@@ -932,5 +948,143 @@ func TestHookSettingsComeFromVIGILEnvironmentToo(t *testing.T) {
 	got := strings.Fields(waitFile(t, log, "", time.Second))
 	if want := []string{"a,1", "b", "from-dir", "exit"}; !slices.Equal(got, want) {
 		t.Errorf("hooks ran as %v, want %v\nvigil's stderr:\n%s", got, want, r.stderr)
+	}
+}
+
+// inPipeWrite reports whether some thread of pid sleeps writing to a full
+// pipe, whether pid still runs, and whether /proc named the function any
+// of its threads sleeps in (without kallsyms it never does).
+func inPipeWrite(pid int) (blocked, alive, named bool) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return false, false, false
+	}
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/wchan", pid, task.Name()))
+		if string(b) == "0" || string(b) == "" {
+			continue
+		}
+		named = true
+		if strings.Contains(string(b), "pipe_write") {
+			return true, true, true
+		}
+	}
+	return false, true, named
+}
+
+// childOf finds the host pid of ppid's only child.
+func childOf(t *testing.T, ppid int, d time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		d, _ := os.ReadDir("/proc")
+		for _, e := range d {
+			b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			s := string(b)
+			f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+			if len(f) > 1 && f[1] == strconv.Itoa(ppid) {
+				return atoi(t, e.Name())
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d has no child after %s", ppid, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestCaptureTailBlocksChildWhileVigilsStderrIsFull(t *testing.T) {
+	needRoot(t)
+	const total = 4 << 20
+	progress := filepath.Join(t.TempDir(), "progress")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	if _, err := unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	// start() captures stderr in a buffer that is always read; this test
+	// needs a stderr that nobody reads, so it starts the shim itself.
+	cmd := exec.Command(self, append([]string{"pid1-shim", vigilBin, "--capture-tail", "100", "--"},
+		helper("spew-progress", progress, strconv.Itoa(total))...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS}
+	cmd.Env = append(os.Environ(), "E2E_HELPER=1")
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	vigilPid := cmd.Process.Pid
+	child := childOf(t, vigilPid, 10*time.Second)
+
+	// Both vigil and the child must come to sleep in a pipe write: vigil
+	// on its full stderr, the child on the pipe vigil no longer reads.
+	deadline := time.Now().Add(10 * time.Second)
+	named := false
+	for {
+		vb, _, vn := inPipeWrite(vigilPid)
+		cb, alive, cn := inPipeWrite(child)
+		named = named || vn || cn
+		if vb && cb {
+			break
+		}
+		if !alive {
+			t.Fatalf("the child wrote all %d bytes while nobody read vigil's stderr: vigil buffered them", total)
+		}
+		if time.Now().After(deadline) {
+			if !named {
+				t.Skip("/proc/PID/wchan names no kernel function here (no kallsyms); cannot see a blocked write")
+			}
+			t.Fatalf("vigil (blocked=%v) and the child (blocked=%v) did not both block on a full pipe", vb, cb)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(progress)
+	t.Logf("both blocked after the child wrote %s of %d bytes", b, total)
+	// What the child can have written: vigil's stderr pipe (64 KiB), one
+	// read of vigil's (32 KiB), the child's pipe (64 KiB by default, at
+	// most 1 MiB), with room to spare; far below what it meant to write.
+	if n, _ := strconv.Atoi(string(b)); n > 1<<20+256<<10 {
+		t.Errorf("the child wrote %d bytes while vigil's stderr was full, want at most about the pipes' size", n)
+	}
+	// Both may also block for a moment when vigil merely lags behind; a
+	// vigil that buffers would let the child go on within milliseconds.
+	// That it does not is a claim about a stretch of time, so watch one.
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if now, _ := os.ReadFile(progress); !bytes.Equal(now, b) {
+			t.Fatalf("the child went on from %s to %s bytes while nobody read vigil's stderr: vigil buffers", b, now)
+		}
+	}
+
+	out, err := io.ReadAll(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+		if waitErr != nil {
+			t.Fatalf("vigil: %v\nstderr:\n%s", waitErr, clipLog(string(out)))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("vigil did not exit after its stderr was read")
+	}
+	if want := spewStream(total); !bytes.HasPrefix(out, want) {
+		t.Errorf("after the stall vigil's stderr does not hold the child's %d bytes exactly (%d bytes)", len(want), len(out))
 	}
 }
