@@ -790,7 +790,6 @@ func passwdEntry(name string) (uid, gid, home string, groups []string, ok bool) 
 func TestRunAsUser(t *testing.T) {
 	needRoot(t)
 	bin, dir := publicCopy(t)
-	rootHome := os.Getenv("HOME")
 	tests := []struct {
 		name     string
 		flags    []string
@@ -800,7 +799,7 @@ func TestRunAsUser(t *testing.T) {
 		nnp      string
 	}{
 		{"numeric uid:gid", []string{"-u", "65534:65534"}, "65534", "65534", "65534", "", "0"},
-		{"numeric uid unknown to passwd gets gid 0", []string{"-u", "12345"}, "12345", "0", "0", rootHome, "0"},
+		{"numeric uid unknown to passwd gets gid 0", []string{"-u", "12345"}, "12345", "0", "0", "/", "0"},
 		{"--no-new-privs", []string{"--no-new-privs", "-u", "65534:65534"}, "65534", "65534", "65534", "", "1"},
 	}
 	if uid, gid, home, groups, ok := passwdEntry("nobody"); ok {

@@ -22,6 +22,13 @@ type leftover struct {
 // nothing is left for the kernel to kill without warning when vigil exits.
 func (s *supervisor) cleanup() {
 	s.reap()
+	if !s.alive {
+		// wait4 said ECHILD: with no child there is no descendant (each is
+		// reparented to vigil when its parent dies), so skip the /proc scan,
+		// which costs a read per process on the machine: outside a
+		// container, most of vigil's start-up overhead (bench/).
+		return
+	}
 	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGKILL} {
 		left, err := s.leftovers()
 		if err != nil && !s.isInit {
@@ -45,7 +52,7 @@ func (s *supervisor) cleanup() {
 				s.kill(p.pid, sig)
 			}
 		}
-		grace := s.cfg.Grace
+		grace := s.leftoverGrace()
 		if sig == unix.SIGKILL {
 			// SIGKILL cannot be refused, only delayed by a process stuck in
 			// the kernel; do not let one of those hang the container.

@@ -43,15 +43,16 @@ type supervisor struct {
 	hookPid  int
 	hookExit *reaper.Exit
 
-	cause    Cause
-	stopping bool
-	stopSig  unix.Signal
-	drainT   *time.Timer
-	graceT   *time.Timer
-	timeoutT *time.Timer
-	stopOnC  <-chan struct{}
-	ctxDone  <-chan struct{} // nil once it has fired
-	deps     *deps
+	cause     Cause
+	stopping  bool
+	stopSig   unix.Signal
+	drainT    *time.Timer
+	graceT    *time.Timer
+	graceEnds time.Time // when graceT fires; zero until a stop or timeout began
+	timeoutT  *time.Timer
+	stopOnC   <-chan struct{}
+	ctxDone   <-chan struct{} // nil once it has fired
+	deps      *deps
 
 	tail *tail
 }
@@ -242,7 +243,8 @@ func (s *supervisor) wait(done func() bool, deadline <-chan time.Time) bool {
 			s.timeoutT = nil
 			s.log.Warn("timeout; stopping the child", "timeout", s.cfg.Timeout, "signal", signals.Name(s.cfg.TimeoutSignal))
 			s.cause = CauseTimeout
-			s.forward(s.cfg.TimeoutSignal)
+			// The user chose this signal for the timeout: no rewrite.
+			s.send(s.cfg.TimeoutSignal)
 			s.armGrace()
 		case <-s.stopOnC:
 			if t := s.deps.stopOnFired(); t != "" && s.mainExit == nil && s.cause == CauseNone {
@@ -345,12 +347,17 @@ func (s *supervisor) forward(sig unix.Signal) {
 		s.log.Debug("signal dropped by rewrite", "signal", signals.Name(sig))
 		return
 	}
+	s.log.Debug("forwarding", "signal", signals.Name(sig), "as", signals.Name(to))
+	s.send(to)
+}
+
+// send delivers sig to the child, or to its process group with -g.
+func (s *supervisor) send(sig unix.Signal) {
 	target := s.child
 	if s.cfg.Group {
 		target = -s.child
 	}
-	s.log.Debug("forwarding", "signal", signals.Name(sig), "as", signals.Name(to), "to", target)
-	s.kill(target, to)
+	s.kill(target, sig)
 }
 
 func (s *supervisor) kill(pid int, sig unix.Signal) {
@@ -395,7 +402,19 @@ func (s *supervisor) sendStop() {
 func (s *supervisor) armGrace() {
 	if s.graceT == nil {
 		s.graceT = time.NewTimer(s.cfg.Grace)
+		s.graceEnds = time.Now().Add(s.cfg.Grace)
 	}
+}
+
+// leftoverGrace is how long leftovers get between SIGTERM and SIGKILL: the
+// rest of a stop's grace period when one was running, so that a shutdown
+// takes drain plus grace and not a second grace on top (the kubelet's
+// budget is terminationGracePeriodSeconds), else the whole of --grace.
+func (s *supervisor) leftoverGrace() time.Duration {
+	if s.graceEnds.IsZero() {
+		return s.cfg.Grace
+	}
+	return max(0, time.Until(s.graceEnds))
 }
 
 // stopSelf stops vigil with SIGSTOP; the caller's shell sees its job stop.
@@ -451,25 +470,31 @@ func (s *supervisor) finish() int {
 		}
 	}
 	e := *s.mainExit
-	if !s.cfg.NoCleanup {
-		s.cleanup()
-	}
-	var tailText string
-	if s.tail != nil {
-		tailText = s.tail.finish(2 * time.Second)
-	}
+	// Read the OOM counter before the cleanup, whose SIGKILLs are ours.
 	class := Classify(e, s.cause, oomCounter() > s.oomBefore)
 	status := e.Status()
+	if class == Stopped {
+		// vigil ended the child on purpose because a --stop-on target fired
+		// (a sidecar whose main container is done): that is a success, or a
+		// Job with a sidecar would never complete. The record keeps how the
+		// child died.
+		status = 0
+	}
 	if s.cfg.RemapExit[status] {
 		status = 0
 	}
-	r := &record{
-		class: class, exit: e, status: status, started: s.started, ended: ended,
-		command: s.cfg.Command, tail: tailText,
-	}
+	r := &record{class: class, exit: e, status: status, started: s.started, ended: ended, command: s.cfg.Command}
 	s.log.Info("child ended", "class", class, "status", e.Status(), "signal", sigName(e.Signal),
-		"core_dumped", e.CoreDumped, "duration", ended.Sub(s.started).Round(time.Millisecond))
+		"core_dumped", e.CoreDumped, "duration", ended.Sub(s.started).Round(time.Millisecond), "exit_status", status)
+	// The tombstone comes before the cleanup: if the runtime's SIGKILL
+	// arrives while leftovers are being stopped, the record is there.
 	s.writeTombstone(r)
+	if !s.cfg.NoCleanup {
+		s.cleanup()
+	}
+	if s.tail != nil {
+		r.tail = s.tail.finish(2 * time.Second)
+	}
 	s.writeTerminationLog(r)
 	s.runHooks(r)
 	return status

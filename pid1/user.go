@@ -11,7 +11,8 @@ import (
 
 // lookupUser resolves --user USER[:GROUP] against the image's passwd and
 // group files, the way gosu and su-exec do, into the credential the child
-// runs with and its home directory ("" when unknown). USER and GROUP are
+// runs with and its home directory ("/" when the user is not in passwd, as
+// with Docker's --user). USER and GROUP are
 // names or numbers. A numeric user missing from passwd runs with group 0,
 // as Docker's --user does, unless GROUP is given. Supplementary groups are
 // those that list the user by name, so setgroups always replaces root's.
@@ -48,7 +49,7 @@ func lookupUser(spec, passwdPath, groupPath string) (*syscall.Credential, string
 		if numErr != nil {
 			return nil, "", fmt.Errorf("--user %q: no user %q in %s", spec, userPart, passwdPath)
 		}
-		uid, gid = num, 0
+		uid, gid, home = num, 0, "/"
 	}
 	if hasGroup {
 		g, err := lookupGroup(groupPart, groups)
