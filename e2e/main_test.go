@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	vigilBin = filepath.Join(dir, "vigil")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", vigilBin, "..")
+	build := exec.Command("go", "build", "-trimpath", "-tags", "urfave_cli_no_docs", "-ldflags=-s -w", "-o", vigilBin, "..")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: building vigil: %v\n%s", err, out)
@@ -107,6 +107,9 @@ func start(t *testing.T, o opts, args ...string) *run {
 	// for GOMAXPROCS: TestNoDescriptorLeaksIntoChild counts descriptors.
 	r.cmd.Env = append(os.Environ(), "E2E_HELPER=1", "GODEBUG=containermaxprocs=0,updatemaxprocs=0")
 	r.cmd.Env = append(r.cmd.Env, o.env...)
+	// A helper that crashes may dump core in its working directory: keep
+	// that out of the source tree.
+	r.cmd.Dir = t.TempDir()
 	r.cmd.Stdout, r.cmd.Stderr = r.stdout, r.stderr
 	if o.tty != nil {
 		r.cmd.Stdin, r.cmd.Stdout, r.cmd.Stderr = o.tty, o.tty, o.tty
