@@ -1064,9 +1064,22 @@ func TestCaptureTailBlocksChildWhileVigilsStderrIsFull(t *testing.T) {
 		}
 	}
 
-	out, err := io.ReadAll(pr)
-	if err != nil {
-		t.Fatal(err)
+	// Read in the background so that a writer that never closes the pipe
+	// fails the test with the holders named instead of hanging the suite.
+	var out []byte
+	read := make(chan error, 1)
+	go func() {
+		var err error
+		out, err = io.ReadAll(pr)
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("vigil's stderr never reached end of file; processes holding pipes: %s", pipeHolders())
 	}
 	select {
 	case <-done:
@@ -1079,4 +1092,24 @@ func TestCaptureTailBlocksChildWhileVigilsStderrIsFull(t *testing.T) {
 	if want := spewStream(total); !bytes.HasPrefix(out, want) {
 		t.Errorf("after the stall vigil's stderr does not hold the child's %d bytes exactly (%d bytes)", len(want), len(out))
 	}
+}
+
+// pipeHolders lists the processes on the machine with a pipe open, for the
+// message of a test that waits for a pipe to close.
+func pipeHolders() string {
+	var out []string
+	d, _ := os.ReadDir("/proc")
+	for _, e := range d {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir("/proc/" + e.Name() + "/fd")
+		for _, fd := range fds {
+			if l, _ := os.Readlink("/proc/" + e.Name() + "/fd/" + fd.Name()); strings.HasPrefix(l, "pipe:") {
+				comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
+				out = append(out, fmt.Sprintf("%s(%s) fd %s %s", e.Name(), strings.TrimSpace(string(comm)), fd.Name(), l))
+			}
+		}
+	}
+	return strings.Join(out, "; ")
 }
