@@ -35,6 +35,9 @@ type supervisor struct {
 	jobControl bool // stdin is our terminal and vigil is not PID 1
 	alive      bool // children remain, as the last drain saw
 
+	cred *syscall.Credential // --user, resolved before anything starts
+	home string
+
 	child     int          // the main child's pid, also its process group
 	mainExit  *reaper.Exit // set once the main child is reaped
 	started   time.Time
@@ -158,6 +161,12 @@ func (s *supervisor) setup() error {
 		}
 	}
 	var err error
+	if s.cfg.User != "" {
+		// Before any waiting: an unknown user is a usage error, now.
+		if s.cred, s.home, err = lookupUser(s.cfg.User, "/etc/passwd", "/etc/group"); err != nil {
+			return &Error{Code: ExitUsage, Err: err}
+		}
+	}
 	if s.deps, err = newDeps(s.cfg.WaitFor, s.cfg.StopOn); err != nil {
 		return err
 	}
@@ -172,14 +181,10 @@ func (s *supervisor) setup() error {
 func (s *supervisor) start() error {
 	p := &proc{argv: s.cfg.Command, env: s.cfg.Env, files: []uintptr{0, 1, 2}}
 	p.attr.Setpgid = true
-	if s.cfg.User != "" {
-		cred, home, err := lookupUser(s.cfg.User, "/etc/passwd", "/etc/group")
-		if err != nil {
-			return &Error{Code: ExitUsage, Err: err}
-		}
-		p.attr.Credential = cred
-		if home != "" {
-			p.env = setEnv(p.env, "HOME", home)
+	if s.cred != nil {
+		p.attr.Credential = s.cred
+		if s.home != "" {
+			p.env = setEnv(p.env, "HOME", s.home)
 		}
 	}
 	if s.cfg.CaptureTail > 0 {
