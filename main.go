@@ -1,3 +1,12 @@
+// The Go runtime sizes GOMAXPROCS from the cgroup's CPU limit at start and,
+// by default, re-reads that limit in the background. An init runs one
+// goroutine that sleeps; it needs neither the start-up reads of
+// /proc/self/cgroup, mountinfo and cpu.max nor a periodic re-check, which
+// would be wake-ups of an idle vigil (bench/: about 0.25 ms of start-up).
+
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
+
 // Command vigil is a small init for containers: it runs one command as its
 // child, forwards signals to it, reaps every zombie, runs hooks by how the
 // command ended, and exits with the command's status.

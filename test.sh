@@ -32,6 +32,9 @@ go test -race -count=1 ./signals/ ./reaper/ ./pid1/ ./logsink/ .
 echo "== end-to-end tests"
 go test -count=1 -v -timeout 10m ./e2e/
 
+echo "== quick benchmark (bench/: tiny counts, so that it never rots)"
+go test -count=1 -v -timeout 5m ./bench/
+
 echo "== fuzzing (each target briefly; seeds in */testdata/fuzz)"
 fuzztime="${VIGIL_FUZZTIME:-5s}"
 for target in signals:FuzzParse signals:FuzzParseRewrite pid1:FuzzSplitWords pid1:FuzzParseTarget \
