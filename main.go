@@ -40,7 +40,13 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+	// Catch signals first, in the background while the command line is
+	// parsed: it is the slowest step of vigil's start (see pid1.Catch).
+	sigs := pid1.Catch()
+	os.Exit(runWith(os.Args, os.Stdout, os.Stderr, func(ctx context.Context, cfg pid1.Config) (int, error) {
+		cfg.Signals = sigs
+		return pid1.Run(ctx, cfg)
+	}))
 }
 
 // usageError is a bad command line; vigil exits 2 and starts nothing.
@@ -58,7 +64,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 // the command line can check a configuration without starting anything.
 func runWith(args []string, stdout, stderr io.Writer, start supervise) int {
 	sink := logsink.New(stderr, 1024)
-	defer sink.Flush(time.Second)
+	defer func() {
+		sink.Flush(time.Second)
+		sink.Close()
+	}()
 	// The Action sets the status; only --help ends without it, and help
 	// is a success.
 	status := 0

@@ -24,6 +24,11 @@ type Sink struct {
 	dropped atomic.Uint64
 	pending sync.WaitGroup
 	once    sync.Once
+
+	// mu orders Write against Close: a send on the closed queue would
+	// panic. Writes only read-lock it, so they never wait on each other.
+	mu     sync.RWMutex
+	closed bool
 }
 
 // New returns a Sink writing to out, holding at most depth lines. The
@@ -35,6 +40,11 @@ func New(out io.Writer, depth int) *Sink {
 
 // Write queues a copy of p and never blocks.
 func (s *Sink) Write(p []byte) (int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return len(p), nil
+	}
 	s.once.Do(func() { go s.run() })
 	s.pending.Add(1)
 	select {
@@ -72,6 +82,19 @@ func (s *Sink) Flush(d time.Duration) bool {
 		return true
 	case <-time.After(d):
 		return false
+	}
+}
+
+// Close ends the writer goroutine once the queue is written out, and with
+// it the thread Quiet locked it to; later writes are dropped. A process
+// that runs vigil's command line more than once (the tests) would
+// otherwise keep one thread per run.
+func (s *Sink) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.queue)
 	}
 }
 

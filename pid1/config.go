@@ -55,6 +55,10 @@ type Config struct {
 
 	User       string // USER[:GROUP] for the child; "" keeps vigil's
 	NoNewPrivs bool
+
+	// Signals is the Catcher main started first thing; nil makes Run
+	// start one itself.
+	Signals *Catcher
 }
 
 // OnExit is the Hooks key for hooks that run whatever the class.

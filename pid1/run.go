@@ -8,7 +8,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -80,33 +79,17 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	}
 
 	// Handlers first: as PID 1 a signal that arrives with no handler is
-	// dropped by the kernel, and one that arrives before Notify would take
-	// its default action on vigil. SIGCHLD gets a channel of its own with
-	// room for one: when it is full a wake-up is already pending and the
-	// drain it causes reaps everything, so no SIGCHLD is ever lost and no
-	// timer is needed.
-	s.chld = make(chan os.Signal, 1)
-	signal.Notify(s.chld, unix.SIGCHLD)
-	s.sigs = make(chan os.Signal, 256)
-	// A signal ignored when vigil started (SIGHUP under nohup, SIGINT for
-	// a shell's background job) stays ignored: it is neither caught nor
-	// forwarded, and the child inherits the ignored disposition through
-	// exec, as under tini. Catching it would make the runtime reset it to
-	// the default action in the child. The Go runtime keeps an inherited
-	// SIG_IGN only for SIGHUP and SIGINT; any other signal was already
-	// caught by the runtime before this code runs, so vigil cannot tell it
-	// was ignored, and it is forwarded like the rest.
-	var osSigs []os.Signal
-	for _, sig := range signals.Forwarded() {
-		if signal.Ignored(sig) {
-			s.log.Debug("signal ignored at start; leaving it ignored, not forwarding it", "signal", signals.Name(sig))
-			continue
-		}
-		osSigs = append(osSigs, sig)
+	// dropped by the kernel, and one that arrives before it is caught
+	// would take its default action on vigil.
+	c := cfg.Signals
+	if c == nil {
+		c = Catch()
 	}
-	signal.Notify(s.sigs, osSigs...)
-	defer signal.Stop(s.sigs)
-	defer signal.Stop(s.chld)
+	c.wait()
+	s.chld, s.sigs = c.chld, c.sigs
+	for _, sig := range c.ignored {
+		s.log.Debug("signal ignored at start; leaving it ignored, not forwarding it", "signal", signals.Name(sig))
+	}
 
 	if err := s.setup(); err != nil {
 		return codeOf(err), err
