@@ -272,6 +272,10 @@ func (s *supervisor) reap() {
 	if err != nil {
 		s.log.Error("reaping failed", "err", err)
 	}
+	// Asked once per drain, not per exit: in an orphan storm a drain holds
+	// thousands of exits, and building the arguments of a disabled log
+	// call allocates for each of them.
+	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
 	for i := range s.buf {
 		e := s.buf[i]
 		switch {
@@ -286,7 +290,7 @@ func (s *supervisor) reap() {
 			s.hookExit = &e
 		case s.cfg.WarnOnReap:
 			s.log.Warn("reaped a process that was not the main child", "pid", e.Pid, "status", e.Status())
-		default:
+		case debug:
 			s.log.Debug("reaped", "pid", e.Pid, "status", e.Status())
 		}
 	}
