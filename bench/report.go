@@ -186,7 +186,7 @@ func (r *Results) svg() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`+"\n", totalW, height)
 	fmt.Fprintf(&sb, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&sb, `<text x="10" y="20" font-size="14" font-weight="bold">Ratio to %s (log scale; left of the line is better)</text>`+"\n", r.Baseline)
+	fmt.Fprintf(&sb, `<text x="10" y="20" font-size="14" font-weight="bold">Ratio to %s (log scale; green: better than %s, orange: worse)</text>`+"\n", r.Baseline, r.Baseline)
 	fmt.Fprintf(&sb, `<text x="10" y="38" fill="#555">%s, %s</text>`+"\n", esc(r.Command), esc(r.Date))
 	top := 55.0
 	for _, t := range []float64{0.125, 0.25, 0.5, 1, 2, 4, 8} {
