@@ -189,13 +189,18 @@ type counter int
 
 func (c *counter) Set(s string) error {
 	// The flag package passes "true" for -v; VIGIL_VERBOSE passes a number.
-	if n, err := strconv.Atoi(s); err == nil {
-		*c = counter(n)
+	if s == "true" {
+		*c++
 		return nil
 	}
-	*c++
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 8 {
+		return fmt.Errorf("want a number of -v from 0 to 8, got %q", s)
+	}
+	*c = counter(n)
 	return nil
 }
+
 func (c *counter) String() string   { return strconv.Itoa(int(*c)) }
 func (c *counter) IsBoolFlag() bool { return true }
 
@@ -257,6 +262,9 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 		sig, err := parseSignal("--stop-signal", v)
 		if err != nil {
 			return cfg, err
+		}
+		if !signals.Forwardable(sig) {
+			return cfg, usagef("--stop-signal %q: %s never reaches vigil", v, signals.Name(sig))
 		}
 		cfg.StopSignals = append(cfg.StopSignals, sig)
 	}

@@ -7,11 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="$PATH:$(go env GOPATH)/bin"
 
-# The e2e tests run vigil inside runc containers with a busybox rootfs, and
+# The race detector needs gcc; the e2e tests run vigil inside runc
+# containers with a busybox rootfs, and
 # the quick benchmark runs the peers beside it: install what is missing.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   need=()
-  for pkg in runc busybox-static tini dumb-init catatonit; do
+  for pkg in gcc libc6-dev runc busybox-static tini dumb-init catatonit; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then

@@ -903,3 +903,34 @@ func TestStopSignalWhileWaitingStartsNothing(t *testing.T) {
 		t.Errorf("the command started after the stop signal")
 	}
 }
+
+func init() {
+	helpers["exit-when"] = exitWhen
+}
+
+// exitWhen says "ready" in FILE, waits until PATH exists and exits CODE.
+func exitWhen(args []string) int {
+	writeFile(args[0], "ready")
+	for {
+		if _, err := os.Stat(args[1]); err == nil {
+			return mustAtoi(args[2])
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestChildFailingDuringStopOnDrainIsAFailure(t *testing.T) {
+	// --stop-on fires and vigil drains before signalling; the child fails
+	// by itself meanwhile. vigil did not stop it: class failure, status 3,
+	// not a stop that exits 0.
+	dir := t.TempDir()
+	ready, trigger, tomb := filepath.Join(dir, "ready"), filepath.Join(dir, "trigger"), filepath.Join(dir, "tomb.json")
+	r := start(t, opts{pid1: true}, append([]string{"--stop-on", "file:" + trigger, "--drain", "5s",
+		"--tombstone", tomb, "--"}, helper("exit-when", ready, trigger, "3")...)...)
+	waitFile(t, ready, "ready", 10*time.Second)
+	if err := os.WriteFile(trigger, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(3)
+	readTombstone(t, tomb).check(t, map[string]any{"state": "exited", "class": "failure", "exit_status": 3})
+}

@@ -7,11 +7,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vigil/signals"
 )
 
 // Target is something vigil waits for (--wait-for) or stops on (--stop-on).
@@ -188,7 +191,7 @@ func (d *deps) waitReady(ctx context.Context, timeout time.Duration, stop func(o
 		case sig := <-sigs:
 			if stop(sig) {
 				n := int(sig.(unix.Signal))
-				return &Error{Code: 128 + n, Err: fmt.Errorf("%s while waiting for %s; command not started", sig, names(pending))}
+				return &Error{Code: 128 + n, Err: fmt.Errorf("%s while waiting for %s; command not started", signals.Name(sig.(unix.Signal)), names(pending))}
 			}
 		case <-deadline:
 			return fail(ExitWaitTimeout, "--wait-for %s: not ready after %s; command not started", names(pending), timeout)
@@ -203,6 +206,7 @@ func names(ts map[Target]bool) string {
 	for t := range ts {
 		out = append(out, t.String())
 	}
+	slices.Sort(out) // map order is random; messages should not be
 	return strings.Join(out, ", ")
 }
 

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -42,7 +41,7 @@ func (s *supervisor) hooksFor(class Class) []hook {
 			}
 			continue
 		}
-		sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+		// os.ReadDir returns the entries sorted by name: lexical order.
 		for _, e := range entries {
 			if e.IsDir() {
 				continue

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -26,9 +28,10 @@ type supervisor struct {
 	log *slog.Logger
 	ctx context.Context
 
-	sigs chan os.Signal // every forwarded signal
-	chld chan os.Signal // SIGCHLD alone; capacity 1, see Run
-	buf  []reaper.Exit  // reused by every drain
+	sigs  chan os.Signal // every forwarded signal
+	stops chan os.Signal // the stop signals again, so that a storm cannot crowd them out
+	chld  chan os.Signal // SIGCHLD alone; capacity 1, see Run
+	buf   []reaper.Exit  // reused by every drain
 
 	isInit     bool
 	jobControl bool // stdin is our terminal and vigil is not PID 1
@@ -46,6 +49,7 @@ type supervisor struct {
 	hookExit *reaper.Exit
 
 	cause     Cause
+	stopCause Cause // the cause a pending stop will set when it is sent
 	stopping  bool
 	stopSig   unix.Signal
 	drainT    *time.Timer
@@ -64,6 +68,15 @@ type supervisor struct {
 // exit with. A non-nil error is a failure of vigil itself; the status is
 // then the *Error's code.
 func Run(ctx context.Context, cfg Config) (int, error) {
+	// With --no-new-privs or --pdeathsig the supervisor keeps one OS thread
+	// for its whole life: prctl sets both on the calling thread only, and
+	// every fork (child and hooks) happens on this one, so what it starts
+	// inherits no_new_privs, and the parent-death signal cannot vanish with
+	// a thread the runtime retires. Otherwise it stays unlocked: a locked
+	// goroutine costs a thread hand-off on every wake-up (signal latency).
+	if cfg.NoNewPrivs || cfg.PdeathSig != 0 {
+		runtime.LockOSThread()
+	}
 	s := &supervisor{cfg: cfg, log: cfg.Log, ctx: ctx, ctxDone: ctx.Done(), isInit: os.Getpid() == 1}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -87,6 +100,16 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	}
 	c.wait()
 	s.chld, s.sigs = c.chld, c.sigs
+	// Stop signals also get a channel of their own: os/signal drops a
+	// signal when its channel is full, and in a storm of USR1s a TERM must
+	// still get through. They are caught already, so this costs no round
+	// trip to the runtime; their copies on s.sigs are skipped.
+	s.stops = make(chan os.Signal, len(s.cfg.StopSignals))
+	for _, sig := range s.cfg.StopSignals {
+		if !signal.Ignored(sig) { // left ignored, see Catch
+			signal.Notify(s.stops, sig)
+		}
+	}
 	for _, sig := range c.ignored {
 		s.log.Debug("signal ignored at start; leaving it ignored, not forwarding it", "signal", signals.Name(sig))
 	}
@@ -135,12 +158,8 @@ func (s *supervisor) setup() error {
 		}
 	}
 	if s.cfg.NoNewPrivs {
-		// no_new_privs is a per-thread attribute and ForkExec may run on any
-		// of the runtime's threads, so it must be set on all of them.
-		// x/sys/unix has no AllThreadsSyscall; the standard library's is
-		// the one that works with the runtime.
-		if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); e != 0 {
-			return fail(ExitInternal, "prctl(PR_SET_NO_NEW_PRIVS): %w", e)
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fail(ExitInternal, "prctl(PR_SET_NO_NEW_PRIVS): %w", err)
 		}
 	}
 	var err error
@@ -214,8 +233,12 @@ func (s *supervisor) start() error {
 func (s *supervisor) wait(done func() bool, deadline <-chan time.Time) bool {
 	for !done() {
 		select {
+		case sig := <-s.stops:
+			s.onStopSignal(sig.(unix.Signal))
 		case sig := <-s.sigs:
-			s.onSignal(sig.(unix.Signal))
+			if !s.isStopSignal(sig) {
+				s.onSignal(sig.(unix.Signal))
+			}
 		case <-s.chld:
 			s.reap()
 		case <-deadline:
@@ -235,10 +258,11 @@ func (s *supervisor) wait(done func() bool, deadline <-chan time.Time) bool {
 			s.send(s.cfg.TimeoutSignal)
 			s.armGrace()
 		case <-s.stopOnC:
-			if t := s.deps.stopOnFired(); t != "" && s.mainExit == nil && s.cause == CauseNone {
+			// A stop already under way (a SIGTERM) keeps its own class.
+			if t := s.deps.stopOnFired(); t != "" && s.mainExit == nil && s.cause == CauseNone && !s.stopping {
 				s.log.Info("stop-on target fired; stopping the child", "target", t)
 				s.stopOnC = nil
-				s.cause = CauseStopOn
+				s.stopCause = CauseStopOn
 				s.beginStop(s.cfg.StopSignals[0])
 			}
 		case <-s.ctxDone:
@@ -302,10 +326,6 @@ func (s *supervisor) onSignal(sig unix.Signal) {
 		s.log.Debug("main child has ended; not forwarding", "signal", signals.Name(sig))
 		return
 	}
-	if s.isStopSignal(sig) {
-		s.beginStop(sig)
-		return
-	}
 	if s.jobControl {
 		switch sig {
 		case unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
@@ -321,6 +341,15 @@ func (s *supervisor) onSignal(sig unix.Signal) {
 		}
 	}
 	s.forward(sig)
+}
+
+// onStopSignal begins a graceful stop, or says why it does not.
+func (s *supervisor) onStopSignal(sig unix.Signal) {
+	if s.mainExit != nil {
+		s.log.Debug("main child has ended; not forwarding", "signal", signals.Name(sig))
+		return
+	}
+	s.beginStop(sig)
 }
 
 func (s *supervisor) isStopSignal(sig os.Signal) bool {
@@ -384,6 +413,11 @@ func (s *supervisor) beginStop(sig unix.Signal) {
 }
 
 func (s *supervisor) sendStop() {
+	// The class becomes stopped only once vigil acts: a child that fails
+	// on its own during the drain is a failure, not a stop.
+	if s.stopCause != CauseNone && s.cause == CauseNone {
+		s.cause = s.stopCause
+	}
 	s.forward(s.stopSig)
 	s.armGrace()
 }
