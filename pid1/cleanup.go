@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"os"
 	"strconv"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -56,7 +55,7 @@ func (s *supervisor) cleanup() {
 		if sig == unix.SIGKILL {
 			// SIGKILL cannot be refused, only delayed by a process stuck in
 			// the kernel; do not let one of those hang the container.
-			grace = max(grace, 5*time.Second)
+			grace = max(grace, killWait)
 		}
 		if s.waitFor(s.nothingLeft, grace) {
 			return

@@ -136,7 +136,7 @@ func (s *supervisor) runHook(h hook, env []string, payload []byte) {
 	if !s.waitFor(done, s.cfg.HookTimeout) {
 		log.Warn("hook timed out; killing its process group", "pid", pid, "timeout", s.cfg.HookTimeout)
 		s.kill(-pid, unix.SIGKILL)
-		if !s.waitFor(done, 5*time.Second) {
+		if !s.waitFor(done, killWait) {
 			log.Error("hook did not die after SIGKILL; going on", "pid", pid)
 			return
 		}

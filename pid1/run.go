@@ -54,7 +54,8 @@ type supervisor struct {
 	stopSig   unix.Signal
 	drainT    *time.Timer
 	graceT    *time.Timer
-	graceEnds time.Time // when graceT fires; zero until a stop or timeout began
+	killT     *time.Timer // after the grace's SIGKILL, how long vigil waits for it to land
+	graceEnds time.Time   // when graceT fires; zero until a stop or timeout began
 	timeoutT  *time.Timer
 	stopOnC   <-chan struct{}
 	ctxDone   <-chan struct{} // nil once it has fired
@@ -250,6 +251,16 @@ func (s *supervisor) wait(done func() bool, deadline <-chan time.Time) bool {
 			s.graceT = nil
 			s.log.Warn("grace period over; killing the child's process group", "pid", s.child, "grace", s.cfg.Grace)
 			s.kill(-s.child, unix.SIGKILL)
+			s.killT = time.NewTimer(killWait)
+		case <-timerC(s.killT):
+			// SIGKILL cannot be refused, only delayed by a process stuck in
+			// the kernel (a dead NFS server). A shutdown must end anyway:
+			// go on as if it had died of the SIGKILL it was sent.
+			s.killT = nil
+			if s.mainExit == nil {
+				s.log.Error("child did not die after SIGKILL; going on without its status", "pid", s.child, "waited", killWait)
+				s.mainExit = &reaper.Exit{Pid: s.child, Signal: unix.SIGKILL}
+			}
 		case <-timerC(s.timeoutT):
 			s.timeoutT = nil
 			s.log.Warn("timeout; stopping the child", "timeout", s.cfg.Timeout, "signal", signals.Name(s.cfg.TimeoutSignal))
@@ -432,6 +443,9 @@ func (s *supervisor) armGrace() {
 	}
 }
 
+// killWait bounds the wait for a SIGKILL to take effect.
+const killWait = 5 * time.Second
+
 // leftoverGrace is how long leftovers get between SIGTERM and SIGKILL: the
 // rest of a stop's grace period when one was running, so that a shutdown
 // takes drain plus grace and not a second grace on top (the kubelet's
@@ -489,7 +503,7 @@ func setEnv(env []string, key, val string) []string {
 // records, hooks. It returns vigil's exit status.
 func (s *supervisor) finish() int {
 	ended := time.Now()
-	for _, t := range []**time.Timer{&s.drainT, &s.graceT, &s.timeoutT} {
+	for _, t := range []**time.Timer{&s.drainT, &s.graceT, &s.killT, &s.timeoutT} {
 		if *t != nil {
 			(*t).Stop()
 			*t = nil
