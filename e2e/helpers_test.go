@@ -128,19 +128,25 @@ func segv([]string) int {
 //go:noinline
 func nilPointer() *int { return nil }
 
-// record writes "ready" to FILE, then appends the name of the first signal
-// it receives and exits 0. With "group FILE2" it first starts a second
-// recorder in its own process group, as a grandchild of vigil.
-func record(args []string) int {
-	file := args[0]
-	c := make(chan os.Signal, 1)
+// catchable lists the standard signals a helper can catch and vigil
+// forwards.
+func catchable() []os.Signal {
 	var sigs []os.Signal
 	for s := unix.Signal(1); s <= 31; s++ {
 		if s != unix.SIGKILL && s != unix.SIGSTOP && s != unix.SIGCHLD && s != unix.SIGURG {
 			sigs = append(sigs, s)
 		}
 	}
-	signal.Notify(c, sigs...)
+	return sigs
+}
+
+// record writes "ready" to FILE, then appends the name of the first signal
+// it receives and exits 0. With "group FILE2" it first starts a second
+// recorder in its own process group, as a grandchild of vigil.
+func record(args []string) int {
+	file := args[0]
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, catchable()...)
 	if len(args) == 3 && args[1] == "group" {
 		cmd := exec.Command(os.Args[0], "record", args[2])
 		cmd.Stderr = os.Stderr

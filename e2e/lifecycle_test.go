@@ -37,13 +37,7 @@ func init() {
 func sigStamps(args []string) int {
 	file, mode := args[0], args[1]
 	c := make(chan os.Signal, 16)
-	var sigs []os.Signal
-	for s := unix.Signal(1); s <= 31; s++ {
-		if s != unix.SIGKILL && s != unix.SIGSTOP && s != unix.SIGCHLD && s != unix.SIGURG {
-			sigs = append(sigs, s)
-		}
-	}
-	signal.Notify(c, sigs...)
+	signal.Notify(c, catchable()...)
 	got := fmt.Sprintf("ready pid=%d\n", os.Getpid())
 	writeFile(file, got)
 	for sig := range c {

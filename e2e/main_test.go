@@ -118,14 +118,22 @@ func start(t *testing.T, o opts, args ...string) *run {
 		}
 		r.cmd.SysProcAttr.Setsid, r.cmd.SysProcAttr.Setctty, r.cmd.SysProcAttr.Ctty = true, true, 0
 	}
+	r.launch()
+	return r
+}
+
+// launch starts r.cmd, waits for it in the background and kills it when
+// the test ends, if it has not ended by then.
+func (r *run) launch() {
+	r.t.Helper()
 	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("starting vigil: %v", err)
+		r.t.Fatalf("starting vigil: %v", err)
 	}
 	go func() {
 		r.err = r.cmd.Wait()
 		close(r.done)
 	}()
-	t.Cleanup(func() {
+	r.t.Cleanup(func() {
 		select {
 		case <-r.done:
 		default:
@@ -133,7 +141,6 @@ func start(t *testing.T, o opts, args ...string) *run {
 			<-r.done
 		}
 	})
-	return r
 }
 
 // wait returns vigil's exit status, failing the test after d.

@@ -394,21 +394,7 @@ func startVia(t *testing.T, v via) *run {
 	if v.stderr != nil {
 		r.cmd.Stderr = v.stderr
 	}
-	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("starting vigil: %v", err)
-	}
-	go func() {
-		r.err = r.cmd.Wait()
-		close(r.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-r.done:
-		default:
-			r.cmd.Process.Kill()
-			<-r.done
-		}
-	})
+	r.launch()
 	return r
 }
 
