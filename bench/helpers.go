@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"vigil/internal/nsinit"
 )
 
 // helperEnv makes this binary run as one of its helper programs, named by
@@ -40,23 +42,12 @@ func runHelper(name string, args []string) int {
 // that namespace (privately, so the host's is untouched), joins the cgroup
 // CGROUP_PROCS names if any, and execs the init in args.
 func shim(args []string) int {
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		fmt.Fprintln(os.Stderr, "shim: make / private:", err)
-		return 98
-	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		fmt.Fprintln(os.Stderr, "shim: mount /proc:", err)
-		return 98
-	}
 	cg, args := args[0], args[1:]
-	if cg != "-" {
-		if err := os.WriteFile(cg, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "shim: join cgroup:", err)
-			return 98
-		}
+	if cg == "-" {
+		cg = ""
 	}
-	err := unix.Exec(args[0], args, os.Environ())
-	fmt.Fprintln(os.Stderr, "shim: exec:", err)
+	err := nsinit.Exec(args, os.Environ(), cg)
+	fmt.Fprintln(os.Stderr, "shim:", err)
 	return 98
 }
 

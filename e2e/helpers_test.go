@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"vigil/internal/nsinit"
 )
 
 // helpers are the programs vigil runs in the tests: small, each proving one
@@ -64,28 +66,14 @@ func writeFile(path, s string) {
 // new PID namespace (in a private mount namespace, so the host's is
 // untouched), optionally joins a cgroup, and becomes vigil.
 func pid1Shim(args []string) int {
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		fmt.Fprintln(os.Stderr, "shim: make / private:", err)
-		return 98
-	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		fmt.Fprintln(os.Stderr, "shim: mount /proc:", err)
-		return 98
-	}
-	if procs := os.Getenv("E2E_CGROUP_PROCS"); procs != "" {
-		if err := os.WriteFile(procs, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "shim: join cgroup:", err)
-			return 98
-		}
-	}
 	env := []string{}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "E2E_CGROUP_PROCS=") {
 			env = append(env, kv)
 		}
 	}
-	err := unix.Exec(args[0], args, env)
-	fmt.Fprintln(os.Stderr, "shim: exec vigil:", err)
+	err := nsinit.Exec(args, env, os.Getenv("E2E_CGROUP_PROCS"))
+	fmt.Fprintln(os.Stderr, "shim:", err)
 	return 98
 }
 
