@@ -312,17 +312,22 @@ func (s *supervisor) reap() {
 	// call allocates for each of them.
 	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
 	for i := range s.buf {
-		e := s.buf[i]
+		// The copies below are made only where they are kept: taking the
+		// address of a loop variable would put every exit of a storm on
+		// the heap.
+		e := &s.buf[i]
 		switch {
 		case e.Stopped:
 			if e.Pid == s.child {
-				s.childStopped(e)
+				s.childStopped(*e)
 			}
 		case e.Pid == s.child && s.mainExit == nil:
-			s.mainExit = &e
+			main := *e
+			s.mainExit = &main
 			s.log.Debug("reaped main child", "pid", e.Pid, "status", e.Status())
 		case e.Pid == s.hookPid && s.hookPid != 0:
-			s.hookExit = &e
+			hook := *e
+			s.hookExit = &hook
 		case s.cfg.WarnOnReap:
 			s.log.Warn("reaped a process that was not the main child", "pid", e.Pid, "status", e.Status())
 		case debug:
