@@ -142,7 +142,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start sup
 		boolean("no-new-privs", "VIGIL_NO_NEW_PRIVS", "set no_new_privs so the child cannot gain privileges through exec"),
 		&cli.BoolFlag{Name: "version", Usage: "print the version and build information"},
 	}
-	for _, c := range pid1.Classes {
+	for _, c := range pid1.Classes() {
 		flags = append(flags, list("on-"+string(c), "VIGIL_ON_"+strings.ToUpper(string(c)),
 			"run `COMMAND` when the child's class is "+string(c)+" (repeatable)"))
 	}
@@ -289,7 +289,7 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 	} else {
 		cfg.CaptureTail = n
 	}
-	for _, class := range append(append([]pid1.Class(nil), pid1.Classes...), pid1.OnExit) {
+	for _, class := range append(pid1.Classes(), pid1.OnExit) {
 		for _, line := range c.StringSlice("on-" + string(class)) {
 			if _, err := pid1.SplitWords(line); err != nil {
 				return cfg, usagef("--on-%s: %w", class, err)

@@ -67,6 +67,11 @@ func (s *Sink) run() {
 		_, _ = out.Write(p)
 		s.pending.Done()
 	}
+	// Close ended the queue: lines dropped since the last one written
+	// would otherwise go unreported.
+	if n := s.dropped.Load(); n > reported {
+		fmt.Fprintf(out, "vigil: %d log lines dropped: stderr is not keeping up\n", n-reported)
+	}
 }
 
 // Flush waits up to d for the queue to be written out and reports whether

@@ -21,8 +21,10 @@ const (
 	Stopped Class = "stopped" // vigil ended it because a --stop-on target fired
 )
 
-// Classes lists every class.
-var Classes = []Class{Success, Failure, Signal, Fault, Kill, OOM, Timeout, Stopped}
+// Classes lists every class, in the README's order.
+func Classes() []Class {
+	return []Class{Success, Failure, Signal, Fault, Kill, OOM, Timeout, Stopped}
+}
 
 // Cause says what vigil itself did to the child before it ended, which
 // outranks how it died: a child killed after --timeout is a timeout however
