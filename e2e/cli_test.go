@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	helpers["vigil-then-exit"] = vigilThenExit
+}
+
+// vigilThenExit starts vigil with ARGS, waits until READY says "ready",
+// writes vigil's pid to FILE and exits, so that vigil's parent dies while
+// vigil and its child run.
+func vigilThenExit(args []string) int {
+	file, ready, vigil := args[0], args[1], args[2]
+	cmd := exec.Command(vigil, args[3:]...)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "vigil-then-exit:", err)
+		return 90
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if b, _ := os.ReadFile(ready); strings.Contains(string(b), "ready") {
+			writeFile(file, strconv.Itoa(cmd.Process.Pid))
+			return 0
+		}
+	}
+	return 89
+}
+
+func TestWarnOnReapNamesEachOrphan(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "report")
+	r := start(t, opts{pid1: true}, append([]string{"-w", "--"}, helper("orphans", "5", report, "0")...)...)
+	r.expect(0)
+	if n := strings.Count(r.stderr.String(), "reaped a process that was not the main child"); n < 5 {
+		t.Errorf("-w warned %d times for 5 orphans (plus their parents)\nstderr:\n%s", n, r.stderr)
+	}
+}
+
+func TestDebugLogShowsSpawnSignalsAndReaps(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "got")
+	r := start(t, opts{pid1: true}, append([]string{"-v", "--"}, helper("record", file)...)...)
+	waitFile(t, file, "ready", 10*time.Second)
+	r.signal(unix.SIGUSR1)
+	r.expect(0)
+	for _, want := range []string{"msg=spawned", "msg=forwarding", "signal=SIGUSR1", `msg="reaped main child"`} {
+		if !strings.Contains(r.stderr.String(), want) {
+			t.Errorf("debug log lacks %s\nstderr:\n%s", want, r.stderr)
+		}
+	}
+}
+
+func TestJSONLogsForShippers(t *testing.T) {
+	r := start(t, opts{pid1: true}, append([]string{"--log-format", "json", "--"}, helper("exit", "3")...)...)
+	r.expect(3)
+	lines := strings.Split(strings.TrimSpace(r.stderr.String()), "\n")
+	var ended map[string]any
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q (%v)", l, err)
+		}
+		if m["msg"] == "child ended" {
+			ended = m
+		}
+	}
+	if ended == nil || ended["class"] != "failure" || ended["status"] != float64(3) || ended["level"] != "INFO" {
+		t.Errorf("no JSON line for the termination with class failure and status 3: %v", lines)
+	}
+}
+
+func TestVersionPrintsBuildInfo(t *testing.T) {
+	out, err := exec.Command(vigilBin, "--version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "vigil ") || !strings.Contains(string(out), "go: go1.") {
+		t.Errorf("vigil --version: %q, %v", out, err)
+	}
+}
+
+func TestPdeathsigStopsVigilWhenItsParentDies(t *testing.T) {
+	dir := t.TempDir()
+	pidFile, childFile := filepath.Join(dir, "pid"), filepath.Join(dir, "child")
+	// vigil -p TERM runs a recorder; its parent exits at once.
+	cmd := exec.Command(self, append([]string{"vigil-then-exit", pidFile, childFile, vigilBin, "-p", "TERM", "--"},
+		helper("record", childFile)...)...)
+	cmd.Env = append(os.Environ(), "E2E_HELPER=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("parent: %v\n%s", err, out)
+	}
+	pid := atoi(t, waitFile(t, pidFile, "", 5*time.Second))
+	// The parent is gone, so the kernel sends vigil SIGTERM, which vigil
+	// forwards as a stop: the recorder says so and everything ends.
+	if got := waitFile(t, childFile, "SIGTERM", 10*time.Second); got != "ready\nSIGTERM\n" {
+		t.Errorf("child received %q, want SIGTERM", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for st := procState(pid); st != "" && st != "Z"; st = procState(pid) {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("vigil (pid %d, state %s) still runs after its parent died", pid, st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
