@@ -114,7 +114,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start sup
 		boolean("group", "VIGIL_GROUP", "forward signals to the child's whole process group", "g"),
 		str("pdeathsig", "VIGIL_PDEATHSIG", "`SIGNAL` vigil receives when its parent dies", "", "p"),
 		list("remap-exit", "VIGIL_REMAP_EXIT", "exit 0 when the child's status is `CODE` (repeatable)", "e"),
-		list("rewrite", "VIGIL_REWRITE", "rewrite signal `FROM:TO` before forwarding; TO may be none (repeatable)"),
+		list("rewrite", "VIGIL_REWRITE", "rewrite signal `FROM:TO` before forwarding; TO may be none (repeatable; -r as in dumb-init)", "r"),
 		&cli.GenericFlag{Name: "verbose", Aliases: []string{"v"}, EnvVars: []string{"VIGIL_VERBOSE"}, Value: verbose, Usage: "log more: each -v lowers the log level by one step (-vv; VIGIL_VERBOSE=N)"},
 		str("log-level", "VIGIL_LOG_LEVEL", "`LEVEL`: debug, info, warn or error", "info"),
 		str("log-format", "VIGIL_LOG_FORMAT", "`FORMAT`: auto (colour on a terminal, text otherwise), text, json or color", "auto"),
