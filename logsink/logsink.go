@@ -132,6 +132,15 @@ func (fd rawWriter) Write(p []byte) (int, error) {
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
+		if errors.Is(err, unix.EAGAIN) {
+			// A stderr someone made non-blocking: wait until it drains,
+			// as a blocking one would; this goroutine does nothing else.
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+			if _, err := unix.Poll(pfd, -1); err != nil && !errors.Is(err, unix.EINTR) {
+				return n, err
+			}
+			continue
+		}
 		if err != nil {
 			return n, err
 		}

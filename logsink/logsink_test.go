@@ -2,9 +2,12 @@ package logsink
 
 import (
 	"bytes"
+	"errors"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 type lockedBuf struct {
@@ -62,5 +65,38 @@ func TestWriteNeverBlocksOnAStuckStderr(t *testing.T) {
 	// One line is stuck in Write, at most 4 wait in the queue.
 	if d := s.dropped.Load(); d < 95 {
 		t.Errorf("dropped %d lines, want at least 95", d)
+	}
+}
+
+func TestRawWriterWaitsOnANonBlockingPipe(t *testing.T) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	want := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB, far more than the pipe holds
+	got := make(chan []byte)
+	go func() {
+		var b []byte
+		buf := make([]byte, 64<<10)
+		for len(b) < len(want) {
+			n, err := unix.Read(fds[0], buf)
+			if errors.Is(err, unix.EAGAIN) {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			if err != nil {
+				break
+			}
+			b = append(b, buf[:n]...)
+		}
+		got <- b
+	}()
+	if n, err := rawWriter(fds[1]).Write(want); err != nil || n != len(want) {
+		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(want))
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Errorf("reader got %d bytes, not the %d written", len(b), len(want))
 	}
 }
