@@ -45,10 +45,7 @@ func TestExitStatusIsTheChilds(t *testing.T) {
 
 func TestExecFailures(t *testing.T) {
 	dir := t.TempDir()
-	noexec := filepath.Join(dir, "noexec")
-	if err := os.WriteFile(noexec, []byte("#!/bin/sh\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	noexec := notExecutable(t, dir)
 	tests := []struct {
 		name    string
 		args    []string

@@ -763,10 +763,7 @@ func TestHangingHookIsKilledAfterHookTimeout(t *testing.T) {
 
 func TestHookFailuresDoNotChangeStatusOrStopLaterHooks(t *testing.T) {
 	dir := t.TempDir()
-	noexec := filepath.Join(dir, "noexec")
-	if err := os.WriteFile(noexec, []byte("#!/bin/sh\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	noexec := notExecutable(t, dir)
 	tests := []struct {
 		name string
 		hook string

@@ -210,3 +210,14 @@ func atoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// notExecutable writes a script without execute permission in dir and
+// returns its path: vigil must refuse to run it (126).
+func notExecutable(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "noexec")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
