@@ -40,13 +40,9 @@ import (
 var version = "dev"
 
 func main() {
-	// Catch signals first, in the background while the command line is
-	// parsed: it is the slowest step of vigil's start (see pid1.Catch).
-	sigs := pid1.Catch()
-	os.Exit(runWith(os.Args, os.Stdout, os.Stderr, func(ctx context.Context, cfg pid1.Config) (int, error) {
-		cfg.Signals = sigs
-		return pid1.Run(ctx, cfg)
-	}))
+	// Signals are caught already: vigil/internal/intake does it in its
+	// package init, before this line runs.
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
 // usageError is a bad command line; vigil exits 2 and starts nothing.
@@ -122,7 +118,8 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start sup
 
 		dur("timeout", "VIGIL_TIMEOUT", "stop the child after `DURATION` (class timeout)", 0),
 		str("timeout-signal", "VIGIL_TIMEOUT_SIGNAL", "`SIGNAL` sent when --timeout expires", "TERM"),
-		dur("grace", "VIGIL_GRACE", "wait `DURATION` after a stop or timeout signal before SIGKILL", 10*time.Second),
+		dur("grace", "VIGIL_GRACE", "SIGKILL the child `DURATION` after a stop vigil starts (--timeout, --stop-on); given explicitly, after a stop signal from outside too", 10*time.Second),
+		dur("cleanup-grace", "VIGIL_CLEANUP_GRACE", "once the child has ended, give its leftovers `DURATION` between SIGTERM and SIGKILL", 2*time.Second),
 		dur("drain", "VIGIL_DRAIN", "on a stop signal, wait `DURATION` before forwarding it", 0),
 		list("stop-signal", "VIGIL_STOP_SIGNAL", "`SIGNAL` that begins a graceful stop (repeatable; default TERM and INT)"),
 		boolean("no-cleanup", "VIGIL_NO_CLEANUP", "exit without killing descendants left when the child ends"),
@@ -218,7 +215,7 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 		TerminationLog: c.String("termination-log"),
 		User:           c.String("user"),
 		NoNewPrivs:     c.Bool("no-new-privs"),
-		Hooks:          map[pid1.Class][]string{},
+		Hooks:          map[pid1.Class][][]string{},
 	}
 	if len(cfg.Command) == 0 {
 		return cfg, usagef("no command given (usage: vigil [flags] [--] COMMAND [ARGS...])")
@@ -263,8 +260,8 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 		if err != nil {
 			return cfg, err
 		}
-		if !signals.Forwardable(sig) {
-			return cfg, usagef("--stop-signal %q: %s never reaches vigil", v, signals.Name(sig))
+		if why := signals.NotForwarded(sig); why != "" {
+			return cfg, usagef("--stop-signal %q: %s never reaches vigil: %s", v, signals.Name(sig), why)
 		}
 		cfg.StopSignals = append(cfg.StopSignals, sig)
 	}
@@ -276,7 +273,7 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 		dst  *time.Duration
 		min  time.Duration
 	}{
-		{"timeout", &cfg.Timeout, 0}, {"grace", &cfg.Grace, 0}, {"drain", &cfg.Drain, 0},
+		{"timeout", &cfg.Timeout, 0}, {"grace", &cfg.Grace, 0}, {"drain", &cfg.Drain, 0}, {"cleanup-grace", &cfg.CleanupGrace, 0},
 		{"hook-timeout", &cfg.HookTimeout, time.Millisecond}, {"wait-timeout", &cfg.WaitTimeout, 0},
 	} {
 		*d.dst = c.Duration(d.name)
@@ -284,6 +281,7 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 			return cfg, usagef("--%s %s: must be at least %s", d.name, *d.dst, d.min)
 		}
 	}
+	cfg.GraceSet = c.IsSet("grace")
 	if n := c.Int("capture-tail"); n < 0 || n > 64<<20 {
 		return cfg, usagef("--capture-tail %d: want 0 to %d bytes", n, 64<<20)
 	} else {
@@ -291,10 +289,11 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 	}
 	for _, class := range append(pid1.Classes(), pid1.OnExit) {
 		for _, line := range c.StringSlice("on-" + string(class)) {
-			if _, err := pid1.SplitWords(line); err != nil {
+			argv, err := pid1.SplitWords(line)
+			if err != nil {
 				return cfg, usagef("--on-%s: %w", class, err)
 			}
-			cfg.Hooks[class] = append(cfg.Hooks[class], line)
+			cfg.Hooks[class] = append(cfg.Hooks[class], argv)
 		}
 	}
 	if cfg.HooksDir != "" {
@@ -311,7 +310,7 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 			if err != nil {
 				return cfg, usagef("--%s: %w", f.name, err)
 			}
-			if f.name == "stop-on" && t.Kind == "tcp" {
+			if f.name == "stop-on" && (t.Kind == "tcp" || t.Kind == "ready") {
 				return cfg, usagef("--stop-on %q: only file: and tombstone: targets", v)
 			}
 			*f.dst = append(*f.dst, t)

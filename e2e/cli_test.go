@@ -53,7 +53,7 @@ func TestDebugLogShowsSpawnSignalsAndReaps(t *testing.T) {
 	waitFile(t, file, "ready", 10*time.Second)
 	r.signal(unix.SIGUSR1)
 	r.expect(0)
-	for _, want := range []string{"msg=spawned", "msg=forwarding", "signal=SIGUSR1", `msg="reaped main child"`} {
+	for _, want := range []string{"msg=spawned", "msg=received", "msg=sent", "signal=SIGUSR1", `msg="reaped main child"`} {
 		if !strings.Contains(r.stderr.String(), want) {
 			t.Errorf("debug log lacks %s\nstderr:\n%s", want, r.stderr)
 		}
@@ -61,7 +61,7 @@ func TestDebugLogShowsSpawnSignalsAndReaps(t *testing.T) {
 }
 
 func TestJSONLogsForShippers(t *testing.T) {
-	r := start(t, opts{pid1: true}, append([]string{"--log-format", "json", "--"}, helper("exit", "3")...)...)
+	r := start(t, opts{pid1: true}, append([]string{"--log-format", "json", "-v", "--"}, helper("exit", "3")...)...)
 	r.expect(3)
 	lines := strings.Split(strings.TrimSpace(r.stderr.String()), "\n")
 	var ended map[string]any
@@ -74,7 +74,7 @@ func TestJSONLogsForShippers(t *testing.T) {
 			ended = m
 		}
 	}
-	if ended == nil || ended["class"] != "failure" || ended["status"] != float64(3) || ended["level"] != "INFO" {
+	if ended == nil || ended["class"] != "failure" || ended["status"] != float64(3) || ended["level"] != "DEBUG" {
 		t.Errorf("no JSON line for the termination with class failure and status 3: %v", lines)
 	}
 }

@@ -757,7 +757,7 @@ func TestScratchReadOnlyRoot(t *testing.T) {
 		{"numeric --user without /etc/passwd", append([]string{"--user", "1000:1000", "--"},
 			sh(`[ "$(/bin/busybox id -u):$(/bin/busybox id -g)" = 1000:1000 ] && exit 5`)...), 5, ""},
 		{"named --user without /etc/passwd", append([]string{"--user", "app", "--"}, sh("exit 0")...), 2, `no user "app" in /etc/passwd`},
-		{"tombstone on a read-only root", append([]string{"--tombstone", "/state.json", "--"}, sh("exit 6")...), 6, "tombstone"},
+		{"tombstone on a read-only root is refused at start", append([]string{"--tombstone", "/state.json", "--"}, sh("exit 6")...), 2, `--tombstone "/state.json"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,12 +34,15 @@ type Cause int
 // The causes.
 const (
 	CauseNone    Cause = iota
+	CauseSignal        // a stop signal from outside was forwarded
 	CauseTimeout       // --timeout expired
 	CauseStopOn        // a --stop-on target fired
 )
 
 // Classify decides the class of one termination. oomRose reports whether the
-// OOM-kill counter of vigil's memory cgroup went up while the child ran.
+// OOM-kill counter of vigil's memory cgroup went up while the child ran and
+// the SIGKILL was not vigil's own: a kill vigil sent is never an OOM, even
+// when some other process of the cgroup was OOM-killed before.
 func Classify(e reaper.Exit, cause Cause, oomRose bool) Class {
 	switch cause {
 	case CauseTimeout:

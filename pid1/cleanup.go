@@ -2,6 +2,7 @@ package pid1
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"strconv"
 
@@ -10,68 +11,73 @@ import (
 	"vigil/signals"
 )
 
+// procStat is what vigil reads of /proc/PID/stat.
+type procStat struct {
+	comm      string
+	state     byte
+	ppid      int
+	startTime uint64 // clock ticks after boot: with the pid, names one process for ever
+}
+
+// parseStat reads "pid (comm) state ppid ... starttime ...". comm may hold
+// spaces and parentheses, so it is cut at the last ')'.
+func parseStat(b []byte) (procStat, bool) {
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return procStat{}, false
+	}
+	// After the comm: state(0) ppid(1) ... starttime(19).
+	f := bytes.Fields(b[end+1:])
+	if len(f) < 20 || len(f[0]) != 1 {
+		return procStat{}, false
+	}
+	ppid, err1 := strconv.Atoi(string(f[1]))
+	start, err2 := strconv.ParseUint(string(f[19]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return procStat{}, false
+	}
+	return procStat{comm: string(b[open+1 : end]), state: f[0][0], ppid: ppid, startTime: start}, true
+}
+
+func readStat(pid int) (procStat, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, false
+	}
+	return parseStat(b)
+}
+
+// procIsOurs reports whether /proc shows vigil's own PID namespace. Under
+// `unshare --pid --fork` without --mount-proc it is the parent's, and its
+// pids name other processes than the ones vigil can see.
+func procIsOurs() bool {
+	self, err := os.Readlink("/proc/self")
+	return err == nil && self == strconv.Itoa(os.Getpid())
+}
+
 // leftover is a process still alive after the main child ended.
 type leftover struct {
-	pid  int
-	comm string
+	pid int
+	procStat
 }
 
-// cleanup ends every descendant still alive once the main child has ended:
-// SIGTERM, the grace period, then SIGKILL, each one logged, all reaped. So
-// nothing is left for the kernel to kill without warning when vigil exits.
-func (s *supervisor) cleanup() {
-	s.reap()
-	if !s.alive {
-		// wait4 said ECHILD: with no child there is no descendant (each is
-		// reparented to vigil when its parent dies), so skip the /proc scan,
-		// which costs a read per process on the machine: outside a
-		// container, most of vigil's start-up overhead (bench/).
-		return
-	}
-	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGKILL} {
-		left, err := s.leftovers()
-		if err != nil && !s.isInit {
-			if s.alive {
-				s.log.Warn("cannot list leftover processes; they will outlive vigil", "err", err)
-			}
-			return
-		}
-		if len(left) == 0 && !s.alive {
-			return
-		}
-		for _, p := range left {
-			s.log.Warn("killing leftover process", "pid", p.pid, "comm", p.comm, "signal", signals.Name(sig))
-		}
-		if s.isInit {
-			// As PID 1 every other process in the namespace is a leftover,
-			// and kill(-1) reaches them all even without /proc.
-			s.kill(-1, sig)
-		} else {
-			for _, p := range left {
-				s.kill(p.pid, sig)
+// descendants returns every process whose chain of parents leads to self,
+// from a table of pid → stat.
+func descendants(self int, table map[int]procStat) []leftover {
+	var out []leftover
+	for pid, st := range table {
+		for p, hops := st.ppid, 0; p != 0 && hops < len(table); p, hops = table[p].ppid, hops+1 {
+			if p == self {
+				out = append(out, leftover{pid: pid, procStat: st})
+				break
 			}
 		}
-		grace := s.leftoverGrace()
-		if sig == unix.SIGKILL {
-			// SIGKILL cannot be refused, only delayed by a process stuck in
-			// the kernel; do not let one of those hang the container.
-			grace = max(grace, killWait)
-		}
-		if s.waitFor(s.nothingLeft, grace) {
-			return
-		}
 	}
-	s.log.Error("processes survived SIGKILL; exiting anyway")
+	return out
 }
 
-// nothingLeft reports whether vigil has no children left. Every descendant
-// of vigil is reparented to it when its own parent dies, so no children
-// means no descendants.
-func (s *supervisor) nothingLeft() bool { return !s.alive }
-
-// leftovers lists the descendants of vigil from /proc: every process whose
-// chain of parents leads to vigil.
-func (s *supervisor) leftovers() ([]leftover, error) {
+// leftovers lists vigil's descendants from /proc.
+func leftovers() ([]leftover, error) {
 	d, err := os.Open("/proc")
 	if err != nil {
 		return nil, err
@@ -81,48 +87,69 @@ func (s *supervisor) leftovers() ([]leftover, error) {
 	if err != nil {
 		return nil, err
 	}
-	parent := map[int]int{}
-	comm := map[int]string{}
+	table := make(map[int]procStat, len(names))
 	for _, n := range names {
 		pid, err := strconv.Atoi(n)
 		if err != nil {
 			continue
 		}
-		ppid, c, ok := readStat(pid)
-		if !ok {
-			continue
-		}
-		parent[pid], comm[pid] = ppid, c
-	}
-	self := os.Getpid()
-	var out []leftover
-	for pid := range parent {
-		for p, hops := parent[pid], 0; p != 0 && hops < len(parent); p, hops = parent[p], hops+1 {
-			if p == self {
-				out = append(out, leftover{pid: pid, comm: comm[pid]})
-				break
-			}
+		if st, ok := readStat(pid); ok {
+			table[pid] = st
 		}
 	}
-	return out, nil
+	return descendants(os.Getpid(), table), nil
 }
 
-// readStat returns the parent pid and command name from /proc/PID/stat.
-func readStat(pid int) (ppid int, comm string, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+// signalLeftovers sends sig to every descendant of vigil still alive.
+//
+// As PID 1, kill(-1) reaches every other process of the namespace, which
+// are all leftovers, even without a /proc. Otherwise (a subreaper) the
+// targets come from /proc, and only a /proc of vigil's own namespace: the
+// pids of another would name strangers. Each target is opened as a pidfd
+// and checked against what the scan saw before it is signalled, so a pid
+// that was recycled in between is never hit.
+func (s *supervisor) signalLeftovers(sig unix.Signal) {
+	trusted := procIsOurs()
+	if !trusted && !s.procNote {
+		s.procNote = true
+		s.log.Warn("/proc is not this PID namespace's; not using it to find leftover processes")
+	}
+	var left []leftover
+	if trusted {
+		var err error
+		if left, err = leftovers(); err != nil && !s.isInit {
+			s.log.Warn("cannot list leftover processes; they will outlive vigil", "err", err)
+			return
+		}
+	}
+	for _, p := range left {
+		s.log.Info("killing leftover process", "pid", p.pid, "comm", p.comm, "signal", signals.Name(sig))
+	}
+	if s.isInit {
+		s.kill(-1, sig)
+		return
+	}
+	for _, p := range left {
+		s.signalPidfd(p, sig)
+	}
+}
+
+func (s *supervisor) signalPidfd(p leftover, sig unix.Signal) {
+	fd, err := unix.PidfdOpen(p.pid, 0)
+	if errors.Is(err, unix.ENOSYS) {
+		s.kill(p.pid, sig) // a kernel before 5.3
+		return
+	}
 	if err != nil {
-		return 0, "", false
+		return // gone already
 	}
-	// "pid (comm) state ppid ...": comm may hold spaces and parentheses,
-	// so cut at the last ')'.
-	open, close := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || close < open {
-		return 0, "", false
+	defer unix.Close(fd)
+	// The pidfd names whatever has the pid now; it is the scanned process
+	// only if it started at the same tick.
+	if now, ok := readStat(p.pid); !ok || now.startTime != p.startTime {
+		return
 	}
-	f := bytes.Fields(b[close+1:])
-	if len(f) < 2 {
-		return 0, "", false
+	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+		s.log.Error("kill failed", "pid", p.pid, "signal", signals.Name(sig), "err", err)
 	}
-	ppid, err = strconv.Atoi(string(f[1]))
-	return ppid, string(b[open+1 : close]), err == nil
 }

@@ -35,12 +35,18 @@ type Config struct {
 
 	Timeout       time.Duration // 0: none
 	TimeoutSignal unix.Signal
-	Grace         time.Duration // between a stop or timeout signal and SIGKILL
-	Drain         time.Duration // between a stop signal and forwarding it
-	StopSignals   []unix.Signal // received signals that begin a graceful stop
-	NoCleanup     bool          // do not kill descendants left when the main child ends
+	// Grace is the time between a stop signal and vigil's SIGKILL. It
+	// applies to the stops vigil starts itself (--timeout, --stop-on) and,
+	// only when GraceSet, to stop signals from outside: the runtime that
+	// sent one owns the deadline of that stop.
+	Grace        time.Duration
+	GraceSet     bool
+	CleanupGrace time.Duration // leftovers between SIGTERM and SIGKILL
+	Drain        time.Duration // between a stop signal and forwarding it
+	StopSignals  []unix.Signal // received signals that begin a graceful stop
+	NoCleanup    bool          // do not kill descendants left when the main child ends
 
-	Hooks       map[Class][]string // command lines per class; the key "exit" runs after any class
+	Hooks       map[Class][][]string // argv per class; the key "exit" runs after any class
 	HooksDir    string
 	HookTimeout time.Duration
 	CaptureTail int // bytes of the child's stderr kept for hooks; 0: stderr is inherited
@@ -55,10 +61,6 @@ type Config struct {
 
 	User       string // USER[:GROUP] for the child; "" keeps vigil's
 	NoNewPrivs bool
-
-	// Signals is the Catcher main started first thing; nil makes Run
-	// start one itself.
-	Signals *Catcher
 }
 
 // OnExit is the Hooks key for hooks that run whatever the class.

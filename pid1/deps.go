@@ -1,7 +1,6 @@
 package pid1
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,17 +9,18 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"vigil/signals"
+	"vigil/internal/intake"
 )
 
 // Target is something vigil waits for (--wait-for) or stops on (--stop-on).
 type Target struct {
-	Kind string // "file", "tombstone" or "tcp"
-	Path string // for file and tombstone
+	Kind string // "file", "tombstone", "ready" or "tcp"
+	Path string // for file, tombstone and ready
 	Addr string // HOST:PORT for tcp
 }
 
@@ -31,14 +31,14 @@ func (t Target) String() string {
 	return t.Kind + ":" + t.Path
 }
 
-// ParseTarget reads file:PATH, tombstone:PATH or tcp:HOST:PORT.
+// ParseTarget reads file:PATH, tombstone:PATH, ready:PATH or tcp:HOST:PORT.
 func ParseTarget(s string) (Target, error) {
 	kind, rest, ok := strings.Cut(s, ":")
 	if !ok || rest == "" {
-		return Target{}, fmt.Errorf("target %q: want file:PATH, tombstone:PATH or tcp:HOST:PORT", s)
+		return Target{}, fmt.Errorf("target %q: want file:PATH, tombstone:PATH, ready:PATH or tcp:HOST:PORT", s)
 	}
 	switch kind {
-	case "file", "tombstone":
+	case "file", "tombstone", "ready":
 		if strings.IndexByte(rest, 0) >= 0 {
 			return Target{}, fmt.Errorf("target %q: path holds a NUL byte", s)
 		}
@@ -56,64 +56,139 @@ func ParseTarget(s string) (Target, error) {
 		}
 		return Target{Kind: "tcp", Addr: net.JoinHostPort(host, port)}, nil
 	}
-	return Target{}, fmt.Errorf("target %q: unknown kind %q (want file, tombstone or tcp)", s, kind)
+	return Target{}, fmt.Errorf("target %q: unknown kind %q (want file, tombstone, ready or tcp)", s, kind)
 }
 
-// deps watches the --wait-for and --stop-on targets. Files are watched with
-// inotify on their directories; nothing is polled.
+// deps watches the --wait-for and --stop-on targets on goroutines of its
+// own, so that nothing a target does (a FIFO, a slow file system, a port
+// that never answers) can hold up the loop: they evaluate the targets and
+// post to the intake; the loop only reads the verdict. Files are watched
+// with inotify on their directories; TCP targets are dialled with backoff.
 type deps struct {
-	waitFor, stopOnT []Target
-	ino              *os.File      // nil when no target is a path
-	events           chan struct{} // one pending wake-up per batch of inotify events
+	waitFor, stopOn []Target
+	log             *slog.Logger
+	ino             *os.File // nil when no target is a path
+	quit            chan struct{}
+
+	mu      sync.Mutex
+	pending map[Target]bool // --wait-for targets not yet seen to hold
+	fired   string          // the first --stop-on target seen to hold
 }
 
-func newDeps(waitFor, stopOn []Target) (*deps, error) {
-	d := &deps{waitFor: waitFor, stopOnT: stopOn}
-	needs := false
+func startDeps(waitFor, stopOn []Target, log *slog.Logger) (*deps, error) {
+	d := &deps{waitFor: waitFor, stopOn: stopOn, log: log, quit: make(chan struct{}), pending: map[Target]bool{}}
+	paths := false
+	for _, t := range waitFor {
+		d.pending[t] = true
+		if t.Kind == "tcp" {
+			go d.dial(t)
+		}
+	}
 	for _, t := range append(append([]Target(nil), waitFor...), stopOn...) {
-		needs = needs || t.Kind != "tcp"
+		paths = paths || t.Kind != "tcp"
 	}
-	if !needs {
-		return d, nil
+	if paths {
+		fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+		if err != nil {
+			return nil, fail(ExitInternal, "inotify: %w", err)
+		}
+		// A non-blocking descriptor goes to the runtime's poller, so the
+		// reader sleeps without holding a thread.
+		d.ino = os.NewFile(uintptr(fd), "inotify")
+		go d.watchPaths()
 	}
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return nil, fail(ExitInternal, "inotify: %w", err)
-	}
-	// A non-blocking descriptor goes to the runtime's poller, so the reader
-	// below sleeps without holding a thread.
-	d.ino = os.NewFile(uintptr(fd), "inotify")
-	d.events = make(chan struct{}, 1)
-	go d.read()
 	return d, nil
 }
 
-func (d *deps) read() {
+func (d *deps) close() {
+	if d == nil {
+		return
+	}
+	close(d.quit)
+	if d.ino != nil {
+		d.ino.Close()
+	}
+}
+
+// state says whether every --wait-for target has held, and which --stop-on
+// target fired ("" for none).
+func (d *deps) state() (ready bool, fired string) {
+	if d == nil {
+		return true, ""
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.pending) == 0, d.fired
+}
+
+// waiting names the --wait-for targets that have not held yet.
+func (d *deps) waiting() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for t := range d.pending {
+		out = append(out, t.String())
+	}
+	slices.Sort(out) // map order is random; messages should not be
+	return strings.Join(out, ", ")
+}
+
+// watchPaths evaluates the path targets now and after every batch of
+// inotify events.
+func (d *deps) watchPaths() {
 	buf := make([]byte, 4096)
 	for {
+		d.evaluate()
 		if _, err := d.ino.Read(buf); err != nil {
 			return
-		}
-		select {
-		case d.events <- struct{}{}:
-		default:
 		}
 	}
 }
 
-func (d *deps) close() {
-	if d != nil && d.ino != nil {
-		d.ino.Close()
+func (d *deps) evaluate() {
+	d.watch()
+	d.mu.Lock()
+	var waiting []Target
+	for t := range d.pending {
+		if t.Kind != "tcp" {
+			waiting = append(waiting, t)
+		}
+	}
+	checkStop := d.fired == ""
+	d.mu.Unlock()
+	changed := false
+	for _, t := range waiting {
+		if holds(t, false) {
+			d.log.Debug("wait-for target ready", "target", t)
+			d.mu.Lock()
+			delete(d.pending, t)
+			d.mu.Unlock()
+			changed = true
+		}
+	}
+	if checkStop {
+		for _, t := range d.stopOn {
+			if holds(t, true) {
+				d.mu.Lock()
+				d.fired = t.String()
+				d.mu.Unlock()
+				changed = true
+				break
+			}
+		}
+	}
+	if changed {
+		intake.Post(intake.Deps)
 	}
 }
 
 // watch (re)adds watches for the targets' directories. A directory that
 // does not exist yet is stood in for by its nearest existing ancestor, and
 // the watch moves down as the tree is created.
-func (d *deps) watch(ts []Target) {
+func (d *deps) watch() {
 	const mask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_MODIFY |
 		unix.IN_ATTRIB | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
-	for _, t := range ts {
+	for _, t := range append(append([]Target(nil), d.waitFor...), d.stopOn...) {
 		if t.Kind == "tcp" {
 			continue
 		}
@@ -125,132 +200,49 @@ func (d *deps) watch(ts []Target) {
 	}
 }
 
-// ready reports whether a path target holds: for wait-for a file exists or
-// a tombstone says running; for stop-on a file exists or a tombstone says
-// exited.
-func ready(t Target, tombstoneState string) bool {
+// holds reports whether a path target holds: a file exists; a tombstone
+// says running or ready (wait-for) or exited (stop-on); a ready: record
+// says ready.
+func holds(t Target, stopOn bool) bool {
 	switch t.Kind {
 	case "file":
 		_, err := os.Stat(t.Path)
 		return err == nil
-	case "tombstone":
+	case "tombstone", "ready":
 		ts, err := ReadTombstone(t.Path)
-		return err == nil && ts.State == tombstoneState
+		if err != nil {
+			return false
+		}
+		switch {
+		case stopOn:
+			return ts.State == "exited"
+		case t.Kind == "ready":
+			return ts.State == "ready"
+		}
+		return ts.State == "running" || ts.State == "ready"
 	}
 	return false
 }
 
-// waitReady returns once every --wait-for target is ready. It fails with
-// ExitWaitTimeout after timeout (0: never), and with 128+N when a stop
-// signal N arrives first, since there is no child yet to pass it to.
-func (d *deps) waitReady(ctx context.Context, timeout time.Duration, stop func(os.Signal) bool,
-	sigs <-chan os.Signal, log *slog.Logger) error {
-	if len(d.waitFor) == 0 {
-		return nil
-	}
-	var deadline <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		deadline = t.C
-	}
-	quit := make(chan struct{})
-	defer close(quit)
-	pending := map[Target]bool{}
-	tcpUp := make(chan Target, len(d.waitFor))
-	for _, t := range d.waitFor {
-		pending[t] = true
-		if t.Kind == "tcp" {
-			go dialUntilUp(t, tcpUp, quit)
-		}
-	}
-	var files []Target
-	for t := range pending {
-		if t.Kind != "tcp" {
-			files = append(files, t)
-		}
-	}
-	for {
-		if d.ino != nil {
-			d.watch(files)
-		}
-		for _, t := range files {
-			if pending[t] && ready(t, "running") {
-				log.Debug("wait-for target ready", "target", t)
-				delete(pending, t)
-			}
-		}
-		if len(pending) == 0 {
-			return nil
-		}
-		select {
-		case <-d.events:
-		case t := <-tcpUp:
-			log.Debug("wait-for target ready", "target", t)
-			delete(pending, t)
-		case sig := <-sigs:
-			if stop(sig) {
-				n := int(sig.(unix.Signal))
-				return &Error{Code: 128 + n, Err: fmt.Errorf("%s while waiting for %s; command not started", signals.Name(sig.(unix.Signal)), names(pending))}
-			}
-		case <-deadline:
-			return fail(ExitWaitTimeout, "--wait-for %s: not ready after %s; command not started", names(pending), timeout)
-		case <-ctx.Done():
-			return fail(ExitInternal, "cancelled while waiting for %s", names(pending))
-		}
-	}
-}
-
-func names(ts map[Target]bool) string {
-	var out []string
-	for t := range ts {
-		out = append(out, t.String())
-	}
-	slices.Sort(out) // map order is random; messages should not be
-	return strings.Join(out, ", ")
-}
-
-// dialUntilUp connects to t until it succeeds, backing off from 50ms to 1s.
-func dialUntilUp(t Target, up chan<- Target, quit <-chan struct{}) {
+// dial connects to t until it succeeds, backing off from 50ms to 1s.
+func (d *deps) dial(t Target) {
 	backoff := 50 * time.Millisecond
 	for {
 		c, err := net.DialTimeout("tcp", t.Addr, time.Second)
 		if err == nil {
 			c.Close()
-			up <- t
+			d.log.Debug("wait-for target ready", "target", t)
+			d.mu.Lock()
+			delete(d.pending, t)
+			d.mu.Unlock()
+			intake.Post(intake.Deps)
 			return
 		}
 		select {
-		case <-quit:
+		case <-d.quit:
 			return
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
 	}
-}
-
-// stopOn returns the channel the supervisor selects on for --stop-on, with
-// one wake-up already pending so that a target that fired before the child
-// started is seen at once. It is nil when there is nothing to watch.
-func (d *deps) stopOn() <-chan struct{} {
-	if len(d.stopOnT) == 0 || d.ino == nil {
-		return nil
-	}
-	d.watch(d.stopOnT)
-	select {
-	case d.events <- struct{}{}:
-	default:
-	}
-	return d.events
-}
-
-// stopOnFired returns the first --stop-on target that holds, or "".
-func (d *deps) stopOnFired() string {
-	d.watch(d.stopOnT)
-	for _, t := range d.stopOnT {
-		if ready(t, "exited") {
-			return t.String()
-		}
-	}
-	return ""
 }

@@ -5,9 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vigil/logsink"
 )
 
 // hook is one command to run after the child ended.
@@ -16,19 +17,16 @@ type hook struct {
 	source string // the flag or file it came from, for logs
 }
 
-// hooksFor lists the hooks for class, in order: the --on-<class> flags,
-// DIR/on-<class>.d/*, then the same for "exit".
-func (s *supervisor) hooksFor(class Class) []hook {
-	var out []hook
-	for _, c := range []Class{class, OnExit} {
-		for _, line := range s.cfg.Hooks[c] {
-			argv, err := SplitWords(line)
-			if err != nil {
-				// Checked at start-up; this cannot happen for flags.
-				s.log.Error("hook", "on", c, "err", err)
-				continue
-			}
-			out = append(out, hook{argv: argv, source: "--on-" + string(c)})
+// listHooks finds the hooks for the record's class, in order: the
+// --on-<class> flags, DIR/on-<class>.d/*, then the same for "exit"; and
+// prepares what every hook gets: the VIGIL_* environment, the JSON on its
+// stdin and the file with the whole captured tail.
+func (s *supervisor) listHooks() int {
+	r := s.m.rec
+	s.hooks = s.hooks[:0]
+	for _, c := range []Class{r.class, OnExit} {
+		for _, argv := range s.cfg.Hooks[c] {
+			s.hooks = append(s.hooks, hook{argv: argv, source: "--on-" + string(c)})
 		}
 		if s.cfg.HooksDir == "" {
 			continue
@@ -51,42 +49,30 @@ func (s *supervisor) hooksFor(class Class) []hook {
 				s.log.Debug("skipping hook file that is not executable", "path", p)
 				continue
 			}
-			out = append(out, hook{argv: []string{p}, source: dir})
+			s.hooks = append(s.hooks, hook{argv: []string{p}, source: dir})
 		}
 	}
-	return out
-}
-
-// runHooks runs the hooks for r's class, one after another, each bounded by
-// --hook-timeout. Nothing a hook does changes vigil's exit status.
-func (s *supervisor) runHooks(r *record) {
-	hooks := s.hooksFor(r.class)
-	if len(hooks) == 0 {
-		return
+	if len(s.hooks) == 0 {
+		return 0
 	}
 	facts := r.facts()
 	if s.tail != nil {
 		// Present whenever the tail is captured, even empty, as
 		// VIGIL_STDERR_TAIL is.
-		facts.StderrTail = &r.tail
+		t := string(r.tail)
+		facts.StderrTail = &t
 	}
-	payload, _ := json.Marshal(facts)
-	env := append(withoutHookVars(os.Environ()), r.env()...)
+	s.hookJSON, _ = json.Marshal(facts)
+	s.hookEnv = append(withoutHookVars(os.Environ()), r.env()...)
 	if s.tail != nil {
-		if f, err := os.CreateTemp("", "vigil-stderr-tail-*"); err != nil {
+		if name, err := s.tail.save(); err != nil {
 			s.log.Warn("cannot write the stderr tail for hooks", "err", err)
 		} else {
-			_, err := f.WriteString(r.tail)
-			f.Close()
-			defer os.Remove(f.Name())
-			if err == nil {
-				env = append(env, "VIGIL_STDERR_TAIL="+f.Name())
-			}
+			s.tailFile = name
+			s.hookEnv = append(s.hookEnv, "VIGIL_STDERR_TAIL="+name)
 		}
 	}
-	for _, h := range hooks {
-		s.runHook(h, env, payload)
-	}
+	return len(s.hooks)
 }
 
 // withoutHookVars drops the variables vigil sets for hooks from env: a
@@ -99,7 +85,7 @@ func withoutHookVars(env []string) []string {
 		switch k {
 		case "VIGIL_CLASS", "VIGIL_EXIT_STATUS", "VIGIL_EXIT_CODE", "VIGIL_SIGNAL", "VIGIL_CORE_DUMPED",
 			"VIGIL_PID", "VIGIL_COMMAND", "VIGIL_STARTED_AT", "VIGIL_ENDED_AT", "VIGIL_DURATION_MS",
-			"VIGIL_STDERR_TAIL":
+			"VIGIL_ERROR", "VIGIL_STDERR_TAIL":
 			continue
 		}
 		out = append(out, kv)
@@ -107,45 +93,33 @@ func withoutHookVars(env []string) []string {
 	return out
 }
 
-func (s *supervisor) runHook(h hook, env []string, payload []byte) {
+// startHook starts hook n in a process group of its own, with the JSON on
+// its stdin. The machine bounds it with --hook-timeout; the reaper reaps it.
+func (s *supervisor) startHook(n int) (int, bool) {
+	h := s.hooks[n]
 	log := s.log.With("hook", h.argv[0], "from", h.source)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		log.Error("hook not run", "err", err)
-		return
+		return 0, false
 	}
-	p := &proc{argv: h.argv, env: env, files: []uintptr{pr.Fd(), 1, 2}}
+	p := &proc{argv: h.argv, env: s.hookEnv, files: []uintptr{pr.Fd(), 1, 2}}
 	p.attr.Setpgid = true
 	pid, err := spawn(p)
 	pr.Close()
 	if err != nil {
 		pw.Close()
 		log.Error("hook not run", "err", err)
-		return
+		return 0, false
 	}
 	// A hook that never reads its stdin must not block vigil, so the
-	// write has a goroutine of its own; it ends when the hook does.
-	go func() {
-		_, _ = pw.Write(payload)
+	// write has a goroutine of its own; it ends when the hook does. Quiet
+	// keeps the SIGPIPE of a hook that exits unread from looking like a
+	// signal for vigil to forward.
+	go func(payload []byte) {
+		_, _ = logsink.Quiet(pw).Write(payload)
 		pw.Close()
-	}()
-	s.hookPid, s.hookExit = pid, nil
-	defer func() { s.hookPid = 0 }()
-	started := time.Now()
-	done := func() bool { return s.hookExit != nil }
-	if !s.waitFor(done, s.cfg.HookTimeout) {
-		log.Warn("hook timed out; killing its process group", "pid", pid, "timeout", s.cfg.HookTimeout)
-		s.kill(-pid, unix.SIGKILL)
-		if !s.waitFor(done, killWait) {
-			log.Error("hook did not die after SIGKILL; going on", "pid", pid)
-			return
-		}
-	}
-	e := *s.hookExit
-	took := time.Since(started).Round(time.Millisecond)
-	if e.Status() != 0 {
-		log.Warn("hook failed", "pid", pid, "status", e.Status(), "signal", sigName(e.Signal), "duration", took)
-		return
-	}
-	log.Debug("hook done", "pid", pid, "duration", took)
+	}(s.hookJSON)
+	log.Debug("hook started", "pid", pid)
+	return pid, true
 }

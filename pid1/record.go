@@ -2,15 +2,21 @@ package pid1
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"vigil/internal/intake"
 	"vigil/reaper"
 )
 
@@ -23,8 +29,20 @@ type record struct {
 	started time.Time
 	ended   time.Time
 	command []string
-	tail    string
+	tail    []byte // the end of the captured stderr, at most tailJSONMax bytes
+	err     string // vigil's own message when the command never ran
 }
+
+// tailJSONMax bounds the stderr tail that goes into the hooks' JSON and the
+// termination log; the whole tail is in the file VIGIL_STDERR_TAIL names.
+// JSON escapes a binary byte into up to six, so the full tail of a large
+// --capture-tail would multiply vigil's memory at the worst moment.
+const tailJSONMax = 64 << 10
+
+// commandEnvMax bounds VIGIL_COMMAND: the kernel refuses any environment
+// string over MAX_ARG_STRLEN (128 KiB) and every hook would fail to start.
+// The whole argv is in the JSON on the hook's stdin.
+const commandEnvMax = 32 << 10
 
 // hookFacts is the JSON object a hook reads on its stdin.
 type hookFacts struct {
@@ -38,6 +56,7 @@ type hookFacts struct {
 	StartedAt  string   `json:"started_at"`
 	EndedAt    string   `json:"ended_at"`
 	DurationMS int64    `json:"duration_ms"`
+	Error      string   `json:"error,omitempty"`
 	StderrTail *string  `json:"stderr_tail,omitempty"`
 }
 
@@ -46,6 +65,7 @@ func (r *record) facts() hookFacts {
 		Class: r.class, ExitStatus: r.status, Signal: sigName(r.exit.Signal), CoreDumped: r.exit.CoreDumped,
 		Pid: r.exit.Pid, Command: r.command, StartedAt: r.started.Format(time.RFC3339Nano),
 		EndedAt: r.ended.Format(time.RFC3339Nano), DurationMS: r.ended.Sub(r.started).Milliseconds(),
+		Error: r.err,
 	}
 	if r.exit.Signal == 0 {
 		code := r.exit.Code
@@ -72,17 +92,26 @@ func (r *record) env() []string {
 		"VIGIL_SIGNAL=" + f.Signal,
 		"VIGIL_CORE_DUMPED=" + core,
 		"VIGIL_PID=" + strconv.Itoa(f.Pid),
-		"VIGIL_COMMAND=" + strings.Join(f.Command, " "),
+		"VIGIL_COMMAND=" + truncate(strings.Join(f.Command, " "), commandEnvMax),
 		"VIGIL_STARTED_AT=" + f.StartedAt,
 		"VIGIL_ENDED_AT=" + f.EndedAt,
 		"VIGIL_DURATION_MS=" + strconv.FormatInt(f.DurationMS, 10),
+		"VIGIL_ERROR=" + truncate(f.Error, commandEnvMax),
 	}
+}
+
+// truncate cuts s to at most n bytes, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-len("...")] + "..."
 }
 
 // Tombstone is the termination record other containers read.
 type Tombstone struct {
 	Name       string  `json:"name"`
-	State      string  `json:"state"` // "running" or "exited"
+	State      string  `json:"state"` // "starting", "running" or "exited"
 	Pid        int     `json:"pid"`
 	StartedAt  string  `json:"started_at"`
 	EndedAt    *string `json:"ended_at"`
@@ -91,29 +120,127 @@ type Tombstone struct {
 	ExitCode   *int    `json:"exit_code"`
 	Signal     *string `json:"signal"`
 	CoreDumped *bool   `json:"core_dumped"`
+	Error      string  `json:"error,omitempty"`
 }
 
-// writeTombstone writes the running record (r == nil) or the exited one.
-// A failure is logged: the child's status matters more than the record.
-func (s *supervisor) writeTombstone(r *record) {
+// tombstone is the record for the machine's state now.
+func (s *supervisor) tombstone() Tombstone {
+	m := s.m
+	ts := Tombstone{Name: s.name(), State: "starting", Pid: m.child}
+	if !m.started.IsZero() {
+		ts.StartedAt = m.started.Format(time.RFC3339Nano)
+	}
+	if m.child != 0 {
+		ts.State = "running"
+	}
+	if r := m.rec; r != nil {
+		f := r.facts()
+		ts.State, ts.StartedAt = "exited", f.StartedAt
+		ts.EndedAt, ts.Class, ts.ExitStatus, ts.ExitCode = &f.EndedAt, &f.Class, &f.ExitStatus, f.ExitCode
+		ts.Signal, ts.CoreDumped, ts.Error = &f.Signal, &f.CoreDumped, f.Error
+	}
+	return ts
+}
+
+// writeTombstone queues the tombstone for the machine's state now.
+func (s *supervisor) writeTombstone() {
 	if s.cfg.Tombstone == "" {
 		return
 	}
-	ts := Tombstone{Name: s.name(), State: "running", Pid: s.child, StartedAt: s.started.Format(time.RFC3339Nano)}
-	if r != nil {
-		f := r.facts()
-		ts.State = "exited"
-		ts.EndedAt, ts.Class, ts.ExitStatus, ts.ExitCode = &f.EndedAt, &f.Class, &f.ExitStatus, f.ExitCode
-		ts.Signal, ts.CoreDumped = &f.Signal, &f.CoreDumped
-	}
-	b, err := json.Marshal(ts)
+	b, err := json.Marshal(s.tombstone())
 	if err != nil {
 		s.log.Error("tombstone", "err", err)
 		return
 	}
-	if err := writeAtomic(s.cfg.Tombstone, append(b, '\n')); err != nil {
-		s.log.Error("cannot write the tombstone", "path", s.cfg.Tombstone, "err", err)
+	s.records.tombstone(s.cfg.Tombstone, append(b, '\n'))
+}
+
+// name is the tombstone's name: --name or the command's base name.
+func (s *supervisor) name() string {
+	if s.cfg.Name != "" {
+		return s.cfg.Name
 	}
+	return filepath.Base(s.cfg.Command[0])
+}
+
+// writer writes the records on a goroutine of its own, so that an fsync,
+// or a file system that hangs, never keeps the loop from reaping and
+// forwarding. Only the newest tombstone matters: one still waiting is
+// replaced by the next.
+type writer struct {
+	log *slog.Logger
+
+	mu       sync.Mutex
+	tombPath string
+	tomb     []byte
+	termFile *os.File
+	term     string
+	running  bool
+}
+
+func newWriter(log *slog.Logger) *writer { return &writer{log: log} }
+
+func (w *writer) tombstone(path string, data []byte) {
+	w.mu.Lock()
+	w.tombPath, w.tomb = path, data
+	w.start()
+	w.mu.Unlock()
+}
+
+func (w *writer) terminationLog(f *os.File, msg string) {
+	w.mu.Lock()
+	w.termFile, w.term = f, msg
+	w.start()
+	w.mu.Unlock()
+}
+
+// start runs the writing goroutine unless it runs already; w.mu is held.
+func (w *writer) start() {
+	if !w.running {
+		w.running = true
+		go w.run()
+	}
+}
+
+func (w *writer) run() {
+	for {
+		w.mu.Lock()
+		path, tomb, f, term := w.tombPath, w.tomb, w.termFile, w.term
+		w.tomb, w.termFile = nil, nil
+		if tomb == nil && f == nil {
+			w.running = false
+			w.mu.Unlock()
+			intake.Post(intake.Records)
+			return
+		}
+		w.mu.Unlock()
+		if tomb != nil {
+			if err := writeAtomic(path, tomb); err != nil {
+				w.log.Error("cannot write the tombstone", "path", path, "err", err)
+			}
+		}
+		if f != nil {
+			if err := rewrite(f, term); err != nil {
+				w.log.Error("cannot write the termination log", "path", f.Name(), "err", err)
+			}
+		}
+	}
+}
+
+// idle reports whether every queued record is written.
+func (w *writer) idle() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.running
+}
+
+// rewrite replaces the contents of f with s.
+func rewrite(f *os.File, s string) error {
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	_, err := f.WriteAt([]byte(s), 0)
+	return err
 }
 
 // writeAtomic replaces path with data so that a reader sees either the old
@@ -157,10 +284,40 @@ func writeAtomic(path string, data []byte) error {
 	return nil
 }
 
+// recordMax bounds what vigil reads of a record file another process
+// wrote: a tombstone is a few hundred bytes.
+const recordMax = 64 << 10
+
+// readRecordFile reads a file a user named without ever blocking on it: it
+// is opened non-blocking and without following a final symlink, must be a
+// regular file (a FIFO would hang the reader for ever), and is read up to
+// recordMax bytes.
+func readRecordFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, recordMax+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > recordMax {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, recordMax)
+	}
+	return b, nil
+}
+
 // ReadTombstone reads a tombstone written by vigil.
 func ReadTombstone(path string) (Tombstone, error) {
 	var ts Tombstone
-	b, err := os.ReadFile(path)
+	b, err := readRecordFile(path)
 	if err != nil {
 		return ts, err
 	}
@@ -173,23 +330,52 @@ func ReadTombstone(path string) (Tombstone, error) {
 // terminationLogMax is the size the kubelet reads of a termination message.
 const terminationLogMax = 4096
 
-// writeTerminationLog writes a short human summary for Kubernetes'
-// terminationMessagePath.
-func (s *supervisor) writeTerminationLog(r *record) {
-	if s.cfg.TerminationLog == "" {
-		return
+// checkRecordPath fails, as a usage error, unless vigil will be able to
+// write a record at path: its directory exists and is writable, and path
+// is absent or a regular file (or, for the tombstone, a symlink, which the
+// rename replaces).
+func checkRecordPath(flag, path string, symlinkOK bool) error {
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return fail(ExitUsage, "%s %q: directory %s does not exist", flag, path, dir)
 	}
-	msg := summary(r)
-	fd, err := unix.Open(s.cfg.TerminationLog, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err := unix.Access(dir, unix.W_OK); err != nil {
+		return fail(ExitUsage, "%s %q: directory %s is not writable: %v", flag, path, dir, err)
+	}
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fail(ExitUsage, "%s %q: %v", flag, path, unwrapPath(err))
+	case fi.Mode().IsRegular(), symlinkOK && fi.Mode()&fs.ModeSymlink != 0:
+		return nil
+	}
+	return fail(ExitUsage, "%s %q: not a regular file (%s)", flag, path, fi.Mode().Type())
+}
+
+// openTerminationLog opens (creating) the termination log at start: that
+// checks it, and the end then only writes. Non-blocking, so a FIFO planted
+// there fails at once instead of hanging vigil; not following a symlink.
+func openTerminationLog(path string) (*os.File, error) {
+	const flag = "--termination-log"
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, fail(ExitUsage, "%s %q: directory %s does not exist", flag, path, dir)
+	}
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
-		s.log.Error("cannot write the termination log", "path", s.cfg.TerminationLog, "err", err)
-		return
+		if errors.Is(err, unix.ENXIO) || errors.Is(err, unix.ELOOP) {
+			return nil, fail(ExitUsage, "%s %q: not a regular file", flag, path)
+		}
+		return nil, fail(ExitUsage, "%s %q: %v", flag, path, err)
 	}
-	f := os.NewFile(uintptr(fd), s.cfg.TerminationLog)
-	defer f.Close()
-	if _, err := f.WriteString(msg); err != nil {
-		s.log.Error("cannot write the termination log", "path", s.cfg.TerminationLog, "err", err)
+	f := os.NewFile(uintptr(fd), path)
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fail(ExitUsage, "%s %q: not a regular file", flag, path)
 	}
+	return f, nil
 }
 
 // summary is the termination message: one line of facts, then as much of
@@ -205,9 +391,12 @@ func summary(r *record) string {
 		b.WriteString(")")
 	}
 	b.WriteString("\n")
-	if r.tail != "" {
+	if r.err != "" {
+		b.WriteString(r.err + "\n")
+	}
+	if len(r.tail) > 0 {
 		room := terminationLogMax - b.Len() - len("last stderr:\n")
-		t := r.tail
+		t := string(r.tail)
 		if len(t) > room {
 			t = t[len(t)-room:]
 			// Start at a line boundary when there is one.

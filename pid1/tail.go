@@ -4,8 +4,8 @@ import (
 	"io"
 	"os"
 	"sync"
-	"time"
 
+	"vigil/internal/intake"
 	"vigil/logsink"
 )
 
@@ -13,6 +13,9 @@ import (
 // arrives, and keeps the last bytes for the hooks. Copying is synchronous:
 // while vigil's stderr blocks, the pipe fills and the child blocks, so
 // nothing is dropped and nothing is buffered beyond the ring and one read.
+// The ring is the only copy of the tail vigil holds: it is saved to a file
+// for the hooks without copying it, and only its last tailJSONMax bytes go
+// anywhere else, so vigil's memory stays near the size of the ring.
 type tail struct {
 	r    *os.File
 	out  io.Writer
@@ -37,7 +40,10 @@ func newTail(keep int, out io.Writer) (*tail, *os.File, error) {
 }
 
 func (t *tail) copy() {
-	defer close(t.done)
+	defer func() {
+		close(t.done)
+		intake.Post(intake.Tail)
+	}()
 	out := logsink.Quiet(t.out) // see Quiet: a broken stderr must not SIGPIPE vigil
 	buf := make([]byte, 32<<10)
 	outOK := true
@@ -79,25 +85,69 @@ func (t *tail) keep(p []byte) {
 	}
 }
 
-// bytes returns the kept tail, oldest byte first.
-func (t *tail) bytes() []byte {
+// parts returns the kept tail as two slices of the ring, oldest first.
+// t.mu must be held while they are used.
+func (t *tail) parts() (older, newer []byte) {
+	if !t.full {
+		return nil, t.ring[:t.pos]
+	}
+	return t.ring[t.pos:], t.ring[:t.pos]
+}
+
+// last returns a copy of at most the last n bytes kept.
+func (t *tail) last(n int) []byte {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.full {
-		return append([]byte(nil), t.ring[:t.pos]...)
+	older, newer := t.parts()
+	if len(newer) >= n {
+		return append([]byte(nil), newer[len(newer)-n:]...)
 	}
-	return append(append([]byte(nil), t.ring[t.pos:]...), t.ring[:t.pos]...)
+	if k := n - len(newer); len(older) > k {
+		older = older[len(older)-k:]
+	}
+	return append(append(make([]byte, 0, len(older)+len(newer)), older...), newer...)
 }
 
-// finish waits up to d for the pipe to reach end of file (a process that
-// inherited the child's stderr may still hold it) and returns the tail.
-func (t *tail) finish(d time.Duration) string {
-	select {
-	case <-t.done:
-	case <-time.After(d):
+// save writes the whole tail to a new temporary file and returns its name.
+func (t *tail) save() (string, error) {
+	f, err := os.CreateTemp("", "vigil-stderr-tail-*")
+	if err != nil {
+		return "", err
 	}
-	t.close()
-	return string(t.bytes())
+	t.mu.Lock()
+	older, newer := t.parts()
+	_, err = f.Write(older)
+	if err == nil {
+		_, err = f.Write(newer)
+	}
+	t.mu.Unlock()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
+// close stops the copier: a process that inherited the child's stderr may
+// hold the pipe open long after the child; vigil does not wait for it.
 func (t *tail) close() { t.r.Close() }
+
+// finishTail takes the tail into the record once the machine stops waiting
+// for it.
+func (s *supervisor) finishTail() {
+	if s.tail == nil {
+		return
+	}
+	select {
+	case <-s.tail.done:
+	default:
+		if !s.cfg.NoCleanup {
+			// With --no-cleanup the pipe is left to whoever holds it.
+			s.tail.close()
+		}
+	}
+	s.m.rec.tail = s.tail.last(tailJSONMax)
+}

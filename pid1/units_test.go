@@ -150,8 +150,11 @@ func TestTailKeepsTheLastBytes(t *testing.T) {
 		all.WriteString(chunk)
 		s := all.String()
 		want := s[max(0, len(s)-10):]
-		if got := string(tl.bytes()); got != want {
+		if got := string(tl.last(10)); got != want {
 			t.Fatalf("after %q: tail %q, want %q", chunk, got, want)
+		}
+		if got, want := string(tl.last(4)), want[max(0, len(want)-4):]; got != want {
+			t.Fatalf("after %q: last 4 %q, want %q", chunk, got, want)
 		}
 	}
 }
@@ -159,7 +162,7 @@ func TestTailKeepsTheLastBytes(t *testing.T) {
 func TestSummaryFitsTheTerminationLog(t *testing.T) {
 	r := &record{class: Fault, exit: reaper.Exit{Pid: 9, Signal: unix.SIGSEGV, CoreDumped: true},
 		status: 139, command: []string{"/usr/bin/server", "-x"}, started: time.Now(), ended: time.Now(),
-		tail: strings.Repeat("line of stderr\n", 1000) + "the last line\n"}
+		tail: []byte(strings.Repeat("line of stderr\n", 1000) + "the last line\n")}
 	s := summary(r)
 	if len(s) > terminationLogMax {
 		t.Errorf("summary is %d bytes, more than %d", len(s), terminationLogMax)

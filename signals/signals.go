@@ -73,15 +73,31 @@ func Name(sig unix.Signal) string {
 	return fmt.Sprintf("SIG%d", int(sig))
 }
 
-// Forwardable reports whether vigil catches sig and passes it on. KILL and
-// STOP cannot be caught; CHLD is vigil's own business (reaping); URG is the
-// Go runtime's preemption signal and must never reach the child.
-func Forwardable(sig unix.Signal) bool {
-	switch sig {
-	case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG:
-		return false
+// Forwardable reports whether vigil catches sig and passes it on.
+func Forwardable(sig unix.Signal) bool { return NotForwarded(sig) == "" }
+
+// NotForwarded says why sig never reaches the child through vigil, or ""
+// when it does. KILL and STOP cannot be caught; CHLD is vigil's own
+// business (reaping); URG is the Go runtime's preemption signal; 32, 33 and
+// 34 are reserved by the runtime, which gives them no handler (34 is the C
+// library's SIGRTMIN, so the first real-time signal programs use is 35);
+// PROF is the runtime's profiler tick.
+func NotForwarded(sig unix.Signal) string {
+	switch {
+	case sig == unix.SIGKILL || sig == unix.SIGSTOP:
+		return "it cannot be caught"
+	case sig == unix.SIGCHLD:
+		return "vigil keeps it for reaping"
+	case sig == unix.SIGURG:
+		return "the Go runtime uses it for preemption"
+	case sig == unix.SIGPROF:
+		return "the Go runtime keeps it for its profiler"
+	case sig >= 32 && sig <= 34:
+		return "the Go runtime reserves it and installs no handler"
+	case sig < 1 || sig > maxSignal:
+		return "it is not a signal"
 	}
-	return sig >= 1 && sig <= maxSignal
+	return ""
 }
 
 // Forwarded lists every signal vigil forwards, in numeric order. As PID 1 the
@@ -111,8 +127,8 @@ func ParseRewrite(spec string) (from, to unix.Signal, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("rewrite %q: %w", spec, err)
 	}
-	if !Forwardable(from) {
-		return 0, 0, fmt.Errorf("rewrite %q: %s is never forwarded", spec, Name(from))
+	if why := NotForwarded(from); why != "" {
+		return 0, 0, fmt.Errorf("rewrite %q: %s is never forwarded: %s", spec, Name(from), why)
 	}
 	switch strings.ToLower(strings.TrimSpace(t)) {
 	case "0", "none":

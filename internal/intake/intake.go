@@ -1,0 +1,144 @@
+// Package intake is vigil's one intake of events: every signal vigil
+// catches, and every event its own goroutines produce (a timer, a watched
+// file, a finished record write), lands in one pending set, and one
+// capacity-1 channel wakes the supervisor to take it.
+//
+// Signals are caught in this package's init, the earliest point Go code can
+// reach: the runtime initialises a package only after the packages it
+// imports, and this one imports nothing of vigil's, so it runs before the
+// command line is parsed and before the supervisor exists. A signal that
+// lands before that still dies with the runtime's default (exit 2 for
+// SIGTERM), a window only a C init can close; the README gives its size.
+//
+// A pending set cannot overflow: a signal is a counter, not a queue slot,
+// so a storm of one signal cannot crowd out another, and nothing is lost
+// between the moment a signal is caught and the moment the supervisor is
+// ready for it. The state is global because signal dispositions are.
+package intake
+
+import (
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+)
+
+// maxSignal is the highest signal number Linux delivers.
+const maxSignal = 64
+
+// Source is an event source other than a signal: a bit in the pending set.
+type Source uint32
+
+// The sources vigil's own goroutines post.
+const (
+	Timer    Source = 1 << iota // a deadline the supervisor armed has passed
+	Deps                        // a --wait-for or --stop-on watcher has news
+	Records                     // a record write has finished
+	Tail                        // the --capture-tail copier reached end of file
+	Notify                      // a readiness message arrived
+	Cancel                      // Run's context was cancelled
+	HookFed                     // a hook's standard input was written
+)
+
+var (
+	counts  [maxSignal + 1]atomic.Uint32
+	sources atomic.Uint32
+	wake    = make(chan struct{}, 1)
+	// ignored lists the signals left ignored because they were ignored
+	// when vigil started (see catch).
+	ignored []syscall.Signal
+)
+
+func init() { catch() }
+
+// catch starts catching every signal a Go program can catch, SIGCHLD
+// included, into the pending set.
+//
+// A signal ignored when vigil started (SIGHUP under nohup, SIGINT for a
+// shell's background job) stays ignored: it is neither caught nor
+// forwarded, and the child inherits the ignored disposition through exec,
+// as under tini. The runtime keeps an inherited SIG_IGN only for SIGHUP and
+// SIGINT; any other signal was caught by the runtime before this code runs.
+func catch() {
+	var sigs []os.Signal
+	for n := 1; n <= maxSignal; n++ {
+		sig := syscall.Signal(n)
+		if !Catchable(sig) {
+			continue
+		}
+		if signal.Ignored(sig) {
+			ignored = append(ignored, sig)
+			continue
+		}
+		sigs = append(sigs, sig)
+	}
+	// os/signal drops a signal when the channel is full. The relay below
+	// empties it at once into the counters, so it fills only if the relay
+	// cannot run for as long as 256 signals take to arrive.
+	c := make(chan os.Signal, 256)
+	signal.Notify(c, sigs...)
+	go relay(c)
+}
+
+func relay(c <-chan os.Signal) {
+	for sig := range c {
+		counts[sig.(syscall.Signal)].Add(1)
+		poke()
+	}
+}
+
+// Catchable reports whether a Go program can catch sig. KILL and STOP
+// cannot be caught by anyone; URG is the runtime's preemption signal;
+// 32, 33 and 34 are reserved by the runtime (for the C library's threads)
+// and get no handler; PROF is the runtime's profiler tick.
+func Catchable(sig syscall.Signal) bool {
+	switch sig {
+	case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGURG, syscall.SIGPROF, 32, 33, 34:
+		return false
+	}
+	return sig >= 1 && sig <= maxSignal
+}
+
+// Ignored lists the signals that were ignored when vigil started and that
+// vigil therefore leaves ignored.
+func Ignored() []syscall.Signal { return ignored }
+
+func poke() {
+	select {
+	case wake <- struct{}{}:
+	default: // a wake-up is already pending; it will see this event too
+	}
+}
+
+// Post records that src has news and wakes the supervisor.
+func Post(src Source) {
+	sources.Or(uint32(src))
+	poke()
+}
+
+// Wake is the channel the supervisor sleeps on; a receive means the
+// pending set may hold something.
+func Wake() <-chan struct{} { return wake }
+
+// Pending is what Take hands over: how often each signal arrived since the
+// last Take, and which sources posted.
+type Pending struct {
+	Signals [maxSignal + 1]uint32
+	Sources Source
+}
+
+// Has reports whether src posted.
+func (p *Pending) Has(src Source) bool { return p.Sources&src != 0 }
+
+// Take moves everything pending into p and reports whether there was
+// anything. Counters are swapped to zero one by one, so a signal arriving
+// during Take is either in p or still pending, never lost.
+func Take(p *Pending) bool {
+	any := false
+	for n := range counts {
+		p.Signals[n] = counts[n].Swap(0)
+		any = any || p.Signals[n] != 0
+	}
+	p.Sources = Source(sources.Swap(0))
+	return any || p.Sources != 0
+}

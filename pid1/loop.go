@@ -1,0 +1,520 @@
+// Package pid1 is vigil's supervisor: it spawns the command, forwards
+// signals, reaps, classifies how the command ended, runs the hooks for that
+// class, cleans up what is left and returns the status to exit with.
+//
+// The decisions are made by a state machine of plain values (machine.go);
+// this file is the loop that feeds it events from the one intake
+// (vigil/internal/intake) and performs what it decides.
+package pid1
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"runtime"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vigil/internal/intake"
+	"vigil/reaper"
+	"vigil/signals"
+)
+
+// supervisor is one Run: the machine and the handles the loop needs to act
+// on its decisions. Only the goroutine that called Run touches it, and it
+// is also the only one that reaps, so a pid is always known before its exit
+// can be seen.
+type supervisor struct {
+	cfg    Config
+	log    *slog.Logger
+	m      *machine
+	isInit bool
+
+	cred *syscall.Credential // --user, resolved before anything starts
+	home string
+
+	deps      *deps
+	tail      *tail
+	records   *writer
+	termLog   *os.File // opened (and so checked) at start
+	oomBefore uint64
+
+	pend  intake.Pending
+	buf   []reaper.Exit // reused by every drain
+	timer *time.Timer
+
+	hooks     []hook
+	hookStart time.Time
+	hookEnv   []string
+	hookJSON []byte
+	tailFile string // the whole captured tail, for hooks
+	procNote bool   // the untrusted /proc was reported
+}
+
+// Run supervises cfg.Command until it has ended and everything after it
+// (cleanup, records, hooks) is done, and returns the status vigil should
+// exit with. A non-nil error is a failure of vigil's own to report beside
+// the status: the command could not start (126, 127), a stop signal came
+// before it started (128+N), --wait-for timed out (124), or vigil could not
+// set itself up (2, 125; then nothing was started).
+func Run(ctx context.Context, cfg Config) (int, error) {
+	// With --no-new-privs or --pdeathsig the supervisor keeps one OS thread
+	// for its whole life: prctl sets both on the calling thread only, and
+	// every fork (child and hooks) happens on this one, so what it starts
+	// inherits no_new_privs, and the parent-death signal cannot vanish with
+	// a thread the runtime retires. Otherwise it stays unlocked: a locked
+	// goroutine costs a thread hand-off on every wake-up (signal latency).
+	if cfg.NoNewPrivs || cfg.PdeathSig != 0 {
+		runtime.LockOSThread()
+	}
+	s, err := newSupervisor(cfg)
+	if err != nil {
+		return codeOf(err), err
+	}
+	defer s.close()
+	if err := s.setup(); err != nil {
+		return codeOf(err), err
+	}
+	stopCancel := context.AfterFunc(ctx, func() { intake.Post(intake.Cancel) })
+	defer stopCancel()
+
+	// From here on vigil may not bail out: whatever happens, the child's
+	// end (or the reason it never started) is recorded and returned.
+	s.timer = time.NewTimer(time.Hour)
+	s.timer.Stop()
+	now := time.Now()
+	s.m.waitingFor = s.deps.waiting()
+	s.feed(now) // a stop signal that came during start-up ends vigil here
+	s.m.begin(now)
+	for {
+		s.perform()
+		if s.m.phase == phaseDone {
+			break
+		}
+		s.sleep()
+		now := time.Now()
+		s.feed(now)
+		s.m.tick(now)
+	}
+	return s.m.rec.status, s.m.err
+}
+
+func newSupervisor(cfg Config) (*supervisor, error) {
+	if len(cfg.Command) == 0 {
+		return nil, fail(ExitUsage, "no command given")
+	}
+	if cfg.Env == nil {
+		cfg.Env = os.Environ()
+	}
+	if len(cfg.StopSignals) == 0 {
+		cfg.StopSignals = []unix.Signal{unix.SIGTERM, unix.SIGINT}
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &supervisor{cfg: cfg, log: log, isInit: os.Getpid() == 1}
+	s.m = newMachine(rules{
+		stopSignals: cfg.StopSignals, rewrite: cfg.Rewrite, group: cfg.Group,
+		timeout: cfg.Timeout, timeoutSignal: cfg.TimeoutSignal, grace: cfg.Grace, graceSet: cfg.GraceSet,
+		drain: cfg.Drain, cleanupGrace: cfg.CleanupGrace, noCleanup: cfg.NoCleanup,
+		hookTimeout: cfg.HookTimeout, remapExit: cfg.RemapExit,
+		waitFor: len(cfg.WaitFor) > 0, waitTimeout: cfg.WaitTimeout, tail: cfg.CaptureTail > 0,
+	})
+	return s, nil
+}
+
+func codeOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ExitInternal
+}
+
+// setup does everything that may fail before anything starts; a failure is
+// vigil's own (2 or 125) and nothing is recorded.
+func (s *supervisor) setup() error {
+	for _, sig := range intake.Ignored() {
+		s.log.Debug("signal ignored at start; leaving it ignored, not forwarding it", "signal", signals.Name(sig))
+	}
+	if err := reserveDescriptors(8); err != nil {
+		return err
+	}
+	if s.cfg.PdeathSig != 0 {
+		ppid := os.Getppid()
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(s.cfg.PdeathSig), 0, 0, 0); err != nil {
+			return fail(ExitInternal, "prctl(PR_SET_PDEATHSIG): %w", err)
+		}
+		// The parent may have died before the prctl took effect.
+		if os.Getppid() != ppid {
+			_ = unix.Kill(os.Getpid(), s.cfg.PdeathSig)
+		}
+	}
+	if s.cfg.Subreaper == SubreaperOn || (s.cfg.Subreaper == SubreaperAuto && !s.isInit) {
+		if err := reaper.SetSubreaper(); err != nil {
+			s.log.Warn("cannot become a child subreaper; orphans will be reparented elsewhere", "err", err)
+		}
+	}
+	if s.cfg.NoNewPrivs {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fail(ExitInternal, "prctl(PR_SET_NO_NEW_PRIVS): %w", err)
+		}
+	}
+	var err error
+	if s.cfg.User != "" {
+		// Before any waiting: an unknown user is a usage error, now.
+		if s.cred, s.home, err = lookupUser(s.cfg.User, "/etc/passwd", "/etc/group"); err != nil {
+			return &Error{Code: ExitUsage, Err: err}
+		}
+	}
+	// The records' paths are checked now, not found wanting at the end.
+	if s.cfg.Tombstone != "" {
+		if err := checkRecordPath("--tombstone", s.cfg.Tombstone, true); err != nil {
+			return err
+		}
+	}
+	if s.cfg.TerminationLog != "" {
+		if s.termLog, err = openTerminationLog(s.cfg.TerminationLog); err != nil {
+			return err
+		}
+	}
+	s.records = newWriter(s.log)
+	if s.deps, err = startDeps(s.cfg.WaitFor, s.cfg.StopOn, s.log); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s *supervisor) close() {
+	s.deps.close()
+	if s.termLog != nil {
+		s.termLog.Close()
+	}
+	if s.tailFile != "" {
+		os.Remove(s.tailFile)
+	}
+}
+
+// sleep waits for the intake or the machine's next deadline. With neither
+// a signal nor a deadline vigil sleeps without a timer: an idle init does
+// not wake up.
+func (s *supervisor) sleep() {
+	if next := s.m.next(); !next.IsZero() {
+		s.timer.Reset(max(0, time.Until(next)))
+		defer s.timer.Stop()
+		select {
+		case <-intake.Wake():
+		case <-s.timer.C:
+		}
+		return
+	}
+	<-intake.Wake()
+}
+
+// feed takes everything pending from the intake and gives it to the
+// machine. Signals go first: a SIGCONT must resume the child before a drain
+// could read a stop report that the SIGCONT makes stale.
+func (s *supervisor) feed(now time.Time) {
+	if !intake.Take(&s.pend) {
+		return
+	}
+	p := &s.pend
+	for n, count := range p.Signals {
+		sig := unix.Signal(n)
+		if count == 0 || sig == unix.SIGCHLD {
+			continue
+		}
+		s.log.Debug("received", "signal", signals.Name(sig), "count", count)
+		for range count {
+			s.m.signal(sig, now)
+		}
+	}
+	if p.Signals[unix.SIGCHLD] > 0 {
+		s.reap(now)
+	}
+	if p.Has(intake.Cancel) {
+		s.m.cancel(now)
+	}
+	if p.Has(intake.Deps) {
+		s.m.waitingFor = s.deps.waiting()
+		ready, fired := s.deps.state()
+		if ready {
+			s.m.depsReady()
+		}
+		if fired != "" {
+			s.log.Debug("stop-on target fired", "target", fired)
+			s.m.stopOnFired(now)
+		}
+	}
+	if p.Has(intake.Tail) {
+		s.m.tailDone()
+	}
+	if p.Has(intake.Records) && s.records.idle() {
+		s.m.flushed()
+	}
+}
+
+// reap drains every ended child and gives the machine the batch.
+func (s *supervisor) reap(now time.Time) {
+	var err error
+	var alive bool
+	untraced := s.m.r.jobControl && s.m.phase == phaseRunning
+	s.buf, alive, err = reaper.Drain(s.buf[:0], untraced)
+	if err != nil {
+		s.log.Error("reaping failed", "err", err)
+	}
+	// Asked once per drain, not per exit: in an orphan storm a drain holds
+	// thousands of exits.
+	if s.cfg.WarnOnReap || s.log.Enabled(context.Background(), slog.LevelDebug) {
+		for i := range s.buf {
+			if e := &s.buf[i]; e.Pid != s.m.child && e.Pid != s.m.hookPid && !e.Stopped {
+				level := slog.LevelDebug
+				if s.cfg.WarnOnReap {
+					level = slog.LevelWarn
+				}
+				s.log.Log(context.Background(), level, "reaped a process that was not the main child", "pid", e.Pid, "status", e.Status())
+			}
+		}
+	}
+	for i := range s.buf {
+		switch e := &s.buf[i]; {
+		case e.Stopped:
+		case e.Pid == s.m.child && s.m.rec == nil:
+			s.log.Debug("reaped main child", "pid", e.Pid, "status", e.Status())
+		case e.Pid == s.m.hookPid && s.m.hookPid != 0:
+			s.hookEnded(*e, now)
+		}
+	}
+	s.m.reaped(s.buf, alive, func() bool { return oomCounter() > s.oomBefore }, now)
+}
+
+// hookEnded logs how the running hook ended; nothing a hook does changes
+// vigil's exit status.
+func (s *supervisor) hookEnded(e reaper.Exit, now time.Time) {
+	h := s.hooks[s.m.hook]
+	took := now.Sub(s.hookStart).Round(time.Millisecond)
+	if e.Status() != 0 {
+		s.log.Warn("hook failed", "hook", h.argv[0], "from", h.source, "pid", e.Pid, "status", e.Status(),
+			"signal", sigName(e.Signal), "duration", took)
+		return
+	}
+	s.log.Debug("hook done", "hook", h.argv[0], "pid", e.Pid, "duration", took)
+}
+
+// perform carries out what the machine decided, feeding results back until
+// nothing is left to do.
+func (s *supervisor) perform() {
+	for {
+		acts := s.m.take()
+		if len(acts) == 0 {
+			return
+		}
+		for _, a := range acts {
+			s.act(a)
+		}
+	}
+}
+
+func (s *supervisor) act(a action) {
+	now := time.Now()
+	switch a.kind {
+	case actSpawn:
+		s.spawnChild(now)
+	case actKill:
+		s.kill(a.pid, a.sig)
+	case actLeftovers:
+		s.signalLeftovers(a.sig)
+	case actStopSelf:
+		s.kill(os.Getpid(), unix.SIGSTOP)
+	case actResume:
+		s.resume()
+	case actTombstone:
+		s.writeTombstone()
+	case actFinishTail:
+		s.finishTail()
+	case actEnded:
+		s.ended()
+	case actListHooks:
+		s.m.hooksListed(s.listHooks(), now)
+	case actHook:
+		if pid, ok := s.startHook(a.n); ok {
+			s.hookStart = now
+			s.m.hookStarted(pid, now)
+		} else {
+			s.m.hookFailed(now)
+		}
+	case actFlush:
+		if s.records.idle() {
+			s.m.flushed()
+		}
+	case actNote:
+		s.note(a)
+	}
+}
+
+// note logs a decision of the machine's.
+func (s *supervisor) note(a action) {
+	switch a.why {
+	case "timeout":
+		s.log.Warn("timeout; stopping the child", "timeout", s.cfg.Timeout, "signal", signals.Name(s.cfg.TimeoutSignal))
+	case "grace over":
+		s.log.Warn("grace period over; killing the child's process group", "pid", s.m.child, "grace", s.cfg.Grace)
+	case "child stuck":
+		s.log.Error("child did not die after SIGKILL; going on without its status", "pid", s.m.child, "waited", killWait)
+	case "leftovers survived":
+		s.log.Error("processes survived SIGKILL; going on")
+	case "hook timeout":
+		s.log.Warn("hook timed out; killing its process group", "pid", a.pid, "timeout", s.cfg.HookTimeout)
+	case "hook stuck":
+		s.log.Error("hook did not die after SIGKILL; going on", "pid", a.pid)
+	}
+}
+
+// spawnChild starts the main child.
+func (s *supervisor) spawnChild(now time.Time) {
+	p := &proc{argv: s.cfg.Command, env: s.cfg.Env, files: []uintptr{0, 1, 2}}
+	p.attr.Setpgid = true
+	if s.cred != nil {
+		p.attr.Credential = s.cred
+		if s.home != "" {
+			p.env = setEnv(p.env, "HOME", s.home)
+		}
+	}
+	var w *os.File
+	if s.cfg.CaptureTail > 0 {
+		t, pw, err := newTail(s.cfg.CaptureTail, os.Stderr)
+		if err != nil {
+			s.m.spawnFailed(fail(ExitInternal, "--capture-tail: %w", err), now)
+			return
+		}
+		s.tail, w = t, pw
+		p.files[2] = w.Fd()
+	}
+	// The child's group takes the terminal only if vigil's group has it:
+	// then Ctrl-C and Ctrl-Z reach the child. A vigil started in the
+	// background, or with a terminal that is not its controlling one, must
+	// not steal it from the shell.
+	tty := ownsTerminal(0)
+	if tty {
+		p.attr.Foreground = true
+		p.attr.Ctty = 0
+	}
+	s.oomBefore = oomCounter()
+	pid, err := spawn(p)
+	if w != nil {
+		w.Close() // the child has its copy; the tail sees EOF when it is done
+	}
+	if err != nil {
+		s.m.spawnFailed(err, time.Now())
+		return
+	}
+	s.log.Debug("spawned", "pid", pid, "command", s.cfg.Command, "group", s.cfg.Group)
+	s.m.spawned(pid, tty && !s.isInit, now)
+	if _, fired := s.deps.state(); fired != "" {
+		// A --stop-on target that held before the child started.
+		s.m.stopOnFired(now)
+	}
+}
+
+func (s *supervisor) kill(pid int, sig unix.Signal) {
+	if pid == 0 || pid == -0 {
+		return
+	}
+	err := unix.Kill(pid, sig)
+	switch {
+	case err == nil:
+		s.log.Debug("sent", "pid", pid, "signal", signals.Name(sig))
+	case errors.Is(err, unix.ESRCH):
+		// It died between its exit and our reap; nothing to tell.
+		s.log.Debug("kill: no such process", "pid", pid, "signal", signals.Name(sig))
+	default:
+		s.log.Error("kill failed", "pid", pid, "signal", signals.Name(sig), "err", err)
+	}
+}
+
+// resume gives the terminal back to the child and continues it, as a
+// shell's fg does. Only when vigil is in the foreground: tcsetpgrp from the
+// background would raise SIGTTOU.
+func (s *supervisor) resume() {
+	if pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err == nil && pgrp == unix.Getpgrp() {
+		if err := unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, s.m.child); err != nil {
+			s.log.Debug("tcsetpgrp", "err", err)
+		}
+	}
+	s.kill(-s.m.child, unix.SIGCONT)
+}
+
+// ownsTerminal reports whether fd is vigil's controlling terminal and
+// vigil's process group is its foreground group.
+func ownsTerminal(fd int) bool {
+	fg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
+	return err == nil && fg == unix.Getpgrp()
+}
+
+func setEnv(env []string, key, val string) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if len(kv) > len(key) && kv[:len(key)+1] == key+"=" {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, key+"="+val)
+}
+
+// ended logs the child's end and writes the termination log; the record is
+// complete now, the captured tail included.
+func (s *supervisor) ended() {
+	r := s.m.rec
+	r.command = s.cfg.Command
+	// Quiet unless vigil knows more than the status says: success, failure,
+	// a death by a signal and a stop on purpose speak for themselves.
+	level := slog.LevelDebug
+	switch {
+	case r.class == OOM, r.class == Fault, r.class == Timeout:
+		level = slog.LevelWarn
+	case r.class == Kill && !s.m.stop.killed:
+		level = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), level, "child ended", "class", r.class, "status", r.exit.Status(),
+		"signal", sigName(r.exit.Signal), "core_dumped", r.exit.CoreDumped,
+		"duration", r.ended.Sub(r.started).Round(time.Millisecond), "exit_status", r.status)
+	if s.termLog != nil {
+		s.records.terminationLog(s.termLog, summary(r))
+	}
+}
+
+func sigName(sig unix.Signal) string {
+	if sig == 0 {
+		return ""
+	}
+	return signals.Name(sig)
+}
+
+// reserveDescriptors fails unless n descriptors can be opened: the Go
+// runtime's poller (epoll, eventfd), inotify, the stderr pipe and the
+// record files need a few, and the runtime dies with a fatal error, not an
+// error value, when its poller cannot get one. Better a clear message
+// before the child starts.
+func reserveDescriptors(n int) error {
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for range n {
+		fd, err := unix.Open("/", unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			var lim unix.Rlimit
+			_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+			return fail(ExitInternal, "cannot open the %d descriptors vigil needs (RLIMIT_NOFILE %d): %w", n, lim.Cur, err)
+		}
+		fds = append(fds, fd)
+	}
+	return nil
+}

@@ -1,0 +1,601 @@
+package pid1
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vigil/reaper"
+	"vigil/signals"
+)
+
+// The supervisor is split in two. The machine (this file) decides: it holds
+// the state of one Run as plain values, takes one event at a time (a signal,
+// a reaped exit, the clock, a watcher's news) and answers with the actions
+// to perform. The loop (loop.go) does: it sleeps on the one intake, turns
+// what arrives into events, performs the actions and feeds their results
+// back. Nothing here makes a system call, so every rule can be tested with
+// plain values, without root and without processes (machine_test.go).
+
+// phase is where a Run is in its life.
+type phase uint8
+
+const (
+	phaseWaiting phase = iota // --wait-for targets not ready yet; no child
+	phaseRunning              // the main child runs; a stop may be under way
+	phaseCleanup              // the child has ended; its leftovers are being ended
+	phaseTail                 // waiting for the captured stderr to reach its end
+	phaseHooks                // the class's hooks run, one at a time
+	phaseFlush                // waiting for the records to reach the disk
+	phaseDone                 // vigil may exit
+)
+
+var phaseNames = [...]string{"waiting", "running", "cleanup", "tail", "hooks", "flush", "done"}
+
+func (p phase) String() string { return phaseNames[p] }
+
+// actionKind is what the loop is asked to do.
+type actionKind uint8
+
+const (
+	actSpawn      actionKind = iota // start the main child; answer with spawned or spawnFailed
+	actKill                         // kill(pid, sig); pid < 0 is a process group
+	actLeftovers                    // send sig to every descendant still alive
+	actStopSelf                     // stop vigil (job control)
+	actResume                       // give the terminal to the child's group and continue it
+	actTombstone                    // write the tombstone for the current state
+	actEnded                        // the child's end is known: log it, write the termination log
+	actListHooks                    // find the hooks of the class; answer with hooksListed
+	actHook                         // start hook number n; answer with hookStarted or hookFailed
+	actFinishTail                   // stop waiting for the stderr tail; take what is there
+	actFlush                        // wait for the record writes; answer with flushed
+	actNote                         // log what vigil decided (why says what)
+)
+
+// action is one thing for the loop to do.
+type action struct {
+	kind actionKind
+	pid  int
+	sig  unix.Signal
+	n    int
+	why  string // for the log line of a kill vigil decided on
+}
+
+// rules are the parts of Config the machine decides with.
+type rules struct {
+	stopSignals   []unix.Signal
+	rewrite       signals.Rewrite
+	group         bool
+	timeout       time.Duration
+	timeoutSignal unix.Signal
+	grace         time.Duration // for stops vigil starts itself
+	graceSet      bool          // --grace given: outside stops get it too
+	drain         time.Duration
+	cleanupGrace  time.Duration // leftovers between SIGTERM and SIGKILL
+	noCleanup     bool
+	hookTimeout   time.Duration
+	remapExit     map[int]bool
+	waitFor       bool          // there are --wait-for targets
+	waitTimeout   time.Duration // 0: wait for ever
+	jobControl    bool          // vigil follows the child's stops (a terminal, not PID 1)
+	tail          bool          // --capture-tail
+}
+
+// killWait bounds the wait for a SIGKILL to take effect: it cannot be
+// refused, only delayed by a process stuck in the kernel (a dead NFS
+// server), and a shutdown must end anyway.
+const killWait = 5 * time.Second
+
+// tailWait bounds the wait for the captured stderr to reach end of file
+// once the child has ended and its leftovers are gone.
+const tailWait = 2 * time.Second
+
+// flushWait bounds the wait for the records to be written at the end.
+const flushWait = 5 * time.Second
+
+// stop is a graceful stop of the main child: drain, forward, grace, kill.
+type stop struct {
+	cause     Cause       // why; CauseNone until a stop begins
+	sig       unix.Signal // what is forwarded (before --rewrite, unless the timeout's)
+	forwardAt time.Time   // end of the drain; zero once the signal went out
+	killAt    time.Time   // when vigil SIGKILLs the group; zero: never
+	landBy    time.Time   // after vigil's SIGKILL, how long it waits for it to land
+	graceEnds time.Time   // the same, kept after the child ended, for the cleanup's budget
+	sent      bool        // the stop signal went out (the class counts only from then)
+	killed    bool        // vigil sent the child SIGKILL itself
+}
+
+func (s *stop) active() bool { return s.cause != CauseNone }
+
+// machine is the state of one Run.
+type machine struct {
+	r     rules
+	phase phase
+
+	waitEnds   time.Time // --wait-timeout; zero: none
+	waitingFor string    // the targets not ready yet, for the message
+
+	child     int       // the main child's pid, also its process group
+	started   time.Time // when it was spawned (or, if it never was, when it was given up on)
+	timeoutAt time.Time
+	stop      stop
+	awaitCont bool // vigil stopped itself with the job and has not seen SIGCONT since
+	alive     bool // vigil has children, as the last drain saw
+
+	rec *record // how the child ended; set once
+	err error   // vigil's own failure to report with the status (exec, wait, stop before start)
+
+	cleanupEnds  time.Time
+	cleanupKill  bool // leftovers have been sent SIGKILL
+	hooksCleaned bool // the cleanup after the hooks is the one under way
+	tailEOF      bool // the captured stderr reached end of file
+
+	hooks     int // how many hooks the class has
+	hook      int // the hook running now
+	hookPid   int // 0: none running
+	hookEnds  time.Time
+	hookKill  bool
+	tailEnds  time.Time
+	flushEnds time.Time
+
+	out []action
+}
+
+func newMachine(r rules) *machine {
+	return &machine{r: r, hook: -1}
+}
+
+func (m *machine) do(a action) { m.out = append(m.out, a) }
+
+// take returns the actions decided since the last take.
+func (m *machine) take() []action {
+	out := m.out
+	m.out = nil
+	return out
+}
+
+// begin is the first step: spawn at once, or wait for the targets.
+func (m *machine) begin(now time.Time) {
+	if m.rec != nil {
+		return // a stop signal came before vigil was ready to start anything
+	}
+	if m.r.waitFor {
+		m.phase = phaseWaiting
+		if m.r.waitTimeout > 0 {
+			m.waitEnds = now.Add(m.r.waitTimeout)
+		}
+		m.do(action{kind: actTombstone})
+		return
+	}
+	m.spawn()
+}
+
+func (m *machine) spawn() {
+	m.phase = phaseRunning
+	m.do(action{kind: actSpawn})
+}
+
+// depsReady says every --wait-for target holds.
+func (m *machine) depsReady() {
+	if m.phase == phaseWaiting {
+		m.spawn()
+	}
+}
+
+// spawned says the main child runs as pid.
+func (m *machine) spawned(pid int, jobControl bool, now time.Time) {
+	m.child, m.started, m.alive = pid, now, true
+	m.r.jobControl = jobControl
+	if m.r.timeout > 0 {
+		m.timeoutAt = now.Add(m.r.timeout)
+	}
+	m.do(action{kind: actTombstone})
+}
+
+// spawnFailed says the command could not be started (127, 126): that is
+// an end like any other, recorded and hooked, with no process behind it.
+func (m *machine) spawnFailed(err error, now time.Time) {
+	m.started = now
+	m.err = err
+	m.end(reaper.Exit{Code: codeOf(err)}, CauseNone, false, now)
+}
+
+// isStop reports whether sig begins a graceful stop.
+func (m *machine) isStop(sig unix.Signal) bool {
+	for _, s := range m.r.stopSignals {
+		if s == sig {
+			return true
+		}
+	}
+	return false
+}
+
+// target is where forwarded signals go: the child, or its group with -g.
+func (m *machine) target() int {
+	if m.r.group {
+		return -m.child
+	}
+	return m.child
+}
+
+// signal handles one signal vigil received (SIGCHLD never comes here: the
+// loop reaps instead).
+func (m *machine) signal(sig unix.Signal, now time.Time) {
+	switch m.phase {
+	case phaseWaiting:
+		if _, kept := m.r.rewrite.Apply(sig); m.isStop(sig) && kept {
+			// No child to pass it to: vigil ends as the signal asked.
+			m.err = fail(128+int(sig), "%s while waiting for %s; command not started", signals.Name(sig), m.waitingFor)
+			m.started = now
+			m.end(reaper.Exit{Signal: sig}, CauseNone, false, now)
+		}
+		return
+	case phaseRunning:
+	default:
+		return // the child has ended: nothing to forward to
+	}
+	if m.r.jobControl {
+		switch sig {
+		case unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+			// Stop the job the way a shell would: the child's group
+			// first, then vigil, so the shell sees its job stop.
+			m.do(action{kind: actKill, pid: -m.child, sig: sig})
+			m.stopSelf()
+			return
+		case unix.SIGCONT:
+			m.awaitCont = false
+			m.do(action{kind: actResume})
+			return
+		}
+	}
+	if m.isStop(sig) {
+		m.beginStop(sig, CauseNone, now)
+		return
+	}
+	m.forward(sig)
+}
+
+// forward passes sig through the rewrite table to the child.
+func (m *machine) forward(sig unix.Signal) {
+	if to, ok := m.r.rewrite.Apply(sig); ok {
+		m.do(action{kind: actKill, pid: m.target(), sig: to})
+	}
+}
+
+// beginStop starts a graceful stop. The first stop wins: a stop signal
+// after --timeout fired, or a timeout after a stop signal, changes neither
+// the class nor the clock; a repeated stop signal is forwarded again.
+func (m *machine) beginStop(sig unix.Signal, cause Cause, now time.Time) {
+	if m.stop.active() {
+		if cause == CauseNone && m.stop.forwardAt.IsZero() {
+			m.forward(sig)
+		}
+		return
+	}
+	if cause == CauseNone {
+		if _, ok := m.r.rewrite.Apply(sig); !ok {
+			// -r TERM:none, as dumb-init's -r 15:0: the user asked for
+			// this signal to be dropped, so it stops nothing.
+			return
+		}
+		cause = CauseSignal
+	}
+	m.stop.cause, m.stop.sig = cause, sig
+	if m.r.drain > 0 && cause != CauseTimeout {
+		m.stop.forwardAt = now.Add(m.r.drain)
+		return
+	}
+	m.sendStop(now)
+}
+
+// sendStop forwards the stop signal and arms the grace period. A stop the
+// runtime asked for (a signal from outside) gets no SIGKILL of vigil's own
+// unless --grace was given: the runtime owns that deadline (docker stop -t,
+// terminationGracePeriodSeconds) and kills the container when it expires.
+// Stops vigil starts itself always end in a SIGKILL after the grace.
+func (m *machine) sendStop(now time.Time) {
+	m.stop.forwardAt = time.Time{}
+	m.stop.sent = true
+	if m.stop.cause == CauseTimeout {
+		// The user chose this signal for the timeout: no rewrite.
+		m.do(action{kind: actKill, pid: m.target(), sig: m.stop.sig})
+	} else {
+		m.forward(m.stop.sig)
+	}
+	if m.stop.cause != CauseSignal || m.r.graceSet {
+		m.stop.killAt = now.Add(m.r.grace)
+		m.stop.graceEnds = m.stop.killAt
+	}
+}
+
+func (m *machine) stopSelf() {
+	m.awaitCont = true
+	m.do(action{kind: actStopSelf})
+}
+
+// stopOnFired says a --stop-on target holds.
+func (m *machine) stopOnFired(now time.Time) {
+	if m.phase == phaseRunning {
+		m.beginStop(m.r.stopSignals[0], CauseStopOn, now)
+	}
+}
+
+// cancel is Run's context ending: a stop like a signal's.
+func (m *machine) cancel(now time.Time) {
+	switch m.phase {
+	case phaseWaiting:
+		m.signal(m.r.stopSignals[0], now)
+	case phaseRunning:
+		m.beginStop(m.r.stopSignals[0], CauseNone, now)
+	}
+}
+
+// childStopped is a job-control stop report for the main child.
+func (m *machine) childStopped() {
+	if m.phase != phaseRunning || !m.r.jobControl {
+		return
+	}
+	if m.awaitCont {
+		// vigil stopped itself with the job and runs again, so it was
+		// continued; the SIGCONT that will resume the child is on its way.
+		// This report is of the stop vigil already followed.
+		return
+	}
+	m.stopSelf()
+}
+
+// cause is what vigil did to the child, for its class: a stop counts only
+// once its signal went out, so a child that fails on its own during the
+// drain is a failure.
+func (m *machine) cause() Cause {
+	if m.stop.sent {
+		return m.stop.cause
+	}
+	return CauseNone
+}
+
+// reaped takes one drain's worth of exits. alive is what the drain said
+// about the children left; oomRose is asked only when the main child's
+// exit is among them (it reads the cgroup's counter).
+func (m *machine) reaped(exits []reaper.Exit, alive bool, oomRose func() bool, now time.Time) {
+	m.alive = alive
+	for i := range exits {
+		e := &exits[i]
+		switch {
+		case e.Stopped:
+			if e.Pid == m.child {
+				m.childStopped()
+			}
+		case e.Pid == m.child && m.child != 0 && m.rec == nil:
+			m.end(*e, m.cause(), oomRose(), now)
+		case e.Pid == m.hookPid && m.hookPid != 0:
+			m.hookPid = 0
+			m.nextHook(now)
+		}
+	}
+	if !alive && m.phase == phaseCleanup {
+		m.afterCleanup(now)
+	}
+}
+
+// end records how the main child ended and moves on to cleaning up.
+func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
+	class := Classify(e, cause, oomRose && !m.stop.killed)
+	status := e.Status()
+	if class == Stopped {
+		// vigil ended the child on purpose because a --stop-on target fired
+		// (a sidecar whose main container is done): a success, or a Job
+		// with a sidecar would never complete. The record keeps how it died.
+		status = 0
+	}
+	if m.r.remapExit[status] {
+		status = 0
+	}
+	m.rec = &record{class: class, exit: e, status: status, started: m.started, ended: now}
+	if m.err != nil {
+		m.rec.err = m.err.Error()
+	}
+	m.timeoutAt, m.stop.forwardAt, m.stop.killAt, m.stop.landBy = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	// The tombstone comes before the cleanup: if the runtime's SIGKILL
+	// arrives while leftovers are being stopped, the record is there.
+	m.do(action{kind: actTombstone})
+	m.cleanup(now)
+}
+
+// cleanup ends whatever is left: SIGTERM, a short bound, SIGKILL. The
+// bound is --cleanup-grace, cut to what is left of an explicit grace when a
+// stop was under way, so a shutdown keeps to the budget the user set.
+func (m *machine) cleanup(now time.Time) {
+	m.phase = phaseCleanup
+	if m.r.noCleanup || !m.alive {
+		m.afterCleanup(now)
+		return
+	}
+	bound := m.r.cleanupGrace
+	if left := m.stop.graceEnds.Sub(now); !m.stop.graceEnds.IsZero() && left < bound {
+		bound = max(0, left)
+	}
+	m.cleanupKill = false
+	m.cleanupEnds = now.Add(bound)
+	m.do(action{kind: actLeftovers, sig: unix.SIGTERM})
+}
+
+func (m *machine) afterCleanup(now time.Time) {
+	m.cleanupEnds = time.Time{}
+	switch {
+	case m.hooksCleaned:
+		m.flush(now)
+	case m.r.tail && !m.tailEOF && !m.r.noCleanup:
+		// Leftovers that held the child's stderr are gone now, so the
+		// end of file is near. With --no-cleanup they live on and may
+		// hold it for ever: take what is there.
+		m.phase = phaseTail
+		m.tailEnds = now.Add(tailWait)
+	default:
+		m.finishTail()
+	}
+}
+
+// tailDone says the captured stderr reached end of file.
+func (m *machine) tailDone() {
+	m.tailEOF = true
+	if m.phase == phaseTail {
+		m.finishTail()
+	}
+}
+
+func (m *machine) finishTail() {
+	if m.r.tail {
+		m.do(action{kind: actFinishTail})
+	}
+	m.ended()
+}
+
+// ended is the end proper: the record is complete (tail included), so it
+// is logged and written, and the hooks run.
+func (m *machine) ended() {
+	m.tailEnds = time.Time{}
+	m.do(action{kind: actEnded})
+	m.phase = phaseHooks
+	m.do(action{kind: actListHooks})
+}
+
+// hooksListed says how many hooks the class has.
+func (m *machine) hooksListed(n int, now time.Time) {
+	m.hooks, m.hook = n, -1
+	m.nextHook(now)
+}
+
+func (m *machine) nextHook(now time.Time) {
+	m.hookEnds, m.hookKill = time.Time{}, false
+	m.hook++
+	if m.hook < m.hooks {
+		m.do(action{kind: actHook, n: m.hook})
+		return
+	}
+	// What the hooks started is cleaned up like the child's leftovers.
+	m.hooksCleaned = true
+	if m.hooks > 0 {
+		m.cleanup(now)
+		return
+	}
+	m.flush(now)
+}
+
+// hookStarted says hook number n runs as pid.
+func (m *machine) hookStarted(pid int, now time.Time) {
+	m.hookPid = pid
+	m.hookEnds = now.Add(m.r.hookTimeout)
+}
+
+// hookFailed says the hook could not be started; the next one runs.
+func (m *machine) hookFailed(now time.Time) { m.nextHook(now) }
+
+func (m *machine) flush(now time.Time) {
+	m.phase = phaseFlush
+	m.flushEnds = now.Add(flushWait)
+	m.do(action{kind: actFlush})
+}
+
+// flushed says the records are written (or their time is up).
+func (m *machine) flushed() {
+	if m.phase == phaseFlush {
+		m.flushEnds = time.Time{}
+		m.phase = phaseDone
+	}
+}
+
+// tick handles the clock: every deadline at or before now fires.
+func (m *machine) tick(now time.Time) {
+	due := func(t time.Time) bool { return !t.IsZero() && !now.Before(t) }
+	switch m.phase {
+	case phaseWaiting:
+		if due(m.waitEnds) {
+			m.err = fail(ExitWaitTimeout, "--wait-for %s: not ready after %s; command not started", m.waitingFor, m.r.waitTimeout)
+			m.started = now
+			m.end(reaper.Exit{Code: ExitWaitTimeout}, CauseNone, false, now)
+		}
+	case phaseRunning:
+		if due(m.stop.forwardAt) {
+			m.sendStop(now)
+		}
+		if due(m.timeoutAt) {
+			m.timeoutAt = time.Time{}
+			if !m.stop.active() {
+				m.do(action{kind: actNote, why: "timeout"})
+				m.beginStop(m.r.timeoutSignal, CauseTimeout, now)
+			}
+		}
+		if due(m.stop.killAt) {
+			m.stop.killAt = time.Time{}
+			m.stop.killed = true
+			m.stop.landBy = now.Add(killWait)
+			m.do(action{kind: actNote, why: "grace over"})
+			m.do(action{kind: actKill, pid: -m.child, sig: unix.SIGKILL})
+		}
+		if due(m.stop.landBy) {
+			// Go on as if it had died of the SIGKILL it was sent.
+			m.stop.landBy = time.Time{}
+			m.do(action{kind: actNote, why: "child stuck"})
+			m.end(reaper.Exit{Pid: m.child, Signal: unix.SIGKILL}, m.cause(), false, now)
+		}
+	case phaseCleanup:
+		if due(m.cleanupEnds) {
+			if m.cleanupKill {
+				m.do(action{kind: actNote, why: "leftovers survived"})
+				m.afterCleanup(now)
+				return
+			}
+			m.cleanupKill = true
+			m.cleanupEnds = now.Add(killWait)
+			m.do(action{kind: actLeftovers, sig: unix.SIGKILL})
+		}
+	case phaseTail:
+		if due(m.tailEnds) {
+			m.finishTail()
+		}
+	case phaseHooks:
+		if due(m.hookEnds) {
+			if m.hookKill {
+				m.do(action{kind: actNote, why: "hook stuck", pid: m.hookPid})
+				m.hookPid = 0
+				m.nextHook(now)
+				return
+			}
+			m.hookKill = true
+			m.hookEnds = now.Add(killWait)
+			m.do(action{kind: actNote, why: "hook timeout", pid: m.hookPid})
+			m.do(action{kind: actKill, pid: -m.hookPid, sig: unix.SIGKILL})
+		}
+	case phaseFlush:
+		if due(m.flushEnds) {
+			m.flushed()
+		}
+	}
+}
+
+// next is the earliest deadline of the current phase, zero if none.
+func (m *machine) next() time.Time {
+	var ts []time.Time
+	switch m.phase {
+	case phaseWaiting:
+		ts = []time.Time{m.waitEnds}
+	case phaseRunning:
+		ts = []time.Time{m.stop.forwardAt, m.timeoutAt, m.stop.killAt, m.stop.landBy}
+	case phaseCleanup:
+		ts = []time.Time{m.cleanupEnds}
+	case phaseTail:
+		ts = []time.Time{m.tailEnds}
+	case phaseHooks:
+		ts = []time.Time{m.hookEnds}
+	case phaseFlush:
+		ts = []time.Time{m.flushEnds}
+	}
+	var first time.Time
+	for _, t := range ts {
+		if !t.IsZero() && (first.IsZero() || t.Before(first)) {
+			first = t
+		}
+	}
+	return first
+}
