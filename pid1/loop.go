@@ -49,9 +49,9 @@ type supervisor struct {
 	hooks     []hook
 	hookStart time.Time
 	hookEnv   []string
-	hookJSON []byte
-	tailFile string // the whole captured tail, for hooks
-	procNote bool   // the untrusted /proc was reported
+	hookJSON  []byte
+	tailFile  string // the whole captured tail, for hooks
+	procNote  bool   // the untrusted /proc was reported
 }
 
 // Run supervises cfg.Command until it has ended and everything after it

@@ -31,13 +31,13 @@ type Source uint32
 
 // The sources vigil's own goroutines post.
 const (
-	Timer    Source = 1 << iota // a deadline the supervisor armed has passed
-	Deps                        // a --wait-for or --stop-on watcher has news
-	Records                     // a record write has finished
-	Tail                        // the --capture-tail copier reached end of file
-	Notify                      // a readiness message arrived
-	Cancel                      // Run's context was cancelled
-	HookFed                     // a hook's standard input was written
+	Timer   Source = 1 << iota // a deadline the supervisor armed has passed
+	Deps                       // a --wait-for or --stop-on watcher has news
+	Records                    // a record write has finished
+	Tail                       // the --capture-tail copier reached end of file
+	Notify                     // a readiness message arrived
+	Cancel                     // Run's context was cancelled
+	HookFed                    // a hook's standard input was written
 )
 
 var (
