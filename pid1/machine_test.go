@@ -1,0 +1,515 @@
+package pid1
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vigil/reaper"
+	"vigil/signals"
+)
+
+// These tests drive the machine with plain events and read back what it
+// decided: no processes, no root, no clock but the one they pass in.
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func at(d time.Duration) time.Time { return t0.Add(d) }
+
+const child = 100
+
+func defaults() rules {
+	return rules{
+		stopSignals: []unix.Signal{unix.SIGTERM, unix.SIGINT}, rewrite: signals.Rewrite{},
+		timeoutSignal: unix.SIGTERM, grace: 10 * time.Second, cleanupGrace: 2 * time.Second,
+		hookTimeout: 10 * time.Second,
+	}
+}
+
+// show renders actions compactly: "kill 100 SIGTERM", "spawn", ...
+func show(acts []action) string {
+	var out []string
+	for _, a := range acts {
+		switch a.kind {
+		case actSpawn:
+			out = append(out, "spawn")
+		case actKill:
+			out = append(out, fmt.Sprintf("kill %d %s", a.pid, signals.Name(a.sig)))
+		case actLeftovers:
+			out = append(out, "leftovers "+signals.Name(a.sig))
+		case actStopSelf:
+			out = append(out, "stop self")
+		case actResume:
+			out = append(out, "resume")
+		case actTombstone:
+			out = append(out, "tombstone")
+		case actEnded:
+			out = append(out, "ended")
+		case actListHooks:
+			out = append(out, "list hooks")
+		case actHook:
+			out = append(out, fmt.Sprintf("hook %d", a.n))
+		case actFinishTail:
+			out = append(out, "finish tail")
+		case actFlush:
+			out = append(out, "flush")
+		case actNote:
+			out = append(out, "note "+a.why)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// expect checks the actions decided since the last call.
+func expect(t *testing.T, m *machine, want string) {
+	t.Helper()
+	if got := show(m.take()); got != want {
+		t.Fatalf("actions:\n got  %q\n want %q", got, want)
+	}
+}
+
+// running returns a machine whose child runs as pid 100 since t0.
+func running(t *testing.T, r rules) *machine {
+	t.Helper()
+	m := newMachine(r)
+	m.begin(t0)
+	expect(t, m, "spawn")
+	m.spawned(child, false, t0)
+	expect(t, m, "tombstone")
+	return m
+}
+
+func exited(pid, code int) []reaper.Exit { return []reaper.Exit{{Pid: pid, Code: code}} }
+
+func killedBy(pid int, sig unix.Signal) []reaper.Exit {
+	return []reaper.Exit{{Pid: pid, Signal: sig}}
+}
+
+func no() bool  { return false }
+func yes() bool { return true }
+
+// finish walks a machine whose child has ended through to done with no
+// leftovers, no tail and no hooks, and returns its record.
+func finish(t *testing.T, m *machine) *record {
+	t.Helper()
+	m.hooksListed(0, m.rec.ended)
+	expect(t, m, "flush")
+	m.flushed()
+	if m.phase != phaseDone {
+		t.Fatalf("phase %s after the flush, want done", m.phase)
+	}
+	return m.rec
+}
+
+func TestChildExitIsRecordedAndHooked(t *testing.T) {
+	m := running(t, defaults())
+	m.reaped(exited(child, 3), false, no, at(time.Second))
+	expect(t, m, "tombstone; ended; list hooks")
+	r := finish(t, m)
+	if r.class != Failure || r.status != 3 || r.ended.Sub(r.started) != time.Second {
+		t.Errorf("record %+v, want failure, status 3, a second long", r)
+	}
+}
+
+func TestOrphanExitsDoNotEndTheRun(t *testing.T) {
+	m := running(t, defaults())
+	m.reaped(append(exited(7, 1), exited(8, 0)...), true, no, t0)
+	expect(t, m, "")
+	if m.phase != phaseRunning || m.rec != nil {
+		t.Fatalf("phase %s, record %v after orphans ended", m.phase, m.rec)
+	}
+}
+
+func TestSignalsAreForwardedThroughTheRewriteTable(t *testing.T) {
+	r := defaults()
+	r.rewrite = signals.Rewrite{unix.SIGHUP: unix.SIGUSR2, unix.SIGUSR1: 0}
+	m := running(t, r)
+	m.signal(unix.SIGWINCH, t0)
+	m.signal(unix.SIGHUP, t0)
+	m.signal(unix.SIGUSR1, t0) // dropped
+	expect(t, m, "kill 100 SIGWINCH; kill 100 SIGUSR2")
+
+	r.group = true
+	g := running(t, r)
+	g.signal(unix.SIGWINCH, t0)
+	expect(t, g, "kill -100 SIGWINCH")
+}
+
+func TestOutsideStopHasNoSIGKILLOfVigilsOwnByDefault(t *testing.T) {
+	// docker stop -t 30 on an app that takes 15 s: the runtime owns the
+	// deadline, vigil must not kill at its own 10 s.
+	m := running(t, defaults())
+	m.signal(unix.SIGTERM, t0)
+	expect(t, m, "kill 100 SIGTERM")
+	if next := m.next(); !next.IsZero() {
+		t.Fatalf("a deadline at %s after an outside stop; want none", next.Sub(t0))
+	}
+	m.tick(at(time.Hour))
+	expect(t, m, "")
+	m.reaped(exited(child, 0), false, no, at(15*time.Second))
+	expect(t, m, "tombstone; ended; list hooks")
+	if r := finish(t, m); r.class != Success || r.status != 0 {
+		t.Errorf("class %s status %d, want success 0", r.class, r.status)
+	}
+}
+
+func TestExplicitGraceEndsAnOutsideStopWithSIGKILL(t *testing.T) {
+	r := defaults()
+	r.graceSet, r.grace = true, 5*time.Second
+	m := running(t, r)
+	m.signal(unix.SIGTERM, t0)
+	expect(t, m, "kill 100 SIGTERM")
+	if got := m.next(); !got.Equal(at(5 * time.Second)) {
+		t.Fatalf("next deadline %s, want the grace's 5s", got.Sub(t0))
+	}
+	m.tick(at(5 * time.Second))
+	expect(t, m, "note grace over; kill -100 SIGKILL")
+	// Another process of the cgroup was OOM-killed earlier: vigil's own
+	// SIGKILL is still a kill, not an OOM.
+	m.reaped(killedBy(child, unix.SIGKILL), false, yes, at(5*time.Second))
+	expect(t, m, "tombstone; ended; list hooks")
+	if r := finish(t, m); r.class != Kill || r.status != 137 {
+		t.Errorf("class %s status %d, want kill 137", r.class, r.status)
+	}
+}
+
+func TestSIGKILLVigilDidNotSendWithOOMEvidenceIsOOM(t *testing.T) {
+	m := running(t, defaults())
+	m.reaped(killedBy(child, unix.SIGKILL), false, yes, t0)
+	m.take()
+	if r := finish(t, m); r.class != OOM {
+		t.Errorf("class %s, want oom", r.class)
+	}
+}
+
+func TestRepeatedStopSignalIsForwardedWithoutRestartingTheClock(t *testing.T) {
+	r := defaults()
+	r.graceSet = true
+	m := running(t, r)
+	m.signal(unix.SIGTERM, t0)
+	m.signal(unix.SIGINT, at(3*time.Second))
+	expect(t, m, "kill 100 SIGTERM; kill 100 SIGINT")
+	if got := m.next(); !got.Equal(at(10 * time.Second)) {
+		t.Errorf("deadline moved to %s, want 10s", got.Sub(t0))
+	}
+}
+
+func TestStopSignalRewrittenToNoneStopsNothing(t *testing.T) {
+	// dumb-init's -r 15:0: the user dropped TERM on purpose.
+	r := defaults()
+	r.rewrite = signals.Rewrite{unix.SIGTERM: 0}
+	r.graceSet = true
+	m := running(t, r)
+	m.signal(unix.SIGTERM, t0)
+	expect(t, m, "")
+	if m.stop.active() || !m.next().IsZero() {
+		t.Fatalf("a dropped TERM began a stop: %+v", m.stop)
+	}
+	w := newMachine(rules{stopSignals: r.stopSignals, rewrite: r.rewrite, waitFor: true})
+	w.begin(t0)
+	w.take()
+	w.signal(unix.SIGTERM, t0)
+	if w.rec != nil {
+		t.Fatalf("a dropped TERM ended the wait")
+	}
+}
+
+func TestDrainDelaysTheStopAndAFailureDuringItIsAFailure(t *testing.T) {
+	r := defaults()
+	r.drain = 5 * time.Second
+	m := running(t, r)
+	m.stopOnFired(t0)
+	expect(t, m, "")
+	if got := m.next(); !got.Equal(at(5 * time.Second)) {
+		t.Fatalf("next %s, want the drain's end", got.Sub(t0))
+	}
+	m.reaped(exited(child, 1), false, no, at(time.Second))
+	m.take()
+	if r := finish(t, m); r.class != Failure || r.status != 1 {
+		t.Errorf("class %s status %d: a child failing during the drain is a failure", r.class, r.status)
+	}
+
+	m = running(t, r)
+	m.stopOnFired(t0)
+	m.tick(at(5 * time.Second))
+	expect(t, m, "kill 100 SIGTERM")
+	m.reaped(killedBy(child, unix.SIGTERM), false, no, at(6*time.Second))
+	m.take()
+	if r := finish(t, m); r.class != Stopped || r.status != 0 {
+		t.Errorf("class %s status %d, want stopped, exit 0", r.class, r.status)
+	}
+}
+
+func TestTimeoutSendsItsSignalUnrewrittenThenKills(t *testing.T) {
+	r := defaults()
+	r.timeout, r.timeoutSignal = time.Minute, unix.SIGUSR1
+	r.rewrite = signals.Rewrite{unix.SIGUSR1: unix.SIGHUP}
+	m := running(t, r)
+	m.tick(at(time.Minute))
+	expect(t, m, "note timeout; kill 100 SIGUSR1")
+	m.tick(at(time.Minute + 10*time.Second))
+	expect(t, m, "note grace over; kill -100 SIGKILL")
+	m.reaped(killedBy(child, unix.SIGKILL), false, no, at(71*time.Second))
+	m.take()
+	if r := finish(t, m); r.class != Timeout || r.status != 137 {
+		t.Errorf("class %s status %d, want timeout 137", r.class, r.status)
+	}
+}
+
+func TestTheFirstStopWins(t *testing.T) {
+	r := defaults()
+	r.timeout = 10 * time.Second
+	// A TERM from outside a second before the timeout: not a timeout.
+	m := running(t, r)
+	m.signal(unix.SIGTERM, at(9*time.Second))
+	m.tick(at(10 * time.Second))
+	expect(t, m, "kill 100 SIGTERM")
+	m.reaped(killedBy(child, unix.SIGTERM), false, no, at(11*time.Second))
+	m.take()
+	if r := finish(t, m); r.class != Signal {
+		t.Errorf("class %s, want signal", r.class)
+	}
+	// The timeout first: a later TERM is forwarded, the class stays.
+	m = running(t, r)
+	m.tick(at(10 * time.Second))
+	m.signal(unix.SIGTERM, at(11*time.Second))
+	expect(t, m, "note timeout; kill 100 SIGTERM; kill 100 SIGTERM")
+	m.stopOnFired(at(12 * time.Second))
+	expect(t, m, "")
+	m.reaped(killedBy(child, unix.SIGTERM), false, no, at(12*time.Second))
+	m.take()
+	if r := finish(t, m); r.class != Timeout {
+		t.Errorf("class %s, want timeout", r.class)
+	}
+}
+
+func TestAChildThatDoesNotDieOfSIGKILLDoesNotHangTheShutdown(t *testing.T) {
+	r := defaults()
+	r.timeout = time.Second
+	m := running(t, r)
+	m.tick(at(time.Second))
+	m.tick(at(11 * time.Second))
+	m.take()
+	m.tick(at(11*time.Second + killWait))
+	// It is still vigil's child, so the cleanup has a go at it too.
+	expect(t, m, "note child stuck; tombstone; leftovers SIGTERM")
+	m.reaped(nil, false, no, at(12*time.Second+killWait))
+	expect(t, m, "ended; list hooks")
+	if r := finish(t, m); r.exit.Signal != unix.SIGKILL || r.class != Timeout {
+		t.Errorf("record %+v, want a timeout ending in SIGKILL", r)
+	}
+}
+
+func TestStopBeforeTheChildExistsEndsWith128PlusN(t *testing.T) {
+	r := defaults()
+	r.waitFor = true
+	m := newMachine(r)
+	m.signal(unix.SIGTERM, t0) // caught during start-up, before begin
+	m.begin(t0)
+	expect(t, m, "tombstone; ended; list hooks")
+	r0 := finish(t, m)
+	var e *Error
+	if r0.status != 143 || !errors.As(m.err, &e) || e.Code != 143 || r0.class != Signal {
+		t.Errorf("status %d class %s err %v, want 143, signal, an *Error with code 143", r0.status, r0.class, m.err)
+	}
+	if strings.Contains(show(m.take()), "spawn") {
+		t.Error("the child was started after a stop signal")
+	}
+}
+
+func TestWaitingThenReadyThenTimeout(t *testing.T) {
+	r := defaults()
+	r.waitFor, r.waitTimeout = true, 3*time.Second
+	m := newMachine(r)
+	m.begin(t0)
+	expect(t, m, "tombstone")
+	m.signal(unix.SIGUSR1, t0) // nothing to forward to yet
+	expect(t, m, "")
+	m.depsReady()
+	expect(t, m, "spawn")
+
+	m = newMachine(r)
+	m.waitingFor = "file:/x"
+	m.begin(t0)
+	m.take()
+	m.tick(at(3 * time.Second))
+	expect(t, m, "tombstone; ended; list hooks")
+	if r := finish(t, m); r.status != ExitWaitTimeout || !strings.Contains(m.err.Error(), "file:/x") {
+		t.Errorf("status %d err %v, want 124 naming the target", r.status, m.err)
+	}
+}
+
+func TestExecFailureIsRecordedLikeAnyEnd(t *testing.T) {
+	m := newMachine(defaults())
+	m.begin(t0)
+	m.take()
+	m.spawnFailed(fail(ExitNotFound, "nope: not found"), t0)
+	expect(t, m, "tombstone; ended; list hooks")
+	if r := finish(t, m); r.status != 127 || r.class != Failure || r.err != "nope: not found" || r.exit.Pid != 0 {
+		t.Errorf("record %+v, want status 127, class failure, the error, no pid", r)
+	}
+}
+
+func TestLeftoversGetTERMThenABoundThenKILL(t *testing.T) {
+	m := running(t, defaults())
+	m.reaped(exited(child, 0), true, no, t0)
+	expect(t, m, "tombstone; leftovers SIGTERM")
+	if got := m.next(); !got.Equal(at(2 * time.Second)) {
+		t.Fatalf("leftovers get until %s, want the 2s cleanup grace", got.Sub(t0))
+	}
+	m.tick(at(2 * time.Second))
+	expect(t, m, "leftovers SIGKILL")
+	m.reaped(exited(9, 137), false, no, at(2*time.Second))
+	expect(t, m, "ended; list hooks")
+
+	// They do not outlast what is left of an explicit grace.
+	r := defaults()
+	r.graceSet, r.grace = true, 3*time.Second
+	m = running(t, r)
+	m.signal(unix.SIGTERM, t0)
+	m.reaped(exited(child, 0), true, no, at(2500*time.Millisecond))
+	m.take()
+	if got := m.next(); !got.Equal(at(3 * time.Second)) {
+		t.Errorf("leftovers get until %s, want the grace's end at 3s", got.Sub(t0))
+	}
+
+	// Survivors of SIGKILL are given up on after killWait.
+	m = running(t, defaults())
+	m.reaped(exited(child, 0), true, no, t0)
+	m.tick(at(2 * time.Second))
+	m.take()
+	m.tick(at(2*time.Second + killWait))
+	expect(t, m, "note leftovers survived; ended; list hooks")
+}
+
+func TestNoCleanupLeavesLeftoversAndDoesNotWaitForTheTail(t *testing.T) {
+	r := defaults()
+	r.noCleanup, r.tail = true, true
+	m := running(t, r)
+	m.reaped(exited(child, 0), true, no, t0)
+	expect(t, m, "tombstone; finish tail; ended; list hooks")
+}
+
+func TestTailIsAwaitedBoundedly(t *testing.T) {
+	r := defaults()
+	r.tail = true
+	m := running(t, r)
+	m.reaped(exited(child, 0), false, no, t0)
+	expect(t, m, "tombstone")
+	m.tailDone()
+	expect(t, m, "finish tail; ended; list hooks")
+
+	m = running(t, r)
+	m.reaped(exited(child, 0), false, no, t0)
+	m.take()
+	m.tick(at(tailWait))
+	expect(t, m, "finish tail; ended; list hooks")
+
+	// End of file before the child's end was even seen.
+	m = running(t, r)
+	m.tailDone()
+	m.reaped(exited(child, 0), false, no, t0)
+	expect(t, m, "tombstone; finish tail; ended; list hooks")
+}
+
+func TestHooksRunOneAtATimeBoundedThenTheirLeftoversGo(t *testing.T) {
+	m := running(t, defaults())
+	m.reaped(exited(child, 0), false, no, t0)
+	m.take()
+	m.hooksListed(3, t0)
+	expect(t, m, "hook 0")
+	m.hookStarted(200, t0)
+	m.signal(unix.SIGTERM, t0) // hooks are bounded; stop signals wait
+	expect(t, m, "")
+	m.reaped(exited(200, 1), true, no, at(time.Second))
+	expect(t, m, "hook 1")
+	m.hookFailed(at(time.Second))
+	expect(t, m, "hook 2")
+	m.hookStarted(201, at(time.Second))
+	m.tick(at(11 * time.Second))
+	expect(t, m, "note hook timeout; kill -201 SIGKILL")
+	m.tick(at(11*time.Second + killWait))
+	expect(t, m, "note hook stuck; leftovers SIGTERM")
+	m.reaped(nil, false, no, at(17*time.Second))
+	expect(t, m, "flush")
+	m.tick(at(17*time.Second + flushWait))
+	if m.phase != phaseDone {
+		t.Errorf("phase %s after the flush bound, want done", m.phase)
+	}
+}
+
+func TestRemapExitAndStoppedStatus(t *testing.T) {
+	r := defaults()
+	r.remapExit = map[int]bool{143: true}
+	m := running(t, r)
+	m.signal(unix.SIGTERM, t0)
+	m.reaped(killedBy(child, unix.SIGTERM), false, no, t0)
+	m.take()
+	if r := finish(t, m); r.status != 0 || r.exit.Status() != 143 {
+		t.Errorf("status %d (child %d), want 0 for a remapped 143", r.status, r.exit.Status())
+	}
+}
+
+func TestJobControlFollowsTheChildWithoutStaleStops(t *testing.T) {
+	m := newMachine(defaults())
+	m.begin(t0)
+	m.take()
+	m.spawned(child, true, t0)
+	m.take()
+	// Ctrl-Z reaches the child's group; vigil follows.
+	stoppedReport := []reaper.Exit{{Pid: child, Signal: unix.SIGTSTP, Stopped: true}}
+	m.reaped(stoppedReport, true, no, t0)
+	expect(t, m, "stop self")
+	m.signal(unix.SIGCONT, t0)
+	expect(t, m, "resume")
+	// kill -TSTP <vigil>: the group first, then vigil. When vigil runs
+	// again, the child's stop report of that same stop is stale.
+	m.signal(unix.SIGTSTP, t0)
+	expect(t, m, "kill -100 SIGTSTP; stop self")
+	m.reaped(stoppedReport, true, no, t0)
+	expect(t, m, "")
+	m.signal(unix.SIGCONT, t0)
+	expect(t, m, "resume")
+	// A new stop after that is followed again.
+	m.reaped(stoppedReport, true, no, t0)
+	expect(t, m, "stop self")
+
+	// Without job control, TSTP is forwarded like any signal.
+	n := running(t, defaults())
+	n.signal(unix.SIGTSTP, t0)
+	expect(t, n, "kill 100 SIGTSTP")
+}
+
+func TestCancelIsAStop(t *testing.T) {
+	m := running(t, defaults())
+	m.cancel(t0)
+	expect(t, m, "kill 100 SIGTERM")
+	w := newMachine(rules{stopSignals: []unix.Signal{unix.SIGTERM}, waitFor: true})
+	w.begin(t0)
+	w.take()
+	w.cancel(t0)
+	if w.rec == nil || w.rec.status != 143 {
+		t.Errorf("cancel while waiting: record %+v, want status 143", w.rec)
+	}
+}
+
+func TestSignalsAfterTheEndAreNotForwarded(t *testing.T) {
+	m := running(t, defaults())
+	m.reaped(exited(child, 0), false, no, t0)
+	m.take()
+	m.signal(unix.SIGUSR1, t0)
+	m.signal(unix.SIGTERM, t0)
+	expect(t, m, "")
+}
+
+func TestPhaseNames(t *testing.T) {
+	for p := phaseWaiting; p <= phaseDone; p++ {
+		if p.String() == "" {
+			t.Errorf("phase %d has no name", p)
+		}
+	}
+}
