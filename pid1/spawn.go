@@ -54,7 +54,16 @@ func spawn(p *proc) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	pid, err := syscall.ForkExec(path, p.argv, &syscall.ProcAttr{Env: p.env, Files: p.files, Sys: &p.attr})
+	attr := &syscall.ProcAttr{Env: p.env, Files: p.files, Sys: &p.attr}
+	pid, err := syscall.ForkExec(path, p.argv, attr)
+	if errors.Is(err, unix.ENOEXEC) {
+		// A script without "#!": execvp(3), and so tini, dumb-init,
+		// catatonit and env, hand it to the shell, and so does vigil.
+		argv := append([]string{"/bin/sh", path}, p.argv[1:]...)
+		if pid, serr := syscall.ForkExec("/bin/sh", argv, attr); serr == nil {
+			return pid, nil
+		}
+	}
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			// The file was found, so ENOENT is a missing interpreter or loader.
