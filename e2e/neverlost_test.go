@@ -310,3 +310,35 @@ func TestEndLineComesAfterTheChildsStderr(t *testing.T) {
 		}
 	}
 }
+
+func init() { helpers["oom-then-stay"] = oomThenStay }
+
+// oomThenStay runs a memory hog as a worker of its own and waits for the
+// OOM killer to end it, then writes "ready" to FILE and ignores SIGTERM:
+// a gunicorn-style server whose worker was OOM-killed, stopping slowly.
+func oomThenStay(args []string) int {
+	hog := exec.Command(os.Args[0], "hog", "1024")
+	err := hog.Run()
+	signal.Ignore(unix.SIGTERM)
+	writeFile(args[0], fmt.Sprintf("ready worker=%v", err))
+	time.Sleep(time.Hour)
+	return 0
+}
+
+// TestOwnSIGKILLIsNeverOOM: vigil's SIGKILL after the grace period used to
+// be classed oom when some other process of the cgroup had been OOM-killed
+// earlier, turning a slow shutdown into an OOM alert.
+func TestOwnSIGKILLIsNeverOOM(t *testing.T) {
+	procs := memoryCgroup(t, 32<<20)
+	dir := t.TempDir()
+	ready, tomb := filepath.Join(dir, "ready"), filepath.Join(dir, "tomb.json")
+	r := start(t, opts{pid1: true, env: []string{"E2E_CGROUP_PROCS=" + procs}},
+		"--grace", "500ms", "--tombstone", tomb, "--", self, "oom-then-stay", ready)
+	got := waitFile(t, ready, "ready", 20*time.Second)
+	if !strings.Contains(got, "killed") {
+		t.Fatalf("the worker was not OOM-killed: %s", got)
+	}
+	r.signal(unix.SIGTERM)
+	r.expect(137)
+	readTombstone(t, tomb).check(t, map[string]any{"state": "exited", "class": "kill", "signal": "SIGKILL"})
+}
