@@ -43,8 +43,11 @@ func getopt(args []string, takesValue map[string]bool) ([]string, error) {
 		for j := 1; j < len(a); j++ {
 			c := a[j : j+1]
 			takes, known := takesValue[c]
+			if !known && len(a) == 2 {
+				return nil, usagef("unknown option %q", a)
+			}
 			if !known {
-				return nil, usagef("%q: -%s is not a short option (clusters like -sg or -ge143 hold short options only)", a, strings.ToValidUTF8(c, "?"))
+				return nil, usagef("unknown option -%s in %q (a cluster such as -sg or -ge143 holds short options only)", strings.ToValidUTF8(c, "?"), a)
 			}
 			out = append(out, "-"+c)
 			if !takes {

@@ -37,7 +37,7 @@ func TestMayExec(t *testing.T) {
 		{"directory without x", dir | 0o700, 0, 0, app, false},
 		{"root: any x bit", file | 0o001, 1000, 1000, root, true},
 		{"root: file with no x bit", file | 0o666, 0, 0, root, false},
-		{"root: any directory", dir | 0o000, 1000, 1000, root, true},
+		{"root: any directory", dir, 1000, 1000, root, true}, // mode 0000
 	}
 	for _, tt := range tests {
 		if got := mayExec(tt.mode, tt.uid, tt.gid, tt.id); got != tt.want {
