@@ -313,7 +313,7 @@ func TestRuncRunAsUserFromTheImagesPasswd(t *testing.T) {
 		user, want string
 	}{
 		{"app", "Uid: 1000 1000 1000 1000\nGid: 1000 1000 1000 1000\nGroups: 1000 2000\nCapEff: 0000000000000000\nHOME: /home/app"},
-		{"app:other", "Uid: 1000 1000 1000 1000\nGid: 3000 3000 3000 3000\nGroups: 2000 3000\nCapEff: 0000000000000000\nHOME: /home/app"},
+		{"app:other", "Uid: 1000 1000 1000 1000\nGid: 3000 3000 3000 3000\nGroups: 3000\nCapEff: 0000000000000000\nHOME: /home/app"},
 	}
 	for i, tt := range tests {
 		report := fmt.Sprintf("/shared/ids%d", i)
