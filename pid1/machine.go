@@ -26,11 +26,13 @@ const (
 	phaseCleanup              // the child has ended; its leftovers are being ended
 	phaseTail                 // waiting for the captured stderr to reach its end
 	phaseHooks                // the class's hooks run, one at a time
+	phaseBackoff              // --restart: waiting before the next run
+	phaseWaitAll              // --wait-all: the child has ended, its descendants not yet
 	phaseFlush                // waiting for the records to reach the disk
 	phaseDone                 // vigil may exit
 )
 
-var phaseNames = [...]string{"waiting", "running", "cleanup", "tail", "hooks", "flush", "done"}
+var phaseNames = [...]string{"waiting", "running", "cleanup", "tail", "hooks", "backoff", "wait-all", "flush", "done"}
 
 func (p phase) String() string { return phaseNames[p] }
 
@@ -79,7 +81,23 @@ type rules struct {
 	waitTimeout   time.Duration // 0: wait for ever
 	jobControl    bool          // vigil follows the child's stops (a terminal, not PID 1)
 	tail          bool          // --capture-tail
+
+	restart         RestartPolicy
+	restartMax      int // 0: no limit
+	restartDelay    time.Duration
+	restartDelayMax time.Duration
+	waitAll         bool // --wait-all: wait for every descendant after the child
 }
+
+// RestartPolicy says which ends of the command are followed by a new run.
+type RestartPolicy uint8
+
+// The restart policies.
+const (
+	RestartNo        RestartPolicy = iota // the default: vigil ends with the command
+	RestartOnFailure                      // after any class but success and stopped
+	RestartAlways                         // after every end
+)
 
 // killWait bounds the wait for a SIGKILL to take effect: it cannot be
 // refused, only delayed by a process stuck in the kernel (a dead NFS
@@ -122,8 +140,13 @@ type machine struct {
 	awaitCont bool // vigil stopped itself with the job and has not seen SIGCONT since
 	alive     bool // vigil has children, as the last drain saw
 
-	rec *record // how the child ended; set once
+	rec *record // how the child ended; set once per run
 	err error   // vigil's own failure to report with the status (exec, wait, stop before start)
+
+	restarts    int       // runs started before the current one
+	again       bool      // the run that ended is followed by another
+	streak      int       // consecutive short runs, for the backoff
+	backoffEnds time.Time // when the next run starts
 
 	cleanupEnds  time.Time
 	cleanupKill  bool // leftovers have been sent SIGKILL
@@ -231,6 +254,27 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 		}
 		return
 	case phaseRunning:
+	case phaseBackoff:
+		if _, kept := m.r.rewrite.Apply(sig); m.isStop(sig) && kept {
+			// A stop between runs ends vigil at once, with the last
+			// status and without a restart.
+			m.again, m.backoffEnds, m.hooksCleaned = false, time.Time{}, true
+			m.do(action{kind: actTombstone})
+			m.cleanup(now)
+		}
+		return
+	case phaseWaitAll:
+		// Every descendant gets what the child would have.
+		switch {
+		case m.isStop(sig) && !m.stop.active():
+			m.stop.cause, m.stop.sig, m.stop.sent = CauseSignal, sig, true
+			m.stopLeftovers(sig, now)
+		default:
+			if to, ok := m.r.rewrite.Apply(sig); ok {
+				m.do(action{kind: actLeftovers, sig: to})
+			}
+		}
+		return
 	default:
 		return // the child has ended: nothing to forward to
 	}
@@ -373,8 +417,12 @@ func (m *machine) reaped(exits []reaper.Exit, alive bool, oomRose func() bool, n
 			m.nextHook(now)
 		}
 	}
-	if !alive && m.phase == phaseCleanup {
+	switch {
+	case alive:
+	case m.phase == phaseCleanup:
 		m.afterCleanup(now)
+	case m.phase == phaseWaitAll:
+		m.waitAllDone(now)
 	}
 }
 
@@ -391,13 +439,88 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 	if m.r.remapExit[status] {
 		status = 0
 	}
-	m.rec = &record{class: class, exit: e, status: status, started: m.started, ended: now}
+	m.rec = &record{class: class, exit: e, status: status, started: m.started, ended: now, restarts: m.restarts}
 	if m.err != nil {
 		m.rec.err = m.err.Error()
 	}
+	m.again = m.restartAfter(class, cause)
 	m.timeoutAt, m.stop.forwardAt, m.stop.killAt, m.stop.landBy = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if m.r.waitAll && !m.again && m.alive {
+		// The broken-entrypoint case: a script that started daemons and
+		// exited. Wait for all of them; the record is written when they
+		// are done, since the container's work is not.
+		m.phase = phaseWaitAll
+		if m.stop.active() {
+			// A stop under way reaches them too, with the grace.
+			m.stopLeftovers(m.stop.sig, now)
+		}
+		return
+	}
 	// The tombstone comes before the cleanup: if the runtime's SIGKILL
 	// arrives while leftovers are being stopped, the record is there.
+	m.do(action{kind: actTombstone})
+	m.cleanup(now)
+}
+
+// restartAfter decides whether a run that ended with class is followed by
+// another. A stop asked for from outside (a stop signal, --stop-on) is
+// never followed by a restart; a --timeout is a failure of that run.
+func (m *machine) restartAfter(class Class, cause Cause) bool {
+	switch {
+	case cause == CauseSignal || cause == CauseStopOn:
+		return false
+	case m.r.restartMax > 0 && m.restarts >= m.r.restartMax:
+		return false
+	case m.r.restart == RestartAlways:
+		return true
+	case m.r.restart == RestartOnFailure:
+		return class != Success && class != Stopped
+	}
+	return false
+}
+
+// backoff is the wait before the next run: --restart-delay, doubled after
+// each consecutive run shorter than --restart-delay-max, up to that
+// maximum; a run that lasted longer starts the count again, so a program
+// that crashes once a day does not wait the maximum.
+func (m *machine) backoff(ran time.Duration) time.Duration {
+	if ran > m.r.restartDelayMax {
+		m.streak = 0
+	}
+	d := m.r.restartDelay
+	for i := 0; i < m.streak && d < m.r.restartDelayMax; i++ {
+		d *= 2
+	}
+	m.streak++
+	return min(d, max(m.r.restartDelayMax, m.r.restartDelay))
+}
+
+// rerun starts the next run after the backoff.
+func (m *machine) rerun() {
+	m.restarts++
+	m.child, m.rec, m.err, m.again = 0, nil, nil, false
+	m.stop, m.timeoutAt, m.backoffEnds = stop{}, time.Time{}, time.Time{}
+	m.hook, m.hooks, m.hookPid, m.hooksCleaned, m.tailEOF = -1, 0, 0, false, false
+	m.spawn()
+}
+
+// stopLeftovers is a stop under --wait-all: the descendants get the stop
+// signal and, after --grace (what is left of it, when it was running
+// already), SIGKILL. vigil was asked to wait for them, so it also owns
+// ending them when a stop comes.
+func (m *machine) stopLeftovers(sig unix.Signal, now time.Time) {
+	if to, ok := m.r.rewrite.Apply(sig); ok {
+		m.do(action{kind: actLeftovers, sig: to})
+	}
+	m.stop.killAt = m.stop.graceEnds
+	if m.stop.killAt.IsZero() {
+		m.stop.killAt = now.Add(m.r.grace)
+	}
+}
+
+// waitAllDone moves on once every descendant has ended.
+func (m *machine) waitAllDone(now time.Time) {
+	m.stop.killAt, m.stop.landBy = time.Time{}, time.Time{}
 	m.do(action{kind: actTombstone})
 	m.cleanup(now)
 }
@@ -407,7 +530,9 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 // stop was under way, so a shutdown keeps to the budget the user set.
 func (m *machine) cleanup(now time.Time) {
 	m.phase = phaseCleanup
-	if m.r.noCleanup || !m.alive {
+	if m.r.noCleanup || !m.alive || m.again {
+		// Between runs nothing the previous one left behind is touched:
+		// detached workers live on, and are reaped as they end.
 		m.afterCleanup(now)
 		return
 	}
@@ -471,6 +596,12 @@ func (m *machine) nextHook(now time.Time) {
 	m.hook++
 	if m.hook < m.hooks {
 		m.do(action{kind: actHook, n: m.hook})
+		return
+	}
+	if m.again {
+		m.phase = phaseBackoff
+		m.backoffEnds = now.Add(m.backoff(m.rec.ended.Sub(m.rec.started)))
+		m.do(action{kind: actTombstone})
 		return
 	}
 	// What the hooks started is cleaned up like the child's leftovers.
@@ -567,6 +698,21 @@ func (m *machine) tick(now time.Time) {
 			m.do(action{kind: actNote, why: "hook timeout", pid: m.hookPid})
 			m.do(action{kind: actKill, pid: -m.hookPid, sig: unix.SIGKILL})
 		}
+	case phaseBackoff:
+		if due(m.backoffEnds) {
+			m.rerun()
+		}
+	case phaseWaitAll:
+		if due(m.stop.killAt) {
+			m.stop.killAt = time.Time{}
+			m.stop.landBy = now.Add(killWait)
+			m.do(action{kind: actNote, why: "grace over"})
+			m.do(action{kind: actLeftovers, sig: unix.SIGKILL})
+		}
+		if due(m.stop.landBy) {
+			m.do(action{kind: actNote, why: "leftovers survived"})
+			m.waitAllDone(now)
+		}
 	case phaseFlush:
 		if due(m.flushEnds) {
 			m.flushed()
@@ -588,6 +734,10 @@ func (m *machine) next() time.Time {
 		ts = []time.Time{m.tailEnds}
 	case phaseHooks:
 		ts = []time.Time{m.hookEnds}
+	case phaseBackoff:
+		ts = []time.Time{m.backoffEnds}
+	case phaseWaitAll:
+		ts = []time.Time{m.stop.killAt, m.stop.landBy}
 	case phaseFlush:
 		ts = []time.Time{m.flushEnds}
 	}

@@ -29,7 +29,8 @@ type record struct {
 	started time.Time
 	ended   time.Time
 	command []string
-	tail    []byte // the end of the captured stderr, at most tailJSONMax bytes
+	tail     []byte // the end of the captured stderr, at most tailJSONMax bytes
+	restarts int    // runs before this one (--restart)
 	err     string // vigil's own message when the command never ran
 }
 
@@ -57,6 +58,7 @@ type hookFacts struct {
 	EndedAt    string   `json:"ended_at"`
 	DurationMS int64    `json:"duration_ms"`
 	Error      string   `json:"error,omitempty"`
+	Restarts   int      `json:"restarts"`
 	StderrTail *string  `json:"stderr_tail,omitempty"`
 }
 
@@ -65,7 +67,7 @@ func (r *record) facts() hookFacts {
 		Class: r.class, ExitStatus: r.status, Signal: sigName(r.exit.Signal), CoreDumped: r.exit.CoreDumped,
 		Pid: r.exit.Pid, Command: r.command, StartedAt: r.started.Format(time.RFC3339Nano),
 		EndedAt: r.ended.Format(time.RFC3339Nano), DurationMS: r.ended.Sub(r.started).Milliseconds(),
-		Error: r.err,
+		Error: r.err, Restarts: r.restarts,
 	}
 	if r.exit.Signal == 0 {
 		code := r.exit.Code
@@ -97,6 +99,7 @@ func (r *record) env() []string {
 		"VIGIL_ENDED_AT=" + f.EndedAt,
 		"VIGIL_DURATION_MS=" + strconv.FormatInt(f.DurationMS, 10),
 		"VIGIL_ERROR=" + truncate(f.Error, commandEnvMax),
+		"VIGIL_RESTARTS=" + strconv.Itoa(f.Restarts),
 	}
 }
 
@@ -121,19 +124,26 @@ type Tombstone struct {
 	Signal     *string `json:"signal"`
 	CoreDumped *bool   `json:"core_dumped"`
 	Error      string  `json:"error,omitempty"`
+	Restarts   int     `json:"restarts,omitempty"`
 }
 
 // tombstone is the record for the machine's state now.
 func (s *supervisor) tombstone() Tombstone {
 	m := s.m
-	ts := Tombstone{Name: s.name(), State: "starting", Pid: m.child}
+	ts := Tombstone{Name: s.name(), State: "starting", Pid: m.child, Restarts: m.restarts}
 	if !m.started.IsZero() {
 		ts.StartedAt = m.started.Format(time.RFC3339Nano)
 	}
 	if m.child != 0 {
 		ts.State = "running"
 	}
-	if r := m.rec; r != nil {
+	if r := m.rec; r != nil && (m.again || m.phase == phaseBackoff) {
+		// Between runs: the next one is starting; the last end is kept.
+		f := r.facts()
+		ts.State, ts.Pid, ts.StartedAt = "starting", 0, f.StartedAt
+		ts.EndedAt, ts.Class, ts.ExitStatus, ts.ExitCode = &f.EndedAt, &f.Class, &f.ExitStatus, f.ExitCode
+		ts.Signal, ts.CoreDumped = &f.Signal, &f.CoreDumped
+	} else if r != nil {
 		f := r.facts()
 		ts.State, ts.StartedAt = "exited", f.StartedAt
 		ts.EndedAt, ts.Class, ts.ExitStatus, ts.ExitCode = &f.EndedAt, &f.Class, &f.ExitStatus, f.ExitCode
