@@ -65,7 +65,7 @@ func inCI() bool { return os.Getenv("CI") == "true" }
 // loudly in the output, then skips, or fails in CI.
 func engineUnavailable(t *testing.T, engine, why string) {
 	t.Helper()
-	t.Logf("!!!!!!!! %s IS NOT AVAILABLE: the %s tests do not run !!!!!!!!\n%s", strings.ToUpper(engine), engine, why)
+	t.Logf("!!!!!!!! %s IS NOT AVAILABLE: the %s tests do not run !!!!!!!!", strings.ToUpper(engine), engine)
 	if inCI() {
 		t.Fatalf("%s must run in CI (CI=true): %s", engine, why)
 	}
@@ -187,6 +187,7 @@ type engine struct {
 	runArgs  []string // flags every container gets
 	initArgs []string // flags that make vigil the container's init (--init)
 	inits    []initCase
+	initDesc string      // how initArgs reads in the matrix
 	daemon   *daemonProc // nil for podman, which has no daemon
 	seq      atomic.Int64
 }
@@ -352,6 +353,12 @@ func (m *matrix) log(t *testing.T, title string) {
 	if len(m.rows) == 0 {
 		return
 	}
+	// vigil first, the inits it is compared with after it; rows in a
+	// stable order, whatever order the parallel cases ended in.
+	slices.SortStableFunc(m.cols, func(a, b string) int {
+		return strings.Compare(strconv.FormatBool(a != "vigil"), strconv.FormatBool(b != "vigil"))
+	})
+	slices.Sort(m.rows)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s matrix (as measured in this run):\n| case | %s |\n|---|%s\n", title,
 		strings.Join(m.cols, " | "), strings.Repeat("---|", len(m.cols)))
@@ -648,6 +655,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	e.env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(dir, "client"), "DOCKER_BUILDKIT=0")
 	e.runArgs = []string{"--network", "none"}
 	e.initArgs = []string{"--init"}
+	e.initDesc = "docker run --init (dockerd --init-path vigil)"
 	return e
 }
 
@@ -695,8 +703,9 @@ func startPodman(t *testing.T) *engine {
 	// container gets limits it can set.
 	e.runArgs = []string{"--network", "none", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"}
 	e.initArgs = []string{"--init", "--init-path", vigilBin}
-	if _, stderr, err := e.do(time.Minute, "info"); err != nil {
-		engineUnavailable(t, "podman", fmt.Sprintf("podman info: %v\n%s", err, stderr))
+	e.initDesc = "podman run --init --init-path vigil"
+	if _, _, err := e.do(time.Minute, "info"); err != nil {
+		engineUnavailable(t, "podman", err.Error())
 	}
 	return e
 }
