@@ -308,14 +308,6 @@ func (c *ctr) logs() string {
 
 func (c *ctr) String() string { return fmt.Sprintf("%s container %s (%s)", c.e.name, c.name, c.what) }
 
-// expect waits for the container and checks its exit status.
-func (c *ctr) expect(status int, d time.Duration) {
-	c.t.Helper()
-	if got := c.wait(d); got != status {
-		c.t.Errorf("%s exited %d, want %d\n%s", c, got, status, c.logs())
-	}
-}
-
 // shared makes a host directory for a test's container to mount at
 // /shared, and returns it and the -v option.
 func shared(t *testing.T) (string, []string) {
