@@ -243,7 +243,11 @@ func dockerInitVersion(t *testing.T, e *engine, m *matrix) {
 		t.Fatalf("docker info: %v", err)
 	}
 	var warnings []string
-	for _, line := range strings.Split(e.daemon.tail(1000), "\n") {
+	daemonLog, err := os.ReadFile(e.daemon.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(daemonLog), "\n") {
 		if strings.Contains(line, vigilBin) && (strings.Contains(line, "failed to parse") || strings.Contains(line, "failed to retrieve")) {
 			warnings = append(warnings, line)
 		}
