@@ -8,17 +8,27 @@ cd "$(dirname "$0")"
 export PATH="$PATH:$(go env GOPATH)/bin"
 
 # The race detector needs gcc; the e2e tests run vigil inside runc
-# containers with a busybox rootfs, and
-# the quick benchmark runs the peers beside it: install what is missing.
+# containers with a busybox rootfs and under a dockerd and a podman of their
+# own (docker.io and podman, without their recommends: no network, apparmor
+# or buildah needed), and the quick benchmark runs the peers beside it:
+# install what is missing.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  need=()
+  need=() engines=()
   for pkg in gcc libc6-dev runc busybox-static tini dumb-init catatonit; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
-  if [ ${#need[@]} -gt 0 ]; then
-    echo "== installing ${need[*]}"
+  for pkg in docker.io podman; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || engines+=("$pkg")
+  done
+  if [ ${#need[@]} -gt 0 ] || [ ${#engines[@]} -gt 0 ]; then
+    echo "== installing ${need[*]} ${engines[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  fi
+  if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  fi
+  if [ ${#engines[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${engines[@]}"
   fi
 fi
 
