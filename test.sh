@@ -20,15 +20,35 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
   fi
+  # qemu-user runs the arm64 build; without its recommends, so that nothing
+  # registers binfmt_misc handlers in the machine's kernel.
+  if ! dpkg -s qemu-user >/dev/null 2>&1 && ! dpkg -s qemu-user-static >/dev/null 2>&1; then
+    echo "== installing qemu-user"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-user
+  fi
 fi
 
 echo "== gofmt, go vet, staticcheck"
 test -z "$(gofmt -l . | tee /dev/stderr)"
 go vet ./...
-if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped (CI installs it)"; fi
+go vet ./.ci/cross/
+(cd examples/kubernetes && go vet ./...)
+if command -v staticcheck >/dev/null; then
+  staticcheck ./... ./.ci/cross/
+  (cd examples/kubernetes && staticcheck ./...)
+else
+  echo "staticcheck not installed: skipped (CI installs it)"
+fi
 
 echo "== unit tests (race detector)"
 go test -race -count=1 ./signals/ ./reaper/ ./pid1/ ./logsink/ .
+
+echo "== Kubernetes manifests (examples/kubernetes, a module of its own: strict API types, vigil's real flags)"
+(cd examples/kubernetes && go test -count=1 ./...)
+
+echo "== cross builds (linux amd64 arm64 arm/v7 386 ppc64le s390x riscv64; arm64 under qemu-user)"
+go test -count=1 -v -timeout 15m ./.ci/cross/
 
 echo "== end-to-end tests"
 go test -count=1 -v -timeout 10m ./e2e/
