@@ -142,6 +142,12 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start sup
 		list("stop-signal", "VIGIL_STOP_SIGNAL", "`SIGNAL` that begins a graceful stop (repeatable; default TERM and INT)"),
 		boolean("no-cleanup", "VIGIL_NO_CLEANUP", "exit without killing descendants left when the child ends"),
 
+		str("restart", "VIGIL_RESTART", "`POLICY`: no, on-failure (any class but success and stopped) or always; never after a stop from outside", "no"),
+		&intFlag{&cli.IntFlag{Name: "restart-max", EnvVars: []string{"VIGIL_RESTART_MAX"}, Usage: "stop restarting after `N` restarts and exit with the last status (0: no limit)"}, names("restart-max", nil)},
+		dur("restart-delay", "VIGIL_RESTART_DELAY", "wait `DURATION` before a restart, doubled after each consecutive short run", time.Second),
+		dur("restart-delay-max", "VIGIL_RESTART_DELAY_MAX", "the most a restart waits; a run longer than this resets the delay", 30*time.Second),
+		boolean("wait-all", "VIGIL_WAIT_ALL", "when the child ends, wait for all its descendants instead of ending them, then exit with the child's status"),
+
 		dur("hook-timeout", "VIGIL_HOOK_TIMEOUT", "kill a hook's process group after `DURATION`", 10*time.Second),
 		str("hooks-dir", "VIGIL_HOOKS_DIR", "run `DIR`/on-<class>.d/* and DIR/on-exit.d/* as hooks", ""),
 		&intFlag{&cli.IntFlag{Name: "capture-tail", EnvVars: []string{"VIGIL_CAPTURE_TAIL"}, Usage: "pass the child's stderr through vigil, keeping the last `BYTES` for hooks"}, names("capture-tail", nil)},
@@ -315,6 +321,26 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 		}
 	}
 	cfg.GraceSet = c.IsSet("grace")
+	switch v := c.String("restart"); v {
+	case "no":
+	case "on-failure":
+		cfg.Restart = pid1.RestartOnFailure
+	case "always":
+		cfg.Restart = pid1.RestartAlways
+	default:
+		return cfg, usagef("--restart %q: want no, on-failure or always", v)
+	}
+	if cfg.RestartMax = c.Int("restart-max"); cfg.RestartMax < 0 {
+		return cfg, usagef("--restart-max %d: want 0 (no limit) or more", cfg.RestartMax)
+	}
+	cfg.RestartDelay, cfg.RestartDelayMax = c.Duration("restart-delay"), c.Duration("restart-delay-max")
+	if cfg.RestartDelay < 0 || cfg.RestartDelayMax < cfg.RestartDelay {
+		return cfg, usagef("--restart-delay %s, --restart-delay-max %s: want 0 <= delay <= max", cfg.RestartDelay, cfg.RestartDelayMax)
+	}
+	cfg.WaitAll = c.Bool("wait-all")
+	if cfg.WaitAll && cfg.NoCleanup {
+		return cfg, usagef("--wait-all and --no-cleanup contradict each other")
+	}
 	if n := c.Int("capture-tail"); n < 0 || n > 64<<20 {
 		return cfg, usagef("--capture-tail %d: want 0 to %d bytes", n, 64<<20)
 	} else {

@@ -20,20 +20,8 @@ import (
 // seen from outside with vigil as PID 1.
 
 func init() {
-	helpers["slow-stop"] = slowStop
 	helpers["hwm"] = parentHWM
 	helpers["spew-bytes"] = spewBytes
-}
-
-// slowStop writes "ready" to FILE and, on SIGTERM, takes MS milliseconds
-// to shut down cleanly, then exits 0: a database flushing its buffers.
-func slowStop(args []string) int {
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, unix.SIGTERM)
-	writeFile(args[0], "ready")
-	<-c
-	time.Sleep(time.Duration(mustAtoi(args[1])) * time.Millisecond)
-	return 0
 }
 
 // parentHWM is a hook: it writes its parent's (vigil's) VmHWM in kB and the
@@ -194,7 +182,7 @@ func zombieChildren(pid int) int {
 func TestOutsideStopWaitsForASlowChild(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "ready")
-	r := start(t, opts{pid1: true}, "--", self, "slow-stop", file, "12000")
+	r := start(t, opts{pid1: true}, "--", self, "slow-stop", file, "12s")
 	waitFile(t, file, "ready", 10*time.Second)
 	r.signal(unix.SIGTERM)
 	r.expect(0)
@@ -203,7 +191,7 @@ func TestOutsideStopWaitsForASlowChild(t *testing.T) {
 func TestExplicitGraceStillKillsAfterAnOutsideStop(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "ready")
-	r := start(t, opts{pid1: true}, "--grace", "1s", "--", self, "slow-stop", file, "20000")
+	r := start(t, opts{pid1: true}, "--grace", "1s", "--", self, "slow-stop", file, "20s")
 	waitFile(t, file, "ready", 10*time.Second)
 	began := time.Now()
 	r.signal(unix.SIGTERM)
@@ -234,7 +222,7 @@ func TestAStopSignalBeforeTheTimeoutIsNotATimeout(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	file, tomb := filepath.Join(dir, "ready"), filepath.Join(dir, "tomb.json")
-	r := start(t, opts{pid1: true}, "--timeout", "1500ms", "--tombstone", tomb, "--", self, "slow-stop", file, "1500")
+	r := start(t, opts{pid1: true}, "--timeout", "1500ms", "--tombstone", tomb, "--", self, "slow-stop", file, "1500ms")
 	waitFile(t, file, "ready", 10*time.Second)
 	r.signal(unix.SIGTERM)
 	r.expect(0)

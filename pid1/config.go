@@ -46,6 +46,12 @@ type Config struct {
 	StopSignals  []unix.Signal // received signals that begin a graceful stop
 	NoCleanup    bool          // do not kill descendants left when the main child ends
 
+	Restart         RestartPolicy
+	RestartMax      int           // restarts before vigil gives up; 0: no limit
+	RestartDelay    time.Duration // before the first restart; doubled after each short run
+	RestartDelayMax time.Duration
+	WaitAll         bool // after the child, wait for every descendant
+
 	Hooks       map[Class][][]string // argv per class; the key "exit" runs after any class
 	HooksDir    string
 	HookTimeout time.Duration

@@ -123,6 +123,8 @@ func newSupervisor(cfg Config) (*supervisor, error) {
 		drain: cfg.Drain, cleanupGrace: cfg.CleanupGrace, noCleanup: cfg.NoCleanup,
 		hookTimeout: cfg.HookTimeout, remapExit: cfg.RemapExit,
 		waitFor: len(cfg.WaitFor) > 0, waitTimeout: cfg.WaitTimeout, tail: cfg.CaptureTail > 0,
+		restart: cfg.Restart, restartMax: cfg.RestartMax, restartDelay: cfg.RestartDelay,
+		restartDelayMax: cfg.RestartDelayMax, waitAll: cfg.WaitAll,
 	})
 	return s, nil
 }

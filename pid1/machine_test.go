@@ -513,3 +513,133 @@ func TestPhaseNames(t *testing.T) {
 		}
 	}
 }
+
+func restarting(policy RestartPolicy, maxRestarts int) rules {
+	r := defaults()
+	r.restart, r.restartMax = policy, maxRestarts
+	r.restartDelay, r.restartDelayMax = time.Second, 8*time.Second
+	return r
+}
+
+// endRun ends the current run with exits, runs no hooks, and returns the
+// actions that follow the hooks.
+func endRun(t *testing.T, m *machine, exits []reaper.Exit, now time.Time) string {
+	t.Helper()
+	m.reaped(exits, true, no, now)
+	m.take()
+	m.hooksListed(0, now)
+	return show(m.take())
+}
+
+func TestOnFailureRestartsUpToTheMaximumThenExitsWithTheLastStatus(t *testing.T) {
+	m := running(t, restarting(RestartOnFailure, 2))
+	now := t0
+	for run := 0; run < 2; run++ {
+		// Detached workers of the run live on: no cleanup between runs.
+		if got := endRun(t, m, exited(m.child, 3), now); got != "tombstone" {
+			t.Fatalf("run %d: after the hooks %q, want only the tombstone (no cleanup)", run, got)
+		}
+		if m.phase != phaseBackoff || m.rec.restarts != run {
+			t.Fatalf("run %d: phase %s, record restarts %d", run, m.phase, m.rec.restarts)
+		}
+		now = m.next()
+		m.tick(now)
+		expect(t, m, "spawn")
+		m.spawned(child+run+1, false, now)
+		m.take()
+	}
+	// The third run fails too: two restarts were all there was, and the
+	// one cleanup comes now.
+	m.reaped(exited(m.child, 4), true, no, now)
+	expect(t, m, "tombstone; leftovers SIGTERM")
+	m.reaped(nil, false, no, now)
+	expect(t, m, "ended; list hooks")
+	finish(t, m)
+	if m.phase != phaseDone || m.rec.status != 4 || m.rec.restarts != 2 {
+		t.Errorf("phase %s, status %d, restarts %d; want done, 4, 2", m.phase, m.rec.status, m.rec.restarts)
+	}
+}
+
+func TestOnFailureEndsAfterASuccessAndAlwaysDoesNot(t *testing.T) {
+	m := running(t, restarting(RestartOnFailure, 0))
+	endRun(t, m, exited(child, 0), t0)
+	if m.phase == phaseBackoff {
+		t.Error("on-failure restarted after a success")
+	}
+	a := running(t, restarting(RestartAlways, 0))
+	endRun(t, a, exited(child, 0), t0)
+	if a.phase != phaseBackoff {
+		t.Errorf("always: phase %s after a success, want backoff", a.phase)
+	}
+}
+
+func TestBackoffDoublesAndResetsAfterALongRun(t *testing.T) {
+	m := newMachine(restarting(RestartAlways, 0))
+	var got []time.Duration
+	for _, ran := range []time.Duration{0, 0, 0, 0, 0, 9 * time.Second, 0} {
+		got = append(got, m.backoff(ran))
+	}
+	want := []time.Duration{1, 2, 4, 8, 8, 1, 2}
+	for i := range want {
+		if got[i] != want[i]*time.Second {
+			t.Fatalf("delays %v, want %v seconds", got, want)
+		}
+	}
+}
+
+func TestNoRestartAfterAStopFromOutsideOrDuringTheBackoff(t *testing.T) {
+	m := running(t, restarting(RestartAlways, 0))
+	m.signal(unix.SIGTERM, t0)
+	m.take()
+	m.reaped(killedBy(child, unix.SIGTERM), true, no, t0)
+	if got := show(m.take()); got != "tombstone; leftovers SIGTERM" || m.again {
+		t.Errorf("after a stop signal: %q, again %v; want the cleanup, no restart", got, m.again)
+	}
+	m = running(t, restarting(RestartAlways, 0))
+	m.stopOnFired(t0)
+	m.take()
+	endRun(t, m, killedBy(child, unix.SIGTERM), t0)
+	if m.again {
+		t.Error("restarted after a --stop-on stop")
+	}
+	// A --timeout is a failure of that run: restarted.
+	r := restarting(RestartOnFailure, 0)
+	r.timeout = time.Second
+	m = running(t, r)
+	m.tick(at(time.Second))
+	m.take()
+	endRun(t, m, killedBy(child, unix.SIGTERM), at(2*time.Second))
+	if !m.again || m.phase != phaseBackoff {
+		t.Fatalf("a timed-out run was not restarted: phase %s", m.phase)
+	}
+	// A stop signal during the backoff ends vigil at once.
+	m.signal(unix.SIGTERM, at(2*time.Second))
+	expect(t, m, "tombstone; leftovers SIGTERM")
+	m.reaped(nil, false, no, at(2*time.Second))
+	expect(t, m, "flush")
+	if m.rec.class != Timeout || m.again {
+		t.Errorf("class %s again %v after a stop in the backoff", m.rec.class, m.again)
+	}
+}
+
+func TestWaitAllWaitsForEveryDescendant(t *testing.T) {
+	r := defaults()
+	r.waitAll = true
+	m := running(t, r)
+	m.reaped(exited(child, 5), true, no, t0)
+	expect(t, m, "")
+	if m.phase != phaseWaitAll || !m.next().IsZero() {
+		t.Fatalf("phase %s next %v, want wait-all with no deadline", m.phase, m.next())
+	}
+	m.signal(unix.SIGHUP, t0)
+	expect(t, m, "leftovers SIGHUP")
+	m.signal(unix.SIGTERM, t0)
+	expect(t, m, "leftovers SIGTERM")
+	m.tick(at(10 * time.Second))
+	expect(t, m, "note grace over; leftovers SIGKILL")
+	m.reaped(exited(300, 137), false, no, at(10*time.Second))
+	expect(t, m, "tombstone; ended; list hooks")
+	if m.rec.status != 5 {
+		t.Errorf("status %d, want the main child's 5", m.rec.status)
+	}
+}
