@@ -23,15 +23,15 @@ import (
 // record is what vigil knows about one termination; hooks, the tombstone
 // and the termination log are all views of it.
 type record struct {
-	class   Class
-	exit    reaper.Exit
-	status  int // what vigil exits with
-	started time.Time
-	ended   time.Time
-	command []string
+	class    Class
+	exit     reaper.Exit
+	status   int // what vigil exits with
+	started  time.Time
+	ended    time.Time
+	command  []string
 	tail     []byte // the end of the captured stderr, at most tailJSONMax bytes
 	restarts int    // runs before this one (--restart)
-	err     string // vigil's own message when the command never ran
+	err      string // vigil's own message when the command never ran
 }
 
 // tailJSONMax bounds the stderr tail that goes into the hooks' JSON and the
