@@ -1,6 +1,7 @@
 // Package intake is vigil's one intake of events: every signal vigil
-// catches, and every event its own goroutines produce (a timer, a watched
-// file, a finished record write), lands in one pending set, and one
+// catches, and every event its own goroutines produce (a watched file, a
+// finished record write, a readiness message), lands in one pending set,
+// and one
 // capacity-1 channel wakes the supervisor to take it.
 //
 // Signals are caught in this package's init, the earliest point Go code can
@@ -32,13 +33,11 @@ type Source uint32
 
 // The sources vigil's own goroutines post.
 const (
-	Timer   Source = 1 << iota // a deadline the supervisor armed has passed
-	Deps                       // a --wait-for or --stop-on watcher has news
+	Deps    Source = 1 << iota // a --wait-for or --stop-on watcher has news
 	Records                    // a record write has finished
 	Tail                       // the --capture-tail copier reached end of file
 	Notify                     // a readiness message arrived
 	Cancel                     // Run's context was cancelled
-	HookFed                    // a hook's standard input was written
 )
 
 var (
