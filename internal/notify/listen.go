@@ -57,12 +57,12 @@ type Update struct {
 	Stopping  bool  // a STOPPING=1 arrived
 	Phase     Phase // the last of them to arrive; PhaseNone if none did
 
-	Status          *string        // the latest STATUS=, nil if none
-	Pings           int            // WATCHDOG=1 received
-	LastPing        time.Time      // when the latest of them was read
-	WatchdogTrigger bool           // a WATCHDOG=trigger arrived
-	WatchdogUsec    *time.Duration // the latest WATCHDOG_USEC=
-	ExtendTimeout   *time.Duration // the latest EXTEND_TIMEOUT_USEC=
+	Status           *string        // the latest STATUS=, nil if none
+	Pings            int            // WATCHDOG=1 received
+	LastPing         time.Time      // when the latest of them was read
+	WatchdogTrigger  bool           // a WATCHDOG=trigger arrived
+	WatchdogInterval *time.Duration // the latest WATCHDOG_USEC=
+	ExtendTimeout    *time.Duration // the latest EXTEND_TIMEOUT_USEC=
 
 	Refused int // datagrams refused: sender, size or form
 	Dropped int // datagrams dropped over the rate bound
@@ -71,7 +71,7 @@ type Update struct {
 // Changed reports whether u holds anything for the supervisor to act on.
 func (u Update) Changed() bool {
 	return u.Ready || u.Reloading || u.Stopping || u.Status != nil || u.Pings > 0 ||
-		u.WatchdogTrigger || u.WatchdogUsec != nil || u.ExtendTimeout != nil
+		u.WatchdogTrigger || u.WatchdogInterval != nil || u.ExtendTimeout != nil
 }
 
 // Listener receives sd_notify messages on an abstract unix datagram
@@ -308,14 +308,14 @@ func (l *Listener) merge(m Message, now time.Time) bool {
 		u.LastPing = now
 	}
 	u.WatchdogTrigger = u.WatchdogTrigger || m.WatchdogTrigger
-	if m.WatchdogUsec != nil {
-		u.WatchdogUsec = m.WatchdogUsec
+	if m.WatchdogInterval != nil {
+		u.WatchdogInterval = m.WatchdogInterval
 	}
 	if m.ExtendTimeout != nil {
 		u.ExtendTimeout = m.ExtendTimeout
 	}
 	return m.Ready || m.Reloading || m.Stopping || m.Status != nil || m.Pings > 0 ||
-		m.WatchdogTrigger || m.WatchdogUsec != nil || m.ExtendTimeout != nil
+		m.WatchdogTrigger || m.WatchdogInterval != nil || m.ExtendTimeout != nil
 }
 
 // controls reads the credentials and the descriptors out of a datagram's

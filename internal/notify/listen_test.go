@@ -180,7 +180,7 @@ func TestTakeStartsAfresh(t *testing.T) {
 	}
 	u := l.Take()
 	if u.Ready || !u.Stopping || u.Phase != PhaseStopping || u.Pings != 1 || !u.WatchdogTrigger ||
-		u.WatchdogUsec == nil || *u.WatchdogUsec != 5*time.Second || u.ExtendTimeout == nil || *u.ExtendTimeout != 10*time.Microsecond {
+		u.WatchdogInterval == nil || *u.WatchdogInterval != 5*time.Second || u.ExtendTimeout == nil || *u.ExtendTimeout != 10*time.Microsecond {
 		t.Errorf("second Take() = %+v, want stopping, one ping, trigger, 5s watchdog, 10µs extension", u)
 	}
 }

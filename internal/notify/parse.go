@@ -56,13 +56,13 @@ type Message struct {
 	Stopping  bool  // STOPPING=1
 	Phase     Phase // the last of READY=1, RELOADING=1, STOPPING=1 in the message
 
-	Status          *string        // STATUS=: free text, valid UTF-8; nil when absent
-	Pings           int            // WATCHDOG=1 lines: the sender is alive
-	WatchdogTrigger bool           // WATCHDOG=trigger: the sender asks to be treated as hung
-	WatchdogUsec    *time.Duration // WATCHDOG_USEC=: a new watchdog interval; 0 turns it off
-	ExtendTimeout   *time.Duration // EXTEND_TIMEOUT_USEC=: asks for more time than the current deadline
-	MainPID         int            // MAINPID=: another process claims to be the main one; vigil ignores it
-	Barrier         bool           // BARRIER=1: the sender waits until its descriptor is closed
+	Status           *string        // STATUS=: free text, valid UTF-8; nil when absent
+	Pings            int            // WATCHDOG=1 lines: the sender is alive
+	WatchdogTrigger  bool           // WATCHDOG=trigger: the sender asks to be treated as hung
+	WatchdogInterval *time.Duration // WATCHDOG_USEC=: a new watchdog interval; 0 turns it off
+	ExtendTimeout    *time.Duration // EXTEND_TIMEOUT_USEC=: asks for more time than the current deadline
+	MainPID          int            // MAINPID=: another process claims to be the main one; vigil ignores it
+	Barrier          bool           // BARRIER=1: the sender waits until its descriptor is closed
 
 	Unknown []string // keys of valid assignments vigil does not act on (ERRNO=, FDSTORE=, ...)
 	Invalid []string // refused lines, each cut to invalidQuote bytes for a log line
@@ -144,7 +144,7 @@ func (m *Message) apply(key, value string) bool {
 			return false
 		}
 		if key == "WATCHDOG_USEC" {
-			m.WatchdogUsec = &d
+			m.WatchdogInterval = &d
 		} else {
 			m.ExtendTimeout = &d
 		}
@@ -241,8 +241,8 @@ func (m Message) Encode() string {
 	if m.WatchdogTrigger {
 		b.WriteString("WATCHDOG=trigger\n")
 	}
-	if m.WatchdogUsec != nil {
-		b.WriteString("WATCHDOG_USEC=" + strconv.FormatInt(m.WatchdogUsec.Microseconds(), 10) + "\n")
+	if m.WatchdogInterval != nil {
+		b.WriteString("WATCHDOG_USEC=" + strconv.FormatInt(m.WatchdogInterval.Microseconds(), 10) + "\n")
 	}
 	if m.ExtendTimeout != nil {
 		b.WriteString("EXTEND_TIMEOUT_USEC=" + strconv.FormatInt(m.ExtendTimeout.Microseconds(), 10) + "\n")

@@ -30,8 +30,8 @@ func TestParse(t *testing.T) {
 		{"stopping", "STOPPING=1", Message{Stopping: true, Phase: PhaseStopping}},
 		{"pings counted", "WATCHDOG=1\nWATCHDOG=1", Message{Pings: 2}},
 		{"trigger", "WATCHDOG=trigger", Message{WatchdogTrigger: true}},
-		{"watchdog usec", "WATCHDOG_USEC=30000000", Message{WatchdogUsec: ptr(30 * time.Second)}},
-		{"watchdog off", "WATCHDOG_USEC=0", Message{WatchdogUsec: ptr(time.Duration(0))}},
+		{"watchdog usec", "WATCHDOG_USEC=30000000", Message{WatchdogInterval: ptr(30 * time.Second)}},
+		{"watchdog off", "WATCHDOG_USEC=0", Message{WatchdogInterval: ptr(time.Duration(0))}},
 		{"extend", "EXTEND_TIMEOUT_USEC=1500", Message{ExtendTimeout: ptr(1500 * time.Microsecond)}},
 		{"mainpid", "MAINPID=42", Message{MainPID: 42}},
 		{"barrier", "BARRIER=1", Message{Barrier: true}},
@@ -111,7 +111,7 @@ func TestEncode(t *testing.T) {
 		{Message{Ready: true, Stopping: true, Phase: PhaseReady}, "STOPPING=1\nREADY=1"},
 		{Message{Ready: true, Stopping: true, Phase: PhaseStopping}, "READY=1\nSTOPPING=1"},
 		{Message{Status: ptr("two\nlines\x00")}, "STATUS=two lines "},
-		{Message{WatchdogUsec: ptr(2 * time.Second), ExtendTimeout: ptr(time.Millisecond), MainPID: 7, Barrier: true, WatchdogTrigger: true},
+		{Message{WatchdogInterval: ptr(2 * time.Second), ExtendTimeout: ptr(time.Millisecond), MainPID: 7, Barrier: true, WatchdogTrigger: true},
 			"WATCHDOG=trigger\nWATCHDOG_USEC=2000000\nEXTEND_TIMEOUT_USEC=1000\nMAINPID=7\nBARRIER=1"},
 	} {
 		if got := tc.m.Encode(); got != tc.want {

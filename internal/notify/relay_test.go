@@ -129,7 +129,7 @@ func TestRelay(t *testing.T) {
 		{"reloading is not relayed", Update{Reloading: true, Phase: PhaseReloading}, ""},
 		{"reload last: stopping wins", Update{Ready: true, Stopping: true, Reloading: true, Phase: PhaseReloading},
 			"READY=1\nSTOPPING=1"},
-		{"watchdog settings are not relayed", Update{WatchdogUsec: ptr(time.Second), WatchdogTrigger: true, ExtendTimeout: ptr(time.Second)}, ""},
+		{"watchdog settings are not relayed", Update{WatchdogInterval: ptr(time.Second), WatchdogTrigger: true, ExtendTimeout: ptr(time.Second)}, ""},
 	} {
 		if got := tc.u.Relay().Encode(); got != tc.want {
 			t.Errorf("%s: Relay().Encode() = %q, want %q", tc.name, got, tc.want)
