@@ -172,7 +172,9 @@ func (l *Listener) Socket() string { return l.name }
 // everything that arrived until then.
 func (l *Listener) Wake() <-chan struct{} { return l.wake }
 
-// Take returns what arrived since the last Take and starts afresh.
+// Take returns what arrived since the last Take and starts afresh. A
+// message that arrives between a wake-up and its Take is in that Take and
+// leaves another wake-up behind, whose Take may then hold nothing new.
 func (l *Listener) Take() Update {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -187,9 +189,11 @@ func (l *Listener) Close() error {
 	return l.f.Close()
 }
 
-// Serve reads datagrams until Close. It never blocks anyone but itself:
-// senders are never made to wait on the supervisor, and the supervisor
-// only ever takes the mutex for a copy.
+// Serve reads datagrams until Close, then returns nil. It never blocks
+// anyone but itself: senders are never made to wait on the supervisor,
+// and the supervisor only ever takes the mutex for a copy. It returns an
+// error only when the socket itself fails; notifications then stop, and
+// the supervisor goes on without them.
 func (l *Listener) Serve() error {
 	buf := make([]byte, MaxMessage)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4*maxFDs))

@@ -233,6 +233,25 @@ func TestRefusedWithoutHarm(t *testing.T) {
 	}
 }
 
+// TestSizeBound: a datagram of MaxMessage bytes counts; one byte more is
+// refused whole, not cut to MaxMessage and applied.
+func TestSizeBound(t *testing.T) {
+	l := listen(t, Config{Accept: self})
+	status := func(total int) []byte {
+		return []byte("STATUS=" + strings.Repeat("x", total-len("STATUS=")))
+	}
+	send(t, l.Socket(), status(MaxMessage+1))
+	barrier(t, l.Socket())
+	if u := l.Take(); u.Status != nil || u.Refused != 1 {
+		t.Fatalf("a %d-byte datagram: Take() = %+v, want it refused", MaxMessage+1, u)
+	}
+	send(t, l.Socket(), status(MaxMessage))
+	barrier(t, l.Socket())
+	if u := l.Take(); u.Status == nil || len(*u.Status) != MaxMessage-len("STATUS=") || u.Refused != 0 {
+		t.Errorf("a %d-byte datagram: Take() = %+v, want its status", MaxMessage, u)
+	}
+}
+
 // TestDescriptorsAreClosed: descriptors that come with a message are
 // closed whether the message counts, is refused or is dropped.
 func TestDescriptorsAreClosed(t *testing.T) {

@@ -10,6 +10,7 @@
 package notify
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"strconv"
@@ -88,7 +89,7 @@ func Parse(b []byte) (Message, error) {
 		return m, ErrEmpty
 	case len(b) > MaxMessage:
 		return m, ErrTooLarge
-	case strings.IndexByte(string(b), 0) >= 0:
+	case bytes.IndexByte(b, 0) >= 0:
 		return m, ErrNUL
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
