@@ -159,6 +159,15 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start sup
 		dur("wait-timeout", "VIGIL_WAIT_TIMEOUT", "give up waiting after `DURATION` (0: forever) and exit 124", 0),
 		list("stop-on", "VIGIL_STOP_ON", "stop the child gracefully when `TARGET` fires: file:PATH appears or tombstone:PATH says exited (repeatable)"),
 
+		boolean("notify", "VIGIL_NOTIFY", "give the child an sd_notify socket (NOTIFY_SOCKET) for READY=1, STATUS=, STOPPING=1, WATCHDOG=1; relayed to vigil's own NOTIFY_SOCKET"),
+		list("ready-on", "VIGIL_READY_ON", "mark the child ready once `TARGET` holds: tcp:HOST:PORT accepts or file:PATH exists (repeatable; all must hold)"),
+		dur("watchdog", "VIGIL_WATCHDOG", "with --notify: end the child as hung (class watchdog) when no WATCHDOG=1 arrives within `DURATION`", 0),
+		str("watchdog-signal", "VIGIL_WATCHDOG_SIGNAL", "`SIGNAL` that ends a hung child, before the grace and SIGKILL", "ABRT"),
+		// No VIGIL_PROBE: an exec probe runs with the container's
+		// environment, so such a variable would turn the container's own
+		// vigil into a probe too.
+		&stringFlag{&cli.StringFlag{Name: "probe", Usage: "evaluate `TARGET` once and exit 0 if it holds, 1 if not (ready:PATH, tombstone:PATH, file:PATH, tcp:HOST:PORT); runs no command"}, names("probe", nil)},
+
 		str("user", "VIGIL_USER", "run the child as `USER[:GROUP]` (names or numbers)", "", "u"),
 		boolean("no-new-privs", "VIGIL_NO_NEW_PRIVS", "set no_new_privs so the child cannot gain privileges through exec"),
 		boolean("version", "", "print one line, NAME version X - git.COMMIT, as docker reads it (with -v: build details too)", "V"),
@@ -195,6 +204,13 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start sup
 			if c.Bool("version") {
 				printVersion(stdout, int(*verbose) > 0)
 				*status = 0
+				return nil
+			}
+			if c.IsSet("probe") {
+				if c.NArg() > 0 {
+					return usagef("--probe runs no command; got %q", c.Args().First())
+				}
+				*status = pid1.Probe(c.String("probe"), stdout)
 				return nil
 			}
 			cfg, err := config(c, int(*verbose), sink)
@@ -321,6 +337,13 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 		}
 	}
 	cfg.GraceSet = c.IsSet("grace")
+	cfg.Notify, cfg.Watchdog = c.Bool("notify"), c.Duration("watchdog")
+	if cfg.Watchdog < 0 || cfg.Watchdog > 0 && !cfg.Notify {
+		return cfg, usagef("--watchdog %s: needs --notify, and a duration above 0", cfg.Watchdog)
+	}
+	if cfg.WatchdogSignal, err = parseSignal("--watchdog-signal", c.String("watchdog-signal")); err != nil {
+		return cfg, err
+	}
 	switch v := c.String("restart"); v {
 	case "no":
 	case "on-failure":
@@ -363,7 +386,7 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 	for _, f := range []struct {
 		name string
 		dst  *[]pid1.Target
-	}{{"wait-for", &cfg.WaitFor}, {"stop-on", &cfg.StopOn}} {
+	}{{"wait-for", &cfg.WaitFor}, {"stop-on", &cfg.StopOn}, {"ready-on", &cfg.ReadyOn}} {
 		for _, v := range nonEmpty(c.StringSlice(f.name)) {
 			t, err := pid1.ParseTarget(v)
 			if err != nil {
@@ -371,6 +394,9 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 			}
 			if f.name == "stop-on" && (t.Kind == "tcp" || t.Kind == "ready") {
 				return cfg, usagef("--stop-on %q: only file: and tombstone: targets", v)
+			}
+			if f.name == "ready-on" && t.Kind != "tcp" && t.Kind != "file" {
+				return cfg, usagef("--ready-on %q: only tcp: and file: targets", v)
 			}
 			*f.dst = append(*f.dst, t)
 		}

@@ -61,6 +61,14 @@ type Config struct {
 	Tombstone      string
 	TerminationLog string
 
+	// Readiness: --notify opens an sd_notify socket for the child;
+	// --ready-on targets mark it ready for programs that do not speak it;
+	// --watchdog ends it as hung when no WATCHDOG=1 comes in time.
+	Notify         bool
+	ReadyOn        []Target
+	Watchdog       time.Duration
+	WatchdogSignal unix.Signal
+
 	WaitFor     []Target
 	StopOn      []Target
 	WaitTimeout time.Duration // 0: wait forever

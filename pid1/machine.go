@@ -87,6 +87,18 @@ type rules struct {
 	restartDelay    time.Duration
 	restartDelayMax time.Duration
 	waitAll         bool // --wait-all: wait for every descendant after the child
+
+	watchdog       time.Duration // --watchdog: the longest time between two WATCHDOG=1; 0: none
+	watchdogSignal unix.Signal
+}
+
+// readiness is what a Notify update says, in the machine's terms.
+type readiness struct {
+	ready, stopping bool
+	status          *string
+	pings           int
+	trigger         bool           // WATCHDOG=trigger: treat as hung now
+	interval        *time.Duration // WATCHDOG_USEC=: a new interval; 0 turns the watchdog off
 }
 
 // RestartPolicy says which ends of the command are followed by a new run.
@@ -142,6 +154,12 @@ type machine struct {
 
 	rec *record // how the child ended; set once per run
 	err error   // vigil's own failure to report with the status (exec, wait, stop before start)
+
+	ready        bool      // the child said READY=1, or every --ready-on target held
+	readyAt      time.Time // when
+	status       string    // the last STATUS=
+	saysStopping bool      // the child said STOPPING=1
+	watchdogEnds time.Time // a WATCHDOG=1 must come before; zero: no watchdog
 
 	restarts    int       // runs started before the current one
 	again       bool      // the run that ended is followed by another
@@ -211,6 +229,9 @@ func (m *machine) spawned(pid int, jobControl bool, now time.Time) {
 	m.r.jobControl = jobControl
 	if m.r.timeout > 0 {
 		m.timeoutAt = now.Add(m.r.timeout)
+	}
+	if m.r.watchdog > 0 {
+		m.watchdogEnds = now.Add(m.r.watchdog)
 	}
 	m.do(action{kind: actTombstone})
 }
@@ -325,7 +346,8 @@ func (m *machine) beginStop(sig unix.Signal, cause Cause, now time.Time) {
 		cause = CauseSignal
 	}
 	m.stop.cause, m.stop.sig = cause, sig
-	if m.r.drain > 0 && cause != CauseTimeout {
+	m.do(action{kind: actTombstone}) // stopping
+	if m.r.drain > 0 && cause != CauseTimeout && cause != CauseWatchdog {
 		m.stop.forwardAt = now.Add(m.r.drain)
 		return
 	}
@@ -340,7 +362,7 @@ func (m *machine) beginStop(sig unix.Signal, cause Cause, now time.Time) {
 func (m *machine) sendStop(now time.Time) {
 	m.stop.forwardAt = time.Time{}
 	m.stop.sent = true
-	if m.stop.cause == CauseTimeout {
+	if m.stop.cause == CauseTimeout || m.stop.cause == CauseWatchdog {
 		// The user chose this signal for the timeout: no rewrite.
 		m.do(action{kind: actKill, pid: m.target(), sig: m.stop.sig})
 	} else {
@@ -355,6 +377,78 @@ func (m *machine) sendStop(now time.Time) {
 func (m *machine) stopSelf() {
 	m.awaitCont = true
 	m.do(action{kind: actStopSelf})
+}
+
+// notified takes what the child said over the notification socket.
+func (m *machine) notified(u readiness, now time.Time) {
+	if m.phase != phaseRunning || m.child == 0 {
+		return
+	}
+	changed := false
+	if u.ready && !m.ready {
+		m.ready, m.readyAt, changed = true, now, true
+	}
+	if u.stopping && !m.saysStopping {
+		m.saysStopping, changed = true, true
+	}
+	if u.status != nil && *u.status != m.status {
+		m.status, changed = *u.status, true
+	}
+	if u.interval != nil {
+		// WATCHDOG_USEC= from the child: a new interval from now; 0 turns
+		// the watchdog off, as systemd does.
+		m.r.watchdog = *u.interval
+		m.watchdogEnds = time.Time{}
+		if m.r.watchdog > 0 {
+			m.watchdogEnds = now.Add(m.r.watchdog)
+		}
+	}
+	if u.pings > 0 && m.r.watchdog > 0 {
+		m.watchdogEnds = now.Add(m.r.watchdog)
+	}
+	if changed {
+		m.do(action{kind: actTombstone})
+	}
+	if u.trigger {
+		m.hung(now)
+	}
+}
+
+// readyOnHeld says every --ready-on target holds: ready, as by READY=1.
+func (m *machine) readyOnHeld(now time.Time) {
+	if m.phase == phaseRunning && m.child != 0 && !m.ready {
+		m.ready, m.readyAt = true, now
+		m.do(action{kind: actTombstone})
+		m.do(action{kind: actNote, why: "ready"})
+	}
+}
+
+// hung ends the child as a hang: the watchdog signal (ABRT by default, so
+// that a core shows where it hung), the grace, SIGKILL. The first stop
+// wins: a child already being stopped is not a hang.
+func (m *machine) hung(now time.Time) {
+	m.watchdogEnds = time.Time{}
+	if !m.stop.active() {
+		m.do(action{kind: actNote, why: "watchdog"})
+		m.beginStop(m.r.watchdogSignal, CauseWatchdog, now)
+	}
+}
+
+// state is the tombstone's state for the current phase.
+func (m *machine) state() string {
+	switch {
+	case m.rec != nil && (m.again || m.phase == phaseBackoff):
+		return "starting" // between runs
+	case m.rec != nil:
+		return "exited"
+	case m.child == 0:
+		return "starting"
+	case m.stop.active() || m.saysStopping:
+		return "stopping"
+	case m.ready:
+		return "ready"
+	}
+	return "running"
 }
 
 // stopOnFired says a --stop-on target holds.
@@ -445,6 +539,8 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 	}
 	m.again = m.restartAfter(class, cause)
 	m.timeoutAt, m.stop.forwardAt, m.stop.killAt, m.stop.landBy = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	m.watchdogEnds = time.Time{}
+	m.rec.ready, m.rec.readyAt, m.rec.statusText = m.ready, m.readyAt, m.status
 	if m.r.waitAll && !m.again && m.alive {
 		// The broken-entrypoint case: a script that started daemons and
 		// exited. Wait for all of them; the record is written when they
@@ -468,7 +564,7 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 func (m *machine) restartAfter(class Class, cause Cause) bool {
 	switch {
 	case cause == CauseSignal || cause == CauseStopOn:
-		return false
+		return false // a --timeout or a watchdog is a failure of the run
 	case m.r.restartMax > 0 && m.restarts >= m.r.restartMax:
 		return false
 	case m.r.restart == RestartAlways:
@@ -500,6 +596,7 @@ func (m *machine) rerun() {
 	m.restarts++
 	m.child, m.rec, m.err, m.again = 0, nil, nil, false
 	m.stop, m.timeoutAt, m.backoffEnds = stop{}, time.Time{}, time.Time{}
+	m.ready, m.readyAt, m.status, m.saysStopping = false, time.Time{}, "", false
 	m.hook, m.hooks, m.hookPid, m.hooksCleaned, m.tailEOF = -1, 0, 0, false, false
 	m.spawn()
 }
@@ -657,6 +754,9 @@ func (m *machine) tick(now time.Time) {
 				m.beginStop(m.r.timeoutSignal, CauseTimeout, now)
 			}
 		}
+		if due(m.watchdogEnds) {
+			m.hung(now)
+		}
 		if due(m.stop.killAt) {
 			m.stop.killAt = time.Time{}
 			m.stop.killed = true
@@ -727,7 +827,7 @@ func (m *machine) next() time.Time {
 	case phaseWaiting:
 		ts = []time.Time{m.waitEnds}
 	case phaseRunning:
-		ts = []time.Time{m.stop.forwardAt, m.timeoutAt, m.stop.killAt, m.stop.landBy}
+		ts = []time.Time{m.stop.forwardAt, m.timeoutAt, m.stop.killAt, m.stop.landBy, m.watchdogEnds}
 	case phaseCleanup:
 		ts = []time.Time{m.cleanupEnds}
 	case phaseTail:

@@ -144,7 +144,7 @@ func TestOutsideStopHasNoSIGKILLOfVigilsOwnByDefault(t *testing.T) {
 	// deadline, vigil must not kill at its own 10 s.
 	m := running(t, defaults())
 	m.signal(unix.SIGTERM, t0)
-	expect(t, m, "kill 100 SIGTERM")
+	expect(t, m, "tombstone; kill 100 SIGTERM")
 	if next := m.next(); !next.IsZero() {
 		t.Fatalf("a deadline at %s after an outside stop; want none", next.Sub(t0))
 	}
@@ -162,7 +162,7 @@ func TestExplicitGraceEndsAnOutsideStopWithSIGKILL(t *testing.T) {
 	r.graceSet, r.grace = true, 5*time.Second
 	m := running(t, r)
 	m.signal(unix.SIGTERM, t0)
-	expect(t, m, "kill 100 SIGTERM")
+	expect(t, m, "tombstone; kill 100 SIGTERM")
 	if got := m.next(); !got.Equal(at(5 * time.Second)) {
 		t.Fatalf("next deadline %s, want the grace's 5s", got.Sub(t0))
 	}
@@ -192,7 +192,7 @@ func TestRepeatedStopSignalIsForwardedWithoutRestartingTheClock(t *testing.T) {
 	m := running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	m.signal(unix.SIGINT, at(3*time.Second))
-	expect(t, m, "kill 100 SIGTERM; kill 100 SIGINT")
+	expect(t, m, "tombstone; kill 100 SIGTERM; kill 100 SIGINT")
 	if got := m.next(); !got.Equal(at(10 * time.Second)) {
 		t.Errorf("deadline moved to %s, want 10s", got.Sub(t0))
 	}
@@ -223,7 +223,7 @@ func TestDrainDelaysTheStopAndAFailureDuringItIsAFailure(t *testing.T) {
 	r.drain = 5 * time.Second
 	m := running(t, r)
 	m.stopOnFired(t0)
-	expect(t, m, "")
+	expect(t, m, "tombstone")
 	if got := m.next(); !got.Equal(at(5 * time.Second)) {
 		t.Fatalf("next %s, want the drain's end", got.Sub(t0))
 	}
@@ -236,7 +236,7 @@ func TestDrainDelaysTheStopAndAFailureDuringItIsAFailure(t *testing.T) {
 	m = running(t, r)
 	m.stopOnFired(t0)
 	m.tick(at(5 * time.Second))
-	expect(t, m, "kill 100 SIGTERM")
+	expect(t, m, "tombstone; kill 100 SIGTERM")
 	m.reaped(killedBy(child, unix.SIGTERM), false, no, at(6*time.Second))
 	m.take()
 	if r := finish(t, m); r.class != Stopped || r.status != 0 {
@@ -250,7 +250,7 @@ func TestTimeoutSendsItsSignalUnrewrittenThenKills(t *testing.T) {
 	r.rewrite = signals.Rewrite{unix.SIGUSR1: unix.SIGHUP}
 	m := running(t, r)
 	m.tick(at(time.Minute))
-	expect(t, m, "note timeout; kill 100 SIGUSR1")
+	expect(t, m, "note timeout; tombstone; kill 100 SIGUSR1")
 	m.tick(at(time.Minute + 10*time.Second))
 	expect(t, m, "note grace over; kill -100 SIGKILL")
 	m.reaped(killedBy(child, unix.SIGKILL), false, no, at(71*time.Second))
@@ -267,7 +267,7 @@ func TestTheFirstStopWins(t *testing.T) {
 	m := running(t, r)
 	m.signal(unix.SIGTERM, at(9*time.Second))
 	m.tick(at(10 * time.Second))
-	expect(t, m, "kill 100 SIGTERM")
+	expect(t, m, "tombstone; kill 100 SIGTERM")
 	m.reaped(killedBy(child, unix.SIGTERM), false, no, at(11*time.Second))
 	m.take()
 	if r := finish(t, m); r.class != Signal {
@@ -277,7 +277,7 @@ func TestTheFirstStopWins(t *testing.T) {
 	m = running(t, r)
 	m.tick(at(10 * time.Second))
 	m.signal(unix.SIGTERM, at(11*time.Second))
-	expect(t, m, "note timeout; kill 100 SIGTERM; kill 100 SIGTERM")
+	expect(t, m, "note timeout; tombstone; kill 100 SIGTERM; kill 100 SIGTERM")
 	m.stopOnFired(at(12 * time.Second))
 	expect(t, m, "")
 	m.reaped(killedBy(child, unix.SIGTERM), false, no, at(12*time.Second))
@@ -487,7 +487,7 @@ func TestJobControlFollowsTheChildWithoutStaleStops(t *testing.T) {
 func TestCancelIsAStop(t *testing.T) {
 	m := running(t, defaults())
 	m.cancel(t0)
-	expect(t, m, "kill 100 SIGTERM")
+	expect(t, m, "tombstone; kill 100 SIGTERM")
 	w := newMachine(rules{stopSignals: []unix.Signal{unix.SIGTERM}, waitFor: true})
 	w.begin(t0)
 	w.take()

@@ -86,11 +86,11 @@ func TestProbe(t *testing.T) {
 	}
 	big := filepath.Join(dir, "big.json")
 	padded := `{"state":"ready"}`
-	if err := os.WriteFile(big, []byte(padded+strings.Repeat(" ", probeReadMax-len(padded)+1)), 0o644); err != nil {
+	if err := os.WriteFile(big, []byte(padded+strings.Repeat(" ", recordMax-len(padded)+1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	largest := filepath.Join(dir, "largest.json")
-	if err := os.WriteFile(largest, []byte(padded+strings.Repeat(" ", probeReadMax-len(padded))), 0o644); err != nil {
+	if err := os.WriteFile(largest, []byte(padded+strings.Repeat(" ", recordMax-len(padded))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	garbage := filepath.Join(dir, "garbage.json")

@@ -45,6 +45,9 @@ type Config struct {
 	Burst int
 	Rate  float64
 	Now   func() time.Time
+	// Notify, if set, is called instead of a send on Wake when there is
+	// something to Take: vigil posts to its one intake.
+	Notify func()
 }
 
 // Update is what arrived since the last Take, merged: flags stay set,
@@ -286,6 +289,10 @@ func (l *Listener) handle(b, oob []byte, flags int) {
 		l.cfg.Log.Debug("MAINPID ignored: vigil's main process is the one it started", "pid", pid, "mainpid", m.MainPID)
 	}
 	if l.merge(m, now) {
+		if l.cfg.Notify != nil {
+			l.cfg.Notify()
+			return
+		}
 		select {
 		case l.wake <- struct{}{}:
 		default: // a wake-up is pending; the Take it leads to sees this too
