@@ -155,7 +155,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start sup
 		str("name", "VIGIL_NAME", "`NAME` in the tombstone (default: the command's base name)", ""),
 		str("tombstone", "VIGIL_TOMBSTONE", "write a JSON termination record to `PATH`", ""),
 		str("termination-log", "VIGIL_TERMINATION_LOG", "write a summary of how the child ended to `PATH` (e.g. /dev/termination-log)", ""),
-		list("wait-for", "VIGIL_WAIT_FOR", "before starting, wait for `TARGET`: file:PATH, tombstone:PATH (running) or tcp:HOST:PORT (repeatable)"),
+		list("wait-for", "VIGIL_WAIT_FOR", "before starting, wait for `TARGET`: file:PATH, tombstone:PATH (running or ready), ready:PATH (a tombstone saying ready) or tcp:HOST:PORT (repeatable)"),
 		dur("wait-timeout", "VIGIL_WAIT_TIMEOUT", "give up waiting after `DURATION` (0: forever) and exit 124", 0),
 		list("stop-on", "VIGIL_STOP_ON", "stop the child gracefully when `TARGET` fires: file:PATH appears or tombstone:PATH says exited (repeatable)"),
 

@@ -25,7 +25,7 @@ else
 fi
 
 echo "== unit tests (race detector)"
-go test -race -count=1 ./signals/ ./reaper/ ./pid1/ ./logsink/ .
+go test -race -count=1 ./signals/ ./reaper/ ./pid1/ ./logsink/ ./internal/... .
 
 echo "== Kubernetes manifests (examples/kubernetes, a module of its own: strict API types, vigil's real flags)"
 (cd examples/kubernetes && go test -count=1 ./...)
@@ -42,7 +42,7 @@ go test -count=1 -v -timeout 5m ./bench/
 echo "== fuzzing (each target briefly; seeds in */testdata/fuzz)"
 fuzztime="${VIGIL_FUZZTIME:-5s}"
 for target in signals:FuzzParse signals:FuzzParseRewrite pid1:FuzzSplitWords pid1:FuzzParseTarget \
-	pid1:FuzzLookupUser .:FuzzConfig .:FuzzDurations .:FuzzRemapExit .:FuzzEnv; do
+	pid1:FuzzLookupUser .:FuzzConfig .:FuzzDurations .:FuzzRemapExit .:FuzzEnv internal/notify:FuzzParse; do
 	pkg="./${target%%:*}/" name="${target#*:}"
 	go test -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime" "$pkg" >/dev/null || {
 		echo "fuzzing $name failed; the failing input is under ${pkg}testdata/fuzz/$name" >&2

@@ -11,21 +11,6 @@ import (
 	"time"
 )
 
-// pendingFlags are flags the manifests already use but vigil does not have
-// yet: issue 13 (readiness) adds them. Remove them from here when issue 13
-// lands; the test fails while an entry names a flag vigil already has, so
-// the list cannot outlive its reason.
-var pendingFlags = map[string]string{ // name → placeholder
-	"probe":    "TARGET",
-	"ready-on": "TARGET",
-}
-
-// pendingTargets are target kinds the manifests use in a flag whose help
-// does not name them yet (issue 13's ready:PATH). Remove with pendingFlags.
-var pendingTargets = map[string][]string{ // flag → kinds
-	"wait-for": {"ready"},
-}
-
 // flagSpec is one flag of vigil's command line as `vigil --help` shows it.
 type flagSpec struct {
 	Name        string   // long name, without dashes
@@ -33,7 +18,6 @@ type flagSpec struct {
 	Usage       string   // the help text, without the default and variables
 	Default     string   // "(default: …)", unquoted; "" when none is shown
 	Env         []string // the variables that set it, e.g. VIGIL_GRACE
-	Pending     bool     // from pendingFlags, not from vigil's help
 }
 
 // flagSet is vigil's real command line: every spelling of every flag and
@@ -139,34 +123,6 @@ func parseHelp(help string) (*flagSet, error) {
 		return nil, fmt.Errorf("vigil --help: found no [$VIGIL_GRACE] in:\n%s", help)
 	}
 	return fs, nil
-}
-
-// addPending adds pendingFlags, and fails for one vigil already has.
-func (fs *flagSet) addPending() error {
-	var stale []string
-	for name, placeholder := range pendingFlags {
-		if fs.byName[name] != nil {
-			stale = append(stale, "--"+name)
-			continue
-		}
-		fs.byName[name] = &flagSpec{Name: name, Placeholder: placeholder, Pending: true}
-	}
-	for flag, kinds := range pendingTargets {
-		spec := fs.byName[flag]
-		if spec == nil {
-			return fmt.Errorf("pendingTargets: vigil has no --%s", flag)
-		}
-		for _, k := range kinds {
-			if strings.Contains(spec.Usage, k+":") {
-				stale = append(stale, "--"+flag+" "+k+":")
-			}
-		}
-	}
-	if len(stale) > 0 {
-		slices.Sort(stale)
-		return fmt.Errorf("vigil now has %s: remove it from pendingFlags/pendingTargets", strings.Join(stale, ", "))
-	}
-	return nil
 }
 
 // setting is one flag given on a command line or through a variable.
@@ -335,9 +291,6 @@ func (spec *flagSpec) check(value string) error {
 		kind, rest, ok := strings.Cut(value, ":")
 		if !ok || rest == "" {
 			return fmt.Errorf("target %q is not KIND:WHAT", value)
-		}
-		if spec.Pending || slices.Contains(pendingTargets[spec.Name], kind) {
-			return nil
 		}
 		if !strings.Contains(spec.Usage, kind+":") {
 			return fmt.Errorf("--%s takes no %s: target (its help: %q)", spec.Name, kind, spec.Usage)

@@ -14,9 +14,8 @@ import (
 )
 
 var (
-	vigilFlags *flagSet // vigil's flags, with pendingFlags added
+	vigilFlags *flagSet // vigil's flags
 	flagsErr   error    // why there are none
-	pendingErr error    // a pending flag that is pending no more
 )
 
 func TestMain(m *testing.M) {
@@ -34,11 +33,7 @@ func runTests(m *testing.M) int {
 	if err == nil {
 		vigilFlags, err = loadFlagSet(bin)
 	}
-	if err != nil {
-		flagsErr = err
-	} else {
-		pendingErr = vigilFlags.addPending()
-	}
+	flagsErr = err
 	return m.Run()
 }
 
@@ -106,15 +101,6 @@ func TestExampleDockerfileUsesRealFlags(t *testing.T) {
 	tomb, _ := entry.lookup("tombstone")
 	if kind, p, _ := strings.Cut(probe.Value, ":"); kind == "ready" && p != tomb.Value {
 		t.Errorf("HEALTHCHECK probes %s, but the ENTRYPOINT writes its tombstone at %q", probe.Value, tomb.Value)
-	}
-}
-
-func TestPendingFlagsAreStillMissing(t *testing.T) {
-	if flagsErr != nil {
-		t.Fatalf("vigil's flag set: %v", flagsErr)
-	}
-	if pendingErr != nil {
-		t.Error(pendingErr)
 	}
 }
 
