@@ -17,6 +17,9 @@ ARG TARGETOS
 ARG TARGETARCH
 ARG TARGETVARIANT
 ARG VERSION=dev
+# The commit docker version shows for the init; .git is not in the build
+# context: docker buildx build --build-arg COMMIT=$(git rev-parse HEAD) ...
+ARG COMMIT=
 # TARGETVARIANT is v7 for linux/arm/v7 (GOARM=7) and v2 or v3 for
 # linux/amd64/v3 (GOAMD64=v3); other architectures have none Go uses.
 RUN export CGO_ENABLED=0 GOOS="${TARGETOS:-linux}" GOARCH="${TARGETARCH:-$(go env GOARCH)}"; \
@@ -25,7 +28,7 @@ RUN export CGO_ENABLED=0 GOOS="${TARGETOS:-linux}" GOARCH="${TARGETARCH:-$(go en
       amd64/v*) export GOAMD64="$TARGETVARIANT" ;; \
     esac; \
     go build -trimpath -tags urfave_cli_no_docs \
-      -ldflags="-s -w -X main.version=${VERSION}" -o /vigil .
+      -ldflags="-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" -o /vigil .
 
 FROM scratch
 COPY --from=build /vigil /vigil
