@@ -274,7 +274,9 @@ func (s *supervisor) feed(now time.Time) {
 			s.m.stopOnFired(now)
 		}
 	}
-	if p.Has(intake.Tail) {
+	if p.Has(intake.Tail) && s.tail != nil && s.tail.ended() {
+		// Only the current run's tail: under --restart an earlier one's
+		// end may arrive late.
 		s.m.tailDone()
 	}
 	if p.Has(intake.Records) && s.records.idle() {

@@ -142,7 +142,8 @@ type machine struct {
 	r     rules
 	phase phase
 
-	waitEnds   time.Time // --wait-timeout; zero: none
+	waitEnds   time.Time     // --wait-timeout; zero: none
+	early      []unix.Signal // caught before the child existed, for it once it does
 	waitingFor string    // the targets not ready yet, for the message
 
 	child     int       // the main child's pid, also its process group
@@ -234,7 +235,14 @@ func (m *machine) spawned(pid int, jobControl bool, now time.Time) {
 		m.watchdogEnds = now.Add(m.r.watchdog)
 	}
 	m.do(action{kind: actTombstone})
+	for _, sig := range m.early {
+		m.forward(sig)
+	}
+	m.early = nil
 }
+
+// maxEarly bounds the signals kept for a child that does not exist yet.
+const maxEarly = 64
 
 // spawnFailed says the command could not be started (127, 126): that is
 // an end like any other, recorded and hooked, with no process behind it.
@@ -267,7 +275,19 @@ func (m *machine) target() int {
 func (m *machine) signal(sig unix.Signal, now time.Time) {
 	switch m.phase {
 	case phaseWaiting:
-		if _, kept := m.r.rewrite.Apply(sig); m.isStop(sig) && kept {
+		switch {
+		case m.isStop(sig):
+		case sig == unix.SIGTSTP || sig == unix.SIGTTIN || sig == unix.SIGTTOU || sig == unix.SIGCONT:
+			return // job control of a child that does not exist yet
+		default:
+			// Kept for the child, as an init that blocks signals while it
+			// spawns delivers them once the child exists; bounded.
+			if len(m.early) < maxEarly {
+				m.early = append(m.early, sig)
+			}
+			return
+		}
+		if _, kept := m.r.rewrite.Apply(sig); kept {
 			// No child to pass it to: vigil ends as the signal asked.
 			m.err = fail(128+int(sig), "%s while waiting for %s; command not started", signals.Name(sig), m.waitingFor)
 			m.started = now

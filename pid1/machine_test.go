@@ -643,3 +643,25 @@ func TestWaitAllWaitsForEveryDescendant(t *testing.T) {
 		t.Errorf("status %d, want the main child's 5", m.rec.status)
 	}
 }
+
+func TestSignalsBeforeTheChildExistsReachItOnceItDoes(t *testing.T) {
+	r := defaults()
+	r.waitFor = true
+	m := newMachine(r)
+	m.signal(unix.SIGHUP, t0)
+	m.signal(unix.SIGTSTP, t0) // no job to stop yet
+	m.begin(t0)
+	m.signal(unix.SIGUSR1, t0)
+	expect(t, m, "tombstone")
+	m.depsReady()
+	expect(t, m, "spawn")
+	m.spawned(child, false, t0)
+	expect(t, m, "tombstone; kill 100 SIGHUP; kill 100 SIGUSR1")
+	w := newMachine(r)
+	for range 2 * maxEarly {
+		w.signal(unix.SIGWINCH, t0)
+	}
+	if len(w.early) != maxEarly {
+		t.Errorf("kept %d early signals, want at most %d", len(w.early), maxEarly)
+	}
+}
