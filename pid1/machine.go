@@ -144,7 +144,7 @@ type machine struct {
 
 	waitEnds   time.Time     // --wait-timeout; zero: none
 	early      []unix.Signal // caught before the child existed, for it once it does
-	waitingFor string    // the targets not ready yet, for the message
+	waitingFor string        // the targets not ready yet, for the message
 
 	child     int       // the main child's pid, also its process group
 	started   time.Time // when it was spawned (or, if it never was, when it was given up on)
