@@ -668,15 +668,7 @@ func TestWaitForTCPHoldsTheChildBack(t *testing.T) {
 		t.Fatalf("listening again on %s: %v", addr, err)
 	}
 	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAll(l)
 	r.expect(0)
 	if at := stampOf(t, report, "started"); at.Before(listening) {
 		t.Errorf("the child started %s before the port opened", listening.Sub(at))

@@ -160,16 +160,9 @@ func TestOrphansAreReapedWhileWaiting(t *testing.T) {
 // zombieChildren counts the zombies whose parent is pid, from the host's
 // /proc.
 func zombieChildren(pid int) int {
-	names, _ := filepath.Glob("/proc/[0-9]*/stat")
 	n := 0
-	for _, name := range names {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			continue
-		}
-		end := strings.LastIndexByte(string(b), ')')
-		f := strings.Fields(string(b[end+1:]))
-		if len(f) > 1 && f[0] == "Z" && f[1] == strconv.Itoa(pid) {
+	for _, c := range childrenOf(pid) {
+		if c.state == "Z" {
 			n++
 		}
 	}

@@ -18,7 +18,6 @@ import (
 
 func init() {
 	helpers["notifier"] = notifier
-	helpers["listen-tcp"] = listenTCP
 }
 
 // sdNotify sends one datagram to $NOTIFY_SOCKET, as sd_notify(3) does.
@@ -80,30 +79,6 @@ func notifier(args []string) int {
 			writeFile(file, log)
 		}
 	}
-	<-c
-	return 0
-}
-
-// listenTCP listens on 127.0.0.1:0 after MS milliseconds, writes the
-// address to FILE and serves until a signal ends it.
-func listenTCP(args []string) int {
-	time.Sleep(time.Duration(mustAtoi(args[1])) * time.Millisecond)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 90
-	}
-	writeFile(args[0], l.Addr().String())
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, unix.SIGTERM)
 	<-c
 	return 0
 }
@@ -233,25 +208,30 @@ func TestReadyOnTCPAndFile(t *testing.T) {
 }
 
 func init() {
+	// listen-on FILE PORT accepts on 127.0.0.1:PORT, writes the address to
+	// FILE and serves until SIGTERM ends it.
 	helpers["listen-on"] = func(args []string) int {
 		l, err := net.Listen("tcp", "127.0.0.1:"+args[1])
 		if err != nil {
 			return 90
 		}
 		writeFile(args[0], l.Addr().String())
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
+		go acceptAll(l)
 		c := make(chan os.Signal, 1)
 		signal.Notify(c, unix.SIGTERM)
 		<-c
 		return 0
+	}
+}
+
+// acceptAll accepts and closes connections until l is closed.
+func acceptAll(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
 	}
 }
 

@@ -254,10 +254,17 @@ func TestWaitAllForwardsAStopToTheWorkers(t *testing.T) {
 	}
 }
 
-// childrenOf lists the pids whose parent is pid, from the host's /proc.
-func childrenOf(pid int) []int {
+// child is a process whose parent was asked about.
+type child struct {
+	pid   int
+	state string
+}
+
+// childrenOf lists the processes whose parent is pid, from the host's
+// /proc.
+func childrenOf(pid int) []child {
 	names, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var out []int
+	var out []child
 	for _, name := range names {
 		b, err := os.ReadFile(name)
 		if err != nil {
@@ -267,7 +274,7 @@ func childrenOf(pid int) []int {
 		f := strings.Fields(string(b[end+1:]))
 		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
 			n, _ := strconv.Atoi(strings.Fields(string(b))[0])
-			out = append(out, n)
+			out = append(out, child{pid: n, state: f[0]})
 		}
 	}
 	return out
