@@ -18,7 +18,7 @@ import (
 // TestGetoptSplitsClustersAsTiniDoes: the rewriting alone, on tini's and
 // dumb-init's spellings.
 func TestGetoptSplitsClustersAsTiniDoes(t *testing.T) {
-	table := valueTable(newApp(nil, nil, nil, new(int), nil).Flags)
+	table := valueTable(newApp(nil, nil, nil, new(int), backend{}).Flags)
 	tests := []struct {
 		in, want string // arguments separated by spaces
 	}{

@@ -55,12 +55,12 @@ func (e usageError) Error() string { return e.err.Error() }
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	return runWith(args, stdout, stderr, pid1.Run)
+	return runWith(args, stdout, stderr, backend{run: pid1.Run, probe: pid1.Probe})
 }
 
 // runWith is run with the supervisor as a parameter, so that the tests of
 // the command line can check a configuration without starting anything.
-func runWith(args []string, stdout, stderr io.Writer, start supervise) int {
+func runWith(args []string, stdout, stderr io.Writer, start backend) int {
 	sink := logsink.New(stderr, 1024)
 	defer func() {
 		sink.Flush(time.Second)
@@ -98,11 +98,15 @@ func runWith(args []string, stdout, stderr io.Writer, start supervise) int {
 // newlines: hook command lines hold commas, spaces and semicolons.
 const envSeparator = "\n"
 
-// supervise runs a checked configuration: pid1.Run, or in the tests of
-// the command line something that starts nothing.
-type supervise func(context.Context, pid1.Config) (int, error)
+// backend is what the command line hands its work to: pid1.Run and
+// pid1.Probe, or in the tests of the command line fakes that start and
+// dial nothing.
+type backend struct {
+	run   func(context.Context, pid1.Config) (int, error)
+	probe func(target string, out io.Writer) int
+}
 
-func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start supervise) *cli.App {
+func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start backend) *cli.App {
 	verbose := new(counter)
 	str := func(name, env, usage, value string, aliases ...string) cli.Flag {
 		return &stringFlag{&cli.StringFlag{Name: name, Aliases: aliases, EnvVars: []string{env}, Usage: usage, Value: value}, names(name, aliases)}
@@ -210,14 +214,14 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start sup
 				if c.NArg() > 0 {
 					return usagef("--probe runs no command; got %q", c.Args().First())
 				}
-				*status = pid1.Probe(c.String("probe"), stdout)
+				*status = start.probe(c.String("probe"), stdout)
 				return nil
 			}
 			cfg, err := config(c, int(*verbose), sink)
 			if err != nil {
 				return err
 			}
-			code, err := start(context.Background(), cfg)
+			code, err := start.run(context.Background(), cfg)
 			*status = code
 			return err
 		},

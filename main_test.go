@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,7 +114,7 @@ func parse(args []string) (*pid1.Config, int, string) {
 		return 0, nil
 	}
 	var stdout, stderr bytes.Buffer
-	status := runWith(append([]string{"vigil"}, args...), &stdout, &stderr, fake)
+	status := runWith(append([]string{"vigil"}, args...), &stdout, &stderr, backend{run: fake, probe: fakeProbe})
 	return got, status, stderr.String()
 }
 
@@ -271,8 +273,39 @@ func BenchmarkRunWith(b *testing.B) {
 	fake := func(context.Context, pid1.Config) (int, error) { return 0, nil }
 	var out bytes.Buffer
 	for b.Loop() {
-		if st := runWith(args, &out, &out, fake); st != 0 {
+		if st := runWith(args, &out, &out, backend{run: fake, probe: fakeProbe}); st != 0 {
 			b.Fatalf("status %d: %s", st, out.String())
 		}
+	}
+}
+
+// fakeProbe stands in for pid1.Probe, which dials and reads files for
+// real: the command-line tests check only that --probe gets there.
+func fakeProbe(target string, out io.Writer) int {
+	fmt.Fprintf(out, "probed %s\n", target)
+	return 0
+}
+
+func TestProbeRunsNoCommand(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	ran := false
+	b := backend{
+		run:   func(context.Context, pid1.Config) (int, error) { ran = true; return 0, nil },
+		probe: fakeProbe,
+	}
+	if st := runWith([]string{"vigil", "--probe", "ready:/run/x.json"}, &stdout, &stderr, b); st != 0 || ran {
+		t.Errorf("--probe: status %d, supervisor started %v", st, ran)
+	}
+	if stdout.String() != "probed ready:/run/x.json\n" {
+		t.Errorf("--probe printed %q", stdout.String())
+	}
+	stdout.Reset()
+	if st := runWith([]string{"vigil", "--probe", "file:/x", "sleep", "1"}, &stdout, &stderr, b); st != pid1.ExitUsage || ran {
+		t.Errorf("--probe with a command: status %d, want 2", st)
+	}
+	// No VIGIL_PROBE: an exec probe shares the container's environment.
+	t.Setenv("VIGIL_PROBE", "file:/x")
+	if st := runWith([]string{"vigil", "true"}, &stdout, &stderr, b); st != 0 || !ran || stdout.Len() != 0 {
+		t.Errorf("VIGIL_PROBE turned vigil into a probe: status %d, ran %v, %q", st, ran, stdout.String())
 	}
 }
