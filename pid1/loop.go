@@ -94,6 +94,12 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	s.m.waitingFor = s.deps.waiting()
 	s.feed(now) // a stop signal that came during start-up ends vigil here
 	s.m.begin(now)
+	// The watchers may have had news before the machine could take it.
+	if ready, fired := s.deps.state(); ready {
+		s.m.depsReady()
+	} else if fired != "" {
+		s.m.stopOnFired(now)
+	}
 	for {
 		s.perform()
 		if s.m.phase == phaseDone {
@@ -399,7 +405,7 @@ func (s *supervisor) note(a action) {
 		s.log.Debug("every --ready-on target holds: the child is ready")
 		s.relay("READY=1")
 	case "watchdog":
-		s.log.Warn("no WATCHDOG=1 in time; ending the child as hung", "watchdog", s.m.r.watchdog,
+		s.log.Warn("no WATCHDOG=1 in time; ending the child as hung", "watchdog", s.m.watchdog,
 			"signal", signals.Name(s.cfg.WatchdogSignal))
 	case "hook stuck":
 		s.log.Error("hook did not die after SIGKILL; going on", "pid", a.pid)
@@ -494,6 +500,10 @@ func ownsTerminal(fd int) bool {
 }
 
 func setEnv(env []string, key, val string) []string {
+	return append(withoutVar(env, key), key+"="+val)
+}
+
+func withoutVar(env []string, key string) []string {
 	out := make([]string, 0, len(env)+1)
 	for _, kv := range env {
 		if len(kv) > len(key) && kv[:len(key)+1] == key+"=" {
@@ -501,7 +511,7 @@ func setEnv(env []string, key, val string) []string {
 		}
 		out = append(out, kv)
 	}
-	return append(out, key+"="+val)
+	return out
 }
 
 // ended logs the child's end and writes the termination log; the record is
@@ -606,6 +616,11 @@ func (s *supervisor) childEnv() []string {
 	env := s.cfg.Env
 	if s.listener != nil {
 		env = setEnv(env, "NOTIFY_SOCKET", s.listener.Socket())
+	}
+	if s.listener != nil {
+		// vigil's own manager's WATCHDOG_PID names vigil: the child's
+		// sd_watchdog_enabled would say no and it would never ping.
+		env = withoutVar(env, "WATCHDOG_PID")
 	}
 	if s.m.r.watchdog > 0 {
 		env = setEnv(env, "WATCHDOG_USEC", strconv.FormatInt(s.m.r.watchdog.Microseconds(), 10))

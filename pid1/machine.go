@@ -21,7 +21,8 @@ import (
 type phase uint8
 
 const (
-	phaseWaiting phase = iota // --wait-for targets not ready yet; no child
+	phaseStart   phase = iota // before begin: only signals count (a stop ends vigil)
+	phaseWaiting              // --wait-for targets not ready yet; no child
 	phaseRunning              // the main child runs; a stop may be under way
 	phaseCleanup              // the child has ended; its leftovers are being ended
 	phaseTail                 // waiting for the captured stderr to reach its end
@@ -32,7 +33,7 @@ const (
 	phaseDone                 // vigil may exit
 )
 
-var phaseNames = [...]string{"waiting", "running", "cleanup", "tail", "hooks", "backoff", "wait-all", "flush", "done"}
+var phaseNames = [...]string{"start", "waiting", "running", "cleanup", "tail", "hooks", "backoff", "wait-all", "flush", "done"}
 
 func (p phase) String() string { return phaseNames[p] }
 
@@ -160,8 +161,10 @@ type machine struct {
 	readyAt      time.Time // when
 	status       string    // the last STATUS=
 	saysStopping bool      // the child said STOPPING=1
-	watchdogEnds time.Time // a WATCHDOG=1 must come before; zero: no watchdog
+	watchdog     time.Duration // this run's interval: --watchdog, or the child's WATCHDOG_USEC=
+	watchdogEnds time.Time     // a WATCHDOG=1 must come before; zero: no watchdog
 
+	gaveUp      bool      // the command was never started on purpose (a stop, --wait-timeout)
 	restarts    int       // runs started before the current one
 	again       bool      // the run that ended is followed by another
 	streak      int       // consecutive short runs, for the backoff
@@ -198,7 +201,7 @@ func (m *machine) take() []action {
 
 // begin is the first step: spawn at once, or wait for the targets.
 func (m *machine) begin(now time.Time) {
-	if m.rec != nil {
+	if m.phase != phaseStart {
 		return // a stop signal came before vigil was ready to start anything
 	}
 	if m.r.waitFor {
@@ -219,6 +222,8 @@ func (m *machine) spawn() {
 
 // depsReady says every --wait-for target holds.
 func (m *machine) depsReady() {
+	// Only once begun: news from the watchers before that waits for begin,
+	// which reads their state itself.
 	if m.phase == phaseWaiting {
 		m.spawn()
 	}
@@ -231,8 +236,9 @@ func (m *machine) spawned(pid int, jobControl bool, now time.Time) {
 	if m.r.timeout > 0 {
 		m.timeoutAt = now.Add(m.r.timeout)
 	}
-	if m.r.watchdog > 0 {
-		m.watchdogEnds = now.Add(m.r.watchdog)
+	m.watchdog = m.r.watchdog
+	if m.watchdog > 0 {
+		m.watchdogEnds = now.Add(m.watchdog)
 	}
 	m.do(action{kind: actTombstone})
 	for _, sig := range m.early {
@@ -273,8 +279,9 @@ func (m *machine) target() int {
 // signal handles one signal vigil received (SIGCHLD never comes here: the
 // loop reaps instead).
 func (m *machine) signal(sig unix.Signal, now time.Time) {
+	_, kept := m.r.rewrite.Apply(sig)
 	switch m.phase {
-	case phaseWaiting:
+	case phaseStart, phaseWaiting:
 		switch {
 		case m.isStop(sig):
 		case sig == unix.SIGTSTP || sig == unix.SIGTTIN || sig == unix.SIGTTOU || sig == unix.SIGCONT:
@@ -287,27 +294,23 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 			}
 			return
 		}
-		if _, kept := m.r.rewrite.Apply(sig); kept {
+		if kept {
 			// No child to pass it to: vigil ends as the signal asked.
 			m.err = fail(128+int(sig), "%s while waiting for %s; command not started", signals.Name(sig), m.waitingFor)
-			m.started = now
-			m.end(reaper.Exit{Signal: sig}, CauseNone, false, now)
+			m.started, m.gaveUp = now, true
+			m.end(reaper.Exit{Signal: sig}, CauseSignal, false, now)
 		}
 		return
 	case phaseRunning:
-	case phaseBackoff:
-		if _, kept := m.r.rewrite.Apply(sig); m.isStop(sig) && kept {
-			// A stop between runs ends vigil at once, with the last
-			// status and without a restart.
-			m.again, m.backoffEnds, m.hooksCleaned = false, time.Time{}, true
-			m.do(action{kind: actTombstone})
-			m.cleanup(now)
+	case phaseCleanup, phaseTail, phaseHooks, phaseBackoff:
+		if m.isStop(sig) && kept && m.again {
+			m.noMoreRuns(now)
 		}
 		return
 	case phaseWaitAll:
 		// Every descendant gets what the child would have.
 		switch {
-		case m.isStop(sig) && !m.stop.active():
+		case m.isStop(sig) && !m.stop.active() && kept:
 			m.stop.cause, m.stop.sig, m.stop.sent = CauseSignal, sig, true
 			m.stopLeftovers(sig, now)
 		default:
@@ -417,14 +420,14 @@ func (m *machine) notified(u readiness, now time.Time) {
 	if u.interval != nil {
 		// WATCHDOG_USEC= from the child: a new interval from now; 0 turns
 		// the watchdog off, as systemd does.
-		m.r.watchdog = *u.interval
+		m.watchdog = *u.interval
 		m.watchdogEnds = time.Time{}
-		if m.r.watchdog > 0 {
-			m.watchdogEnds = now.Add(m.r.watchdog)
+		if m.watchdog > 0 {
+			m.watchdogEnds = now.Add(m.watchdog)
 		}
 	}
-	if u.pings > 0 && m.r.watchdog > 0 {
-		m.watchdogEnds = now.Add(m.r.watchdog)
+	if u.pings > 0 && m.watchdog > 0 {
+		m.watchdogEnds = now.Add(m.watchdog)
 	}
 	if changed {
 		m.do(action{kind: actTombstone})
@@ -471,20 +474,40 @@ func (m *machine) state() string {
 	return "running"
 }
 
+// noMoreRuns is a stop asked for between runs: vigil ends at once, with
+// the last status and without a restart. The hooks of the run that ended
+// still finish (each bounded) before the cleanup.
+func (m *machine) noMoreRuns(now time.Time) {
+	m.again = false
+	m.do(action{kind: actTombstone})
+	if m.phase == phaseBackoff {
+		m.backoffEnds, m.hooksCleaned = time.Time{}, true
+		m.cleanup(now)
+	}
+}
+
 // stopOnFired says a --stop-on target holds.
 func (m *machine) stopOnFired(now time.Time) {
-	if m.phase == phaseRunning {
+	switch {
+	case m.phase == phaseRunning && m.child != 0:
 		m.beginStop(m.r.stopSignals[0], CauseStopOn, now)
+	case m.phase == phaseWaiting:
+		// What it was waiting to serve is gone already: a stop on purpose,
+		// without starting anything.
+		m.started, m.gaveUp = now, true
+		m.end(reaper.Exit{}, CauseStopOn, false, now)
+	case m.again:
+		m.noMoreRuns(now)
 	}
 }
 
 // cancel is Run's context ending: a stop like a signal's.
 func (m *machine) cancel(now time.Time) {
 	switch m.phase {
-	case phaseWaiting:
-		m.signal(m.r.stopSignals[0], now)
 	case phaseRunning:
 		m.beginStop(m.r.stopSignals[0], CauseNone, now)
+	default:
+		m.signal(m.r.stopSignals[0], now)
 	}
 }
 
@@ -583,7 +606,7 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 // never followed by a restart; a --timeout is a failure of that run.
 func (m *machine) restartAfter(class Class, cause Cause) bool {
 	switch {
-	case cause == CauseSignal || cause == CauseStopOn:
+	case cause == CauseSignal || cause == CauseStopOn || m.gaveUp:
 		return false // a --timeout or a watchdog is a failure of the run
 	case m.r.restartMax > 0 && m.restarts >= m.r.restartMax:
 		return false
@@ -721,13 +744,11 @@ func (m *machine) nextHook(now time.Time) {
 		m.do(action{kind: actTombstone})
 		return
 	}
-	// What the hooks started is cleaned up like the child's leftovers.
+	// What the hooks started is cleaned up like the child's leftovers, and
+	// so is what earlier runs left, when a stop between runs cut the
+	// restarts short (cleanup returns at once when no child is left).
 	m.hooksCleaned = true
-	if m.hooks > 0 {
-		m.cleanup(now)
-		return
-	}
-	m.flush(now)
+	m.cleanup(now)
 }
 
 // hookStarted says hook number n runs as pid.
@@ -760,7 +781,7 @@ func (m *machine) tick(now time.Time) {
 	case phaseWaiting:
 		if due(m.waitEnds) {
 			m.err = fail(ExitWaitTimeout, "--wait-for %s: not ready after %s; command not started", m.waitingFor, m.r.waitTimeout)
-			m.started = now
+			m.started, m.gaveUp = now, true
 			m.end(reaper.Exit{Code: ExitWaitTimeout}, CauseNone, false, now)
 		}
 	case phaseRunning:

@@ -665,3 +665,105 @@ func TestSignalsBeforeTheChildExistsReachItOnceItDoes(t *testing.T) {
 		t.Errorf("kept %d early signals, want at most %d", len(w.early), maxEarly)
 	}
 }
+
+// The reviewer's scenarios: each stranded or misled the machine before.
+
+func TestWatcherNewsBeforeBeginStartsTheCommandOnce(t *testing.T) {
+	m := newMachine(defaults())
+	m.depsReady()
+	m.stopOnFired(t0)
+	m.readyOnHeld(t0)
+	m.notified(readiness{ready: true}, t0)
+	expect(t, m, "")
+	m.begin(t0)
+	expect(t, m, "spawn")
+	r := defaults()
+	r.waitFor, r.timeout = true, time.Second
+	w := newMachine(r)
+	w.depsReady()
+	w.begin(t0)
+	w.depsReady() // as the loop does after begin, from the watchers' state
+	expect(t, w, "tombstone; spawn")
+	w.spawned(child, false, t0)
+	w.take()
+	if w.phase != phaseRunning || w.next().IsZero() {
+		t.Errorf("phase %s, next %v: the run is not running with its --timeout armed", w.phase, w.next())
+	}
+}
+
+func TestAStopBetweenRunsIsNotFollowedByARestart(t *testing.T) {
+	m := running(t, restarting(RestartAlways, 0))
+	m.reaped(exited(child, 1), true, no, t0)
+	m.take()
+	m.hooksListed(1, t0)
+	m.hookStarted(200, t0)
+	m.take()
+	m.signal(unix.SIGTERM, t0)
+	expect(t, m, "tombstone")
+	m.reaped(exited(200, 0), true, no, t0)
+	// The hook ran to its end; then the one cleanup, no backoff.
+	expect(t, m, "leftovers SIGTERM")
+	if m.again || m.phase != phaseCleanup {
+		t.Errorf("again %v, phase %s: want the end, not a restart", m.again, m.phase)
+	}
+	// --stop-on firing during the backoff ends it too.
+	b := running(t, restarting(RestartAlways, 0))
+	endRun(t, b, exited(child, 1), t0)
+	b.stopOnFired(t0)
+	if b.again || b.phase == phaseBackoff {
+		t.Errorf("a --stop-on during the backoff: again %v, phase %s", b.again, b.phase)
+	}
+}
+
+func TestNoRestartOfACommandThatWasNeverStarted(t *testing.T) {
+	r := restarting(RestartOnFailure, 0)
+	r.waitFor, r.waitTimeout = true, time.Second
+	m := newMachine(r)
+	m.begin(t0)
+	m.signal(unix.SIGTERM, t0)
+	if m.again {
+		t.Error("a stop while waiting is followed by a restart")
+	}
+	w := newMachine(r)
+	w.begin(t0)
+	w.tick(at(time.Second))
+	if w.again {
+		t.Error("a --wait-timeout is followed by a restart")
+	}
+	s := newMachine(r)
+	s.begin(t0)
+	s.take()
+	s.stopOnFired(t0)
+	expect(t, s, "tombstone; ended; list hooks")
+	if s.again || s.rec.class != Stopped || s.rec.status != 0 {
+		t.Errorf("--stop-on while waiting: again %v, class %s, status %d; want stopped, 0", s.again, s.rec.class, s.rec.status)
+	}
+}
+
+func TestWaitAllKeepsAStopRewrittenToNone(t *testing.T) {
+	r := defaults()
+	r.waitAll, r.rewrite = true, signals.Rewrite{unix.SIGTERM: 0}
+	m := running(t, r)
+	m.reaped(exited(child, 0), true, no, t0)
+	m.take()
+	m.signal(unix.SIGTERM, t0)
+	m.tick(at(time.Minute))
+	expect(t, m, "")
+}
+
+func TestTheChildsWatchdogIntervalLastsOneRun(t *testing.T) {
+	r := restarting(RestartAlways, 0)
+	r.watchdog = time.Second
+	m := running(t, r)
+	off := time.Duration(0)
+	m.notified(readiness{interval: &off}, t0)
+	if !m.next().IsZero() {
+		t.Fatal("WATCHDOG_USEC=0 left the watchdog on")
+	}
+	endRun(t, m, exited(child, 0), t0)
+	m.tick(m.next())
+	m.spawned(child+1, false, at(2*time.Second))
+	if got := m.next(); !got.Equal(at(3 * time.Second)) {
+		t.Errorf("the next run's watchdog at %v, want the configured 1s", got.Sub(t0))
+	}
+}
