@@ -157,10 +157,10 @@ type machine struct {
 	rec *record // how the child ended; set once per run
 	err error   // vigil's own failure to report with the status (exec, wait, stop before start)
 
-	ready        bool      // the child said READY=1, or every --ready-on target held
-	readyAt      time.Time // when
-	status       string    // the last STATUS=
-	saysStopping bool      // the child said STOPPING=1
+	ready        bool          // the child said READY=1, or every --ready-on target held
+	readyAt      time.Time     // when
+	status       string        // the last STATUS=
+	saysStopping bool          // the child said STOPPING=1
 	watchdog     time.Duration // this run's interval: --watchdog, or the child's WATCHDOG_USEC=
 	watchdogEnds time.Time     // a WATCHDOG=1 must come before; zero: no watchdog
 

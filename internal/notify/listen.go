@@ -238,6 +238,16 @@ func (l *Listener) handle(b, oob []byte, flags int) {
 		}
 	}()
 	now := l.cfg.Now()
+	// A sender in another pid namespace (a neighbour container of the pod,
+	// which sees the abstract socket too) costs nothing to refuse and
+	// spends no token: it must not starve the child's own messages.
+	if cred == nil || cred.Pid <= 0 {
+		l.mu.Lock()
+		l.pending.Refused++
+		l.mu.Unlock()
+		l.cfg.Log.Debug("notify message refused", "pid", 0, "reason", "no sender in vigil's pid namespace")
+		return
+	}
 	if !l.bucket.take(now) {
 		l.mu.Lock()
 		l.pending.Dropped++
