@@ -29,6 +29,7 @@ func init() {
 //
 //	exit:CODE            exit with CODE
 //	worker:MS:CODE       leave a detached worker that lives MS ms, then exit CODE
+//	noisy:MS:CODE        the same, with a worker that writes to stderr every 50 ms
 //	wait-file:CODE       wait until FILE.go exists, then exit CODE
 //	sleep                sleep until a signal ends it
 func runs(args []string) int {
@@ -45,11 +46,12 @@ func runs(args []string) int {
 	switch spec[0] {
 	case "exit":
 		return mustAtoi(spec[1])
-	case "worker":
+	case "worker", "noisy":
 		// Double fork into a new session: the worker is reparented to
 		// vigil when its parent exits.
-		mid := exec.Command(os.Args[0], "worker", file+".worker", spec[1])
+		mid := exec.Command(os.Args[0], "worker", file+".worker", spec[1], spec[0])
 		mid.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		mid.Stderr = os.Stderr
 		if err := mid.Start(); err != nil {
 			return 91
 		}
@@ -79,6 +81,15 @@ func worker(args []string) int {
 	c := make(chan os.Signal, 1)
 	signal.Notify(c, unix.SIGTERM)
 	writeFile(args[0], fmt.Sprintf("started %d\n", os.Getpid()))
+	if len(args) > 2 && args[2] == "noisy" {
+		// A SIGPIPE here (no reader left on the stderr pipe) kills it.
+		go func() {
+			for {
+				fmt.Fprintln(os.Stderr, "worker tick")
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
 	select {
 	case <-time.After(time.Duration(mustAtoi(args[1])) * time.Millisecond):
 		writeFile(args[0], fmt.Sprintf("started %d\ndone\n", os.Getpid()))
@@ -278,4 +289,28 @@ func childrenOf(pid int) []child {
 		}
 	}
 	return out
+}
+
+// TestCapturedStderrSurvivesARestart: under --capture-tail the workers of
+// an earlier run keep writing to the captured stderr after the restart;
+// they must keep their reader, and the restart must not wait for an end
+// of file they hold off.
+func TestCapturedStderrSurvivesARestart(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "runs")
+	r := start(t, opts{pid1: true}, "--capture-tail", "4096", "--restart", "on-failure", "--restart-delay", "50ms",
+		"--", self, "runs", file, "noisy:1500:3", "wait-file:0")
+	waitFile(t, file+".worker", "done", 10*time.Second)
+	at := starts(t, file)
+	if len(at) != 2 {
+		t.Fatalf("%d runs, want 2", len(at))
+	}
+	if gap := at[1].Sub(at[0]); gap > time.Second {
+		t.Errorf("the restart came %s after the first start: it waited for the end of a pipe a worker holds", gap)
+	}
+	writeFile(file+".go", "go")
+	r.expect(0)
+	if !strings.Contains(r.stderr.String(), "worker tick") {
+		t.Errorf("the worker's stderr did not come through vigil:\n%s", r.stderr)
+	}
 }

@@ -368,6 +368,10 @@ func (s *supervisor) act(a action) {
 		s.writeTombstone()
 	case actFinishTail:
 		s.finishTail()
+	case actCloseTail:
+		if s.tail != nil {
+			s.tail.closeWriter()
+		}
 	case actEnded:
 		s.ended()
 	case actListHooks:
@@ -422,15 +426,20 @@ func (s *supervisor) spawnChild(now time.Time) {
 			p.env = setEnv(p.env, "HOME", s.home)
 		}
 	}
-	var w *os.File
 	if s.cfg.CaptureTail > 0 {
-		t, pw, err := newTail(s.cfg.CaptureTail, os.Stderr)
-		if err != nil {
-			s.m.spawnFailed(fail(ExitInternal, "--capture-tail: %w", err), now)
-			return
+		// One pipe for vigil's whole life: under --restart the workers of
+		// an earlier run may still write to it, and must not lose their
+		// reader. Each run's tail starts empty.
+		if s.tail == nil {
+			t, err := newTail(s.cfg.CaptureTail, os.Stderr)
+			if err != nil {
+				s.m.spawnFailed(fail(ExitInternal, "--capture-tail: %w", err), now)
+				return
+			}
+			s.tail = t
 		}
-		s.tail, w = t, pw
-		p.files[2] = w.Fd()
+		s.tail.reset()
+		p.files[2] = s.tail.w.Fd()
 	}
 	// The child's group takes the terminal only if vigil's group has it:
 	// then Ctrl-C and Ctrl-Z reach the child. A vigil started in the
@@ -443,8 +452,10 @@ func (s *supervisor) spawnChild(now time.Time) {
 	}
 	s.oomBefore = oomCounter()
 	pid, err := spawn(p)
-	if w != nil {
-		w.Close() // the child has its copy; the tail sees EOF when it is done
+	if s.tail != nil && s.cfg.Restart == RestartNo {
+		// No run will follow: the child has its copy, and the tail sees
+		// the end of file when the child's tree is done with it.
+		s.tail.closeWriter()
 	}
 	if err != nil {
 		s.m.spawnFailed(err, time.Now())

@@ -51,6 +51,7 @@ const (
 	actListHooks                    // find the hooks of the class; answer with hooksListed
 	actHook                         // start hook number n; answer with hookStarted or hookFailed
 	actFinishTail                   // stop waiting for the stderr tail; take what is there
+	actCloseTail                    // vigil lets go of its end of the stderr pipe: no more runs
 	actFlush                        // wait for the record writes; answer with flushed
 	actNote                         // log what vigil decided (why says what)
 )
@@ -690,12 +691,18 @@ func (m *machine) afterCleanup(now time.Time) {
 	switch {
 	case m.hooksCleaned:
 		m.flush(now)
+	case m.again:
+		// The next run writes into the same pipe, and the workers of this
+		// one still may: no end of file to wait for, and none to cause.
+		m.finishTail()
 	case m.r.tail && !m.tailEOF && !m.r.noCleanup:
 		// Leftovers that held the child's stderr are gone now, so the
-		// end of file is near. With --no-cleanup they live on and may
-		// hold it for ever: take what is there.
+		// end of file is near once vigil lets go of its own end. With
+		// --no-cleanup they live on and may hold it for ever: take what
+		// is there.
 		m.phase = phaseTail
 		m.tailEnds = now.Add(tailWait)
+		m.do(action{kind: actCloseTail})
 	default:
 		m.finishTail()
 	}

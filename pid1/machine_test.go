@@ -55,6 +55,8 @@ func show(acts []action) string {
 			out = append(out, fmt.Sprintf("hook %d", a.n))
 		case actFinishTail:
 			out = append(out, "finish tail")
+		case actCloseTail:
+			out = append(out, "close tail")
 		case actFlush:
 			out = append(out, "flush")
 		case actNote:
@@ -399,7 +401,7 @@ func TestTailIsAwaitedBoundedly(t *testing.T) {
 	r.tail = true
 	m := running(t, r)
 	m.reaped(exited(child, 0), false, no, t0)
-	expect(t, m, "tombstone")
+	expect(t, m, "tombstone; close tail")
 	m.tailDone()
 	expect(t, m, "finish tail; ended; list hooks")
 
@@ -408,6 +410,13 @@ func TestTailIsAwaitedBoundedly(t *testing.T) {
 	m.take()
 	m.tick(at(tailWait))
 	expect(t, m, "finish tail; ended; list hooks")
+
+	// Between runs the pipe stays the next run's: no wait, no close.
+	rr := restarting(RestartAlways, 0)
+	rr.tail = true
+	m = running(t, rr)
+	m.reaped(exited(child, 1), false, no, t0)
+	expect(t, m, "tombstone; finish tail; ended; list hooks")
 
 	// End of file before the child's end was even seen.
 	m = running(t, r)

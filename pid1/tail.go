@@ -18,6 +18,7 @@ import (
 // anywhere else, so vigil's memory stays near the size of the ring.
 type tail struct {
 	r    *os.File
+	w    *os.File // vigil's copy of the write end, for the next run; nil once let go
 	out  io.Writer
 	done chan struct{}
 
@@ -27,16 +28,32 @@ type tail struct {
 	full bool // ring has wrapped
 }
 
-// newTail starts the copier. The caller gives w to the child as its stderr
-// and closes its own copy once the child has started.
-func newTail(keep int, out io.Writer) (*tail, *os.File, error) {
+// newTail starts the copier. The caller gives t.w to the child as its
+// stderr and lets go of it with closeWriter once no run will follow.
+func newTail(keep int, out io.Writer) (*tail, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	t := &tail{r: r, out: out, done: make(chan struct{}), ring: make([]byte, keep)}
+	t := &tail{r: r, w: w, out: out, done: make(chan struct{}), ring: make([]byte, keep)}
 	go t.copy()
-	return t, w, nil
+	return t, nil
+}
+
+// closeWriter lets go of vigil's write end: from then on the end of file
+// comes when the last process holding the pipe is done.
+func (t *tail) closeWriter() {
+	if t.w != nil {
+		t.w.Close()
+		t.w = nil
+	}
+}
+
+// reset empties the ring: each run's tail is its own.
+func (t *tail) reset() {
+	t.mu.Lock()
+	t.pos, t.full = 0, false
+	t.mu.Unlock()
 }
 
 func (t *tail) copy() {
@@ -151,8 +168,9 @@ func (s *supervisor) finishTail() {
 	if s.tail == nil {
 		return
 	}
-	if !s.tail.ended() && !s.cfg.NoCleanup {
-		// With --no-cleanup the pipe is left to whoever holds it.
+	if !s.tail.ended() && !s.cfg.NoCleanup && !s.m.again {
+		// With --no-cleanup the pipe is left to whoever holds it; between
+		// runs it is the next run's.
 		s.tail.close()
 	}
 	s.m.rec.tail = s.tail.last(tailJSONMax)
