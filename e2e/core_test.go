@@ -213,6 +213,28 @@ func TestChildOwnsTheTerminal(t *testing.T) {
 	}
 }
 
+// TestEveryRunOwnsTheTerminal: under --restart the second run gets the
+// terminal too, not only the first (Ctrl-C must reach it).
+func TestEveryRunOwnsTheTerminal(t *testing.T) {
+	for _, pid1 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pid1=%v", pid1), func(t *testing.T) {
+			_, pts := openPTY(t)
+			report := filepath.Join(t.TempDir(), "tty")
+			r := start(t, opts{pid1: pid1, tty: pts}, append([]string{"--restart", "always", "--restart-max", "1",
+				"--restart-delay", "10ms", "--"}, helper("tty", report)...)...)
+			r.expect(0)
+			var fg, pgrp int
+			got := waitFile(t, report, "", time.Second)
+			if _, err := fmt.Sscanf(got, "fg=%d pgrp=%d", &fg, &pgrp); err != nil {
+				t.Fatalf("child reported %q", got)
+			}
+			if fg != pgrp {
+				t.Errorf("the second run's group %d is not the terminal's foreground %d", pgrp, fg)
+			}
+		})
+	}
+}
+
 // procState returns the state letter of pid from /proc (R, S, T, Z, ...).
 func procState(pid int) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

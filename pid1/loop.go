@@ -57,6 +57,8 @@ type supervisor struct {
 	hookJSON  []byte
 	tailFile  string // the whole captured tail, for hooks
 	procNote  bool   // the untrusted /proc was reported
+
+	tookTerminal bool // a run's group was given the terminal's foreground
 }
 
 // Run supervises cfg.Command until it has ended and everything after it
@@ -445,10 +447,16 @@ func (s *supervisor) spawnChild(now time.Time) {
 	// then Ctrl-C and Ctrl-Z reach the child. A vigil started in the
 	// background, or with a terminal that is not its controlling one, must
 	// not steal it from the shell.
+	if s.tookTerminal {
+		// An earlier run's group had it; that group is gone, and the
+		// terminal still names it as its foreground.
+		reclaimTerminal(0)
+	}
 	tty := ownsTerminal(0)
 	if tty {
 		p.attr.Foreground = true
 		p.attr.Ctty = 0
+		s.tookTerminal = true
 	}
 	s.oomBefore = oomCounter()
 	pid, err := spawn(p)
@@ -501,6 +509,22 @@ func (s *supervisor) resume() {
 		}
 	}
 	s.kill(-s.m.child, unix.SIGCONT)
+}
+
+// reclaimTerminal makes vigil's group the foreground group of the
+// terminal at fd again. vigil is not in the foreground then, and
+// tcsetpgrp from the background raises SIGTTOU unless the calling thread
+// blocks it: so the call is made on a locked thread that does.
+func reclaimTerminal(fd int) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var ttou, old unix.Sigset_t
+	ttou.Val[(unix.SIGTTOU-1)/64] |= 1 << ((unix.SIGTTOU - 1) % 64)
+	if unix.PthreadSigmask(unix.SIG_BLOCK, &ttou, &old) != nil {
+		return
+	}
+	_ = unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, unix.Getpgrp())
+	_ = unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
 }
 
 // ownsTerminal reports whether fd is vigil's controlling terminal and
