@@ -238,6 +238,11 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 		if cfg.PdeathSig, err = parseSignal("--pdeathsig", s); err != nil {
 			return cfg, err
 		}
+		// vigil acts on a signal it catches; KILL ends it, which is what
+		// asking for it means. Any other it cannot catch would do nothing.
+		if why := signals.NotForwarded(cfg.PdeathSig); why != "" && cfg.PdeathSig != unix.SIGKILL {
+			return cfg, usagef("--pdeathsig %q: %s would never reach vigil: %s", s, signals.Name(cfg.PdeathSig), why)
+		}
 	}
 	cfg.RemapExit = map[int]bool{}
 	for _, v := range splitCommas(c.StringSlice("remap-exit")) {
