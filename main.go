@@ -16,6 +16,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -64,10 +65,20 @@ func runWith(args []string, stdout, stderr io.Writer, start supervise) int {
 		sink.Flush(time.Second)
 		sink.Close()
 	}()
+	// What vigil prints on stdout (--help, --version) is written at the
+	// end, at once, by a thread that cannot raise SIGTTOU or SIGPIPE (see
+	// logsink.Quiet): vigil catches both, and a write to a terminal with
+	// tostop from the background would otherwise spin on SIGTTOU for ever.
+	var out bytes.Buffer
+	defer func() {
+		if out.Len() > 0 {
+			_, _ = logsink.WriteQuietly(stdout, out.Bytes())
+		}
+	}()
 	// The Action sets the status; only --help ends without it, and help
 	// is a success.
 	status := 0
-	app := newApp(stdout, stderr, sink, &status, start)
+	app := newApp(&out, sink, sink, &status, start)
 	if err := app.Run(args); err != nil {
 		code := pid1.ExitUsage
 		var pe *pid1.Error
