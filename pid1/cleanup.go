@@ -100,26 +100,33 @@ func leftovers() ([]leftover, error) {
 	return descendants(os.Getpid(), table), nil
 }
 
-// signalLeftovers sends sig to every descendant of vigil still alive.
+// signalLeftovers sends sig to every descendant of vigil still alive, and
+// reports whether it could name them at all.
 //
 // As PID 1, kill(-1) reaches every other process of the namespace, which
 // are all leftovers, even without a /proc. Otherwise (a subreaper) the
 // targets come from /proc, and only a /proc of vigil's own namespace: the
 // pids of another would name strangers. Each target is opened as a pidfd
 // and checked against what the scan saw before it is signalled, so a pid
-// that was recycled in between is never hit.
-func (s *supervisor) signalLeftovers(sig unix.Signal) {
+// that was recycled in between is never hit. A subreaper without a /proc
+// it can trust cannot name its leftovers: they outlive vigil, which says
+// so once and does not wait for them.
+func (s *supervisor) signalLeftovers(sig unix.Signal) bool {
 	trusted := procIsOurs()
 	if !trusted && !s.procNote {
 		s.procNote = true
-		s.log.Warn("/proc is not this PID namespace's; not using it to find leftover processes")
+		if s.isInit {
+			s.log.Warn("/proc is not this PID namespace's; not using it to find leftover processes")
+		} else {
+			s.log.Warn("/proc is not this PID namespace's; not using it to find leftover processes, which will outlive vigil")
+		}
 	}
 	var left []leftover
 	if trusted {
 		var err error
 		if left, err = leftovers(); err != nil && !s.isInit {
 			s.log.Warn("cannot list leftover processes; they will outlive vigil", "err", err)
-			return
+			return false
 		}
 	}
 	for _, p := range left {
@@ -127,11 +134,12 @@ func (s *supervisor) signalLeftovers(sig unix.Signal) {
 	}
 	if s.isInit {
 		s.kill(-1, sig)
-		return
+		return true
 	}
 	for _, p := range left {
 		s.signalPidfd(p, sig)
 	}
+	return trusted
 }
 
 func (s *supervisor) signalPidfd(p leftover, sig unix.Signal) {
