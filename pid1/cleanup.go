@@ -51,8 +51,18 @@ func readStat(pid int) (procStat, bool) {
 // `unshare --pid --fork` without --mount-proc it is the parent's, and its
 // pids name other processes than the ones vigil can see.
 func procIsOurs() bool {
+	ours, _ := procView()
+	return ours
+}
+
+// procView reports whether /proc is mounted at all (a scratch image may
+// have none) and whether it is vigil's own namespace's.
+func procView() (ours, mounted bool) {
 	self, err := os.Readlink("/proc/self")
-	return err == nil && self == strconv.Itoa(os.Getpid())
+	if err != nil {
+		return false, false
+	}
+	return self == strconv.Itoa(os.Getpid()), true
 }
 
 // leftover is a process still alive after the main child ended.
@@ -112,17 +122,23 @@ func leftovers() ([]leftover, error) {
 // it can trust cannot name its leftovers: they outlive vigil, which says
 // so once and does not wait for them.
 func (s *supervisor) signalLeftovers(sig unix.Signal) bool {
-	trusted := procIsOurs()
-	if !trusted && !s.procNote {
+	ours, mounted := procView()
+	if !ours && !s.procNote {
 		s.procNote = true
-		if s.isInit {
+		switch {
+		case mounted && s.isInit:
 			s.log.Warn("/proc is not this PID namespace's; not using it to find leftover processes")
-		} else {
+		case mounted:
 			s.log.Warn("/proc is not this PID namespace's; not using it to find leftover processes, which will outlive vigil")
+		case s.isInit:
+			// kill(-1) needs no /proc: nothing is lost but the names.
+			s.log.Debug("no /proc; ending leftover processes without naming them")
+		default:
+			s.log.Warn("no /proc; cannot find leftover processes, which will outlive vigil")
 		}
 	}
 	var left []leftover
-	if trusted {
+	if ours {
 		var err error
 		if left, err = leftovers(); err != nil && !s.isInit {
 			s.log.Warn("cannot list leftover processes; they will outlive vigil", "err", err)
@@ -139,7 +155,7 @@ func (s *supervisor) signalLeftovers(sig unix.Signal) bool {
 	for _, p := range left {
 		s.signalPidfd(p, sig)
 	}
-	return trusted
+	return ours
 }
 
 func (s *supervisor) signalPidfd(p leftover, sig unix.Signal) {
