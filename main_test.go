@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,7 +114,7 @@ func parse(args []string) (*pid1.Config, int, string) {
 		return 0, nil
 	}
 	var stdout, stderr bytes.Buffer
-	status := runWith(append([]string{"vigil"}, args...), &stdout, &stderr, fake)
+	status := runWith(append([]string{"vigil"}, args...), &stdout, &stderr, backend{run: fake, probe: fakeProbe})
 	return got, status, stderr.String()
 }
 
@@ -202,6 +204,10 @@ func FuzzConfig(f *testing.F) {
 		"--version",
 		"-h",
 		"-ge\x00143\x00true",
+		"-ge143\x00-pSIGKILL\x00-sgvw\x00true",
+		"-r15:0\x00-c\x00cmd\x00-sg",
+		"-sx\x00true",
+		"--version\x00-v",
 		"",
 	} {
 		f.Add(s)
@@ -238,13 +244,15 @@ func FuzzRemapExit(f *testing.F) {
 func FuzzEnv(f *testing.F) {
 	vars := []string{"VIGIL_TIMEOUT", "VIGIL_GRACE", "VIGIL_REMAP_EXIT", "VIGIL_REWRITE", "VIGIL_STOP_SIGNAL",
 		"VIGIL_WAIT_FOR", "VIGIL_STOP_ON", "VIGIL_ON_EXIT", "VIGIL_CAPTURE_TAIL", "VIGIL_USER",
-		"VIGIL_LOG_LEVEL", "VIGIL_GROUP", "VIGIL_TIMEOUT_SIGNAL", "VIGIL_HOOK_TIMEOUT"}
+		"VIGIL_LOG_LEVEL", "VIGIL_GROUP", "VIGIL_TIMEOUT_SIGNAL", "VIGIL_HOOK_TIMEOUT",
+		"TINI_VERBOSITY", "TINI_SUBREAPER", "TINI_KILL_PROCESS_GROUP", "VIGIL_LOG_FORMAT"}
 	seeds := []struct {
 		n uint8
 		v string
 	}{{0, "abc"}, {1, "-5s"}, {2, "3,143"}, {3, "TERM:QUIT\nHUP:none"}, {4, "INT"},
 		{5, "file:/a\ntcp:x:1"}, {6, "tcp:x:1"}, {7, "echo a\necho 'b"}, {8, "12"}, {9, "0:0"},
-		{10, "warn"}, {11, "yes"}, {12, "RTMIN+3"}, {13, "0"}}
+		{10, "warn"}, {11, "yes"}, {12, "RTMIN+3"}, {13, "0"},
+		{14, "3"}, {15, "1"}, {16, "x"}, {17, "\n"}}
 	for _, s := range seeds {
 		f.Add(s.n, s.v)
 	}
@@ -255,4 +263,49 @@ func FuzzEnv(f *testing.F) {
 		t.Setenv(vars[int(n)%len(vars)], v)
 		checkConfig(t, []string{"true"})
 	})
+}
+
+// BenchmarkRunWith measures the command line's share of vigil's start: a
+// typical command line parsed into a configuration, with nothing started.
+func BenchmarkRunWith(b *testing.B) {
+	args := []string{"vigil", "-g", "-e", "143", "--grace", "5s", "--tombstone", "/tmp/tomb.json",
+		"--on-exit", "echo done", "--", "/bin/true"}
+	fake := func(context.Context, pid1.Config) (int, error) { return 0, nil }
+	var out bytes.Buffer
+	for b.Loop() {
+		if st := runWith(args, &out, &out, backend{run: fake, probe: fakeProbe}); st != 0 {
+			b.Fatalf("status %d: %s", st, out.String())
+		}
+	}
+}
+
+// fakeProbe stands in for pid1.Probe, which dials and reads files for
+// real: the command-line tests check only that --probe gets there.
+func fakeProbe(target string, out io.Writer) int {
+	fmt.Fprintf(out, "probed %s\n", target)
+	return 0
+}
+
+func TestProbeRunsNoCommand(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	ran := false
+	b := backend{
+		run:   func(context.Context, pid1.Config) (int, error) { ran = true; return 0, nil },
+		probe: fakeProbe,
+	}
+	if st := runWith([]string{"vigil", "--probe", "ready:/run/x.json"}, &stdout, &stderr, b); st != 0 || ran {
+		t.Errorf("--probe: status %d, supervisor started %v", st, ran)
+	}
+	if stdout.String() != "probed ready:/run/x.json\n" {
+		t.Errorf("--probe printed %q", stdout.String())
+	}
+	stdout.Reset()
+	if st := runWith([]string{"vigil", "--probe", "file:/x", "sleep", "1"}, &stdout, &stderr, b); st != pid1.ExitUsage || ran {
+		t.Errorf("--probe with a command: status %d, want 2", st)
+	}
+	// No VIGIL_PROBE: an exec probe shares the container's environment.
+	t.Setenv("VIGIL_PROBE", "file:/x")
+	if st := runWith([]string{"vigil", "true"}, &stdout, &stderr, b); st != 0 || !ran || stdout.Len() != 0 {
+		t.Errorf("VIGIL_PROBE turned vigil into a probe: status %d, ran %v, %q", st, ran, stdout.String())
+	}
 }

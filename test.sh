@@ -7,28 +7,31 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="$PATH:$(go env GOPATH)/bin"
 
-# The race detector needs gcc; the e2e tests run vigil inside runc
-# containers with a busybox rootfs, and
-# the quick benchmark runs the peers beside it: install what is missing.
+# Install what the tests need and is missing (.ci/install says what and why).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  need=()
-  for pkg in gcc libc6-dev runc busybox-static tini dumb-init catatonit; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-  done
-  if [ ${#need[@]} -gt 0 ]; then
-    echo "== installing ${need[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-  fi
+  .ci/install
 fi
 
 echo "== gofmt, go vet, staticcheck"
 test -z "$(gofmt -l . | tee /dev/stderr)"
 go vet ./...
-if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped (CI installs it)"; fi
+go vet ./.ci/cross/
+(cd examples/kubernetes && go vet ./...)
+if command -v staticcheck >/dev/null; then
+  staticcheck ./... ./.ci/cross/
+  (cd examples/kubernetes && staticcheck ./...)
+else
+  echo "staticcheck not installed: skipped (CI installs it)"
+fi
 
 echo "== unit tests (race detector)"
-go test -race -count=1 ./signals/ ./reaper/ ./pid1/ ./logsink/ .
+go test -race -count=1 ./signals/ ./reaper/ ./pid1/ ./logsink/ ./internal/... .
+
+echo "== Kubernetes manifests (examples/kubernetes, a module of its own: strict API types, vigil's real flags)"
+(cd examples/kubernetes && go test -count=1 ./...)
+
+echo "== cross builds (linux amd64 arm64 arm/v7 386 ppc64le s390x riscv64; arm64 under qemu-user)"
+go test -count=1 -v -timeout 15m ./.ci/cross/
 
 echo "== end-to-end tests"
 go test -count=1 -v -timeout 10m ./e2e/
@@ -39,7 +42,7 @@ go test -count=1 -v -timeout 5m ./bench/
 echo "== fuzzing (each target briefly; seeds in */testdata/fuzz)"
 fuzztime="${VIGIL_FUZZTIME:-5s}"
 for target in signals:FuzzParse signals:FuzzParseRewrite pid1:FuzzSplitWords pid1:FuzzParseTarget \
-	pid1:FuzzLookupUser .:FuzzConfig .:FuzzDurations .:FuzzRemapExit .:FuzzEnv; do
+	pid1:FuzzLookupUser .:FuzzConfig .:FuzzDurations .:FuzzRemapExit .:FuzzEnv internal/notify:FuzzParse; do
 	pkg="./${target%%:*}/" name="${target#*:}"
 	go test -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime" "$pkg" >/dev/null || {
 		echo "fuzzing $name failed; the failing input is under ${pkg}testdata/fuzz/$name" >&2

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,10 +80,21 @@ func TestJSONLogsForShippers(t *testing.T) {
 	}
 }
 
-func TestVersionPrintsBuildInfo(t *testing.T) {
-	out, err := exec.Command(vigilBin, "--version").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "vigil ") || !strings.Contains(string(out), "go: go1.") {
-		t.Errorf("vigil --version: %q, %v", out, err)
+// TestVersionIsOneLineDockerParses: dockerd runs the init with --version
+// for docker info and docker version and reads one line, "NAME version X -
+// git.COMMIT"; -v adds the build details on the lines after it.
+func TestVersionIsOneLineDockerParses(t *testing.T) {
+	line := regexp.MustCompile(`^vigil version [^ ]+ - git\.([0-9a-f]{7}|unknown)\n$`)
+	out, err := exec.Command(vigilBin, "--version").Output()
+	if err != nil || !line.Match(out) {
+		t.Errorf("vigil --version: %q, %v; want one line matching %s", out, err, line)
+	}
+	for _, args := range [][]string{{"--version", "-v"}, {"-v", "--version"}} {
+		out, err := exec.Command(vigilBin, args...).Output()
+		first, rest, _ := strings.Cut(string(out), "\n")
+		if err != nil || !line.MatchString(first+"\n") || !strings.HasPrefix(rest, "go: go1.") {
+			t.Errorf("vigil %s: %q, %v; want the version line, then build details", strings.Join(args, " "), out, err)
+		}
 	}
 }
 

@@ -320,7 +320,7 @@ func checkFacts(t *testing.T, rep hookReport, want hookFacts, before, after time
 		t.Fatalf("the hook's stdin is not one JSON object: %v\n%q", err, rep.Stdin)
 	}
 	keys := []string{"class", "exit_status", "exit_code", "signal", "core_dumped", "pid", "command",
-		"started_at", "ended_at", "duration_ms"}
+		"started_at", "ended_at", "duration_ms", "restarts", "ready", "ready_at", "status"}
 	if want.tail != nil {
 		keys = append(keys, "stderr_tail")
 	}

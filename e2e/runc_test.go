@@ -286,7 +286,7 @@ func TestRuncJobWithSidecar(t *testing.T) {
 		"--wait-for", "tombstone:/shared/sidecar.json", "--wait-timeout", "20s",
 		"--", "sh", "-c", "echo working; sleep 0.3; exit 0")
 	sidecar := h.run("sidecar", "/vigil", "--name", "sidecar", "--tombstone", "/shared/sidecar.json",
-		"--stop-on", "tombstone:/shared/main.json", "--grace", "5s",
+		"--stop-on", "tombstone:/shared/main.json", "--grace", "5s", "--restart", "on-failure",
 		"--", "sleep", "1000")
 	main.expect(0, 30*time.Second)
 	sidecar.expect(0, 30*time.Second) // class stopped exits 0, though sleep died of SIGTERM
@@ -313,7 +313,7 @@ func TestRuncRunAsUserFromTheImagesPasswd(t *testing.T) {
 		user, want string
 	}{
 		{"app", "Uid: 1000 1000 1000 1000\nGid: 1000 1000 1000 1000\nGroups: 1000 2000\nCapEff: 0000000000000000\nHOME: /home/app"},
-		{"app:other", "Uid: 1000 1000 1000 1000\nGid: 3000 3000 3000 3000\nGroups: 2000 3000\nCapEff: 0000000000000000\nHOME: /home/app"},
+		{"app:other", "Uid: 1000 1000 1000 1000\nGid: 3000 3000 3000 3000\nGroups: 3000\nCapEff: 0000000000000000\nHOME: /home/app"},
 	}
 	for i, tt := range tests {
 		report := fmt.Sprintf("/shared/ids%d", i)

@@ -11,19 +11,20 @@ type Class string
 
 // The classes, in the order the README documents them.
 const (
-	Success Class = "success" // exited 0
-	Failure Class = "failure" // exited non-zero
-	Signal  Class = "signal"  // killed by a signal that is neither a fault nor KILL
-	Fault   Class = "fault"   // killed by SEGV, BUS, ILL, FPE, ABRT, SYS or TRAP
-	Kill    Class = "kill"    // killed by KILL, no OOM evidence
-	OOM     Class = "oom"     // killed by KILL while the cgroup's OOM-kill counter rose
-	Timeout Class = "timeout" // vigil ended it because --timeout expired
-	Stopped Class = "stopped" // vigil ended it because a --stop-on target fired
+	Success  Class = "success"  // exited 0
+	Failure  Class = "failure"  // exited non-zero
+	Signal   Class = "signal"   // killed by a signal that is neither a fault nor KILL
+	Fault    Class = "fault"    // killed by SEGV, BUS, ILL, FPE, ABRT, SYS or TRAP
+	Kill     Class = "kill"     // killed by KILL, no OOM evidence
+	OOM      Class = "oom"      // killed by KILL while the cgroup's OOM-kill counter rose
+	Timeout  Class = "timeout"  // vigil ended it because --timeout expired
+	Watchdog Class = "watchdog" // vigil ended it as hung: no WATCHDOG=1 within --watchdog
+	Stopped  Class = "stopped"  // vigil ended it because a --stop-on target fired
 )
 
 // Classes lists every class, in the README's order.
 func Classes() []Class {
-	return []Class{Success, Failure, Signal, Fault, Kill, OOM, Timeout, Stopped}
+	return []Class{Success, Failure, Signal, Fault, Kill, OOM, Timeout, Watchdog, Stopped}
 }
 
 // Cause says what vigil itself did to the child before it ended, which
@@ -33,10 +34,11 @@ type Cause int
 
 // The causes.
 const (
-	CauseNone    Cause = iota
-	CauseSignal        // a stop signal from outside was forwarded
-	CauseTimeout       // --timeout expired
-	CauseStopOn        // a --stop-on target fired
+	CauseNone     Cause = iota
+	CauseSignal         // a stop signal from outside was forwarded
+	CauseTimeout        // --timeout expired
+	CauseStopOn         // a --stop-on target fired
+	CauseWatchdog       // no WATCHDOG=1 within --watchdog
 )
 
 // Classify decides the class of one termination. oomRose reports whether the
@@ -49,6 +51,8 @@ func Classify(e reaper.Exit, cause Cause, oomRose bool) Class {
 		return Timeout
 	case CauseStopOn:
 		return Stopped
+	case CauseWatchdog:
+		return Watchdog
 	}
 	switch e.Signal {
 	case 0:

@@ -46,6 +46,12 @@ type Config struct {
 	StopSignals  []unix.Signal // received signals that begin a graceful stop
 	NoCleanup    bool          // do not kill descendants left when the main child ends
 
+	Restart         RestartPolicy
+	RestartMax      int           // restarts before vigil gives up; 0: no limit
+	RestartDelay    time.Duration // before the first restart; doubled after each short run
+	RestartDelayMax time.Duration
+	WaitAll         bool // after the child, wait for every descendant
+
 	Hooks       map[Class][][]string // argv per class; the key "exit" runs after any class
 	HooksDir    string
 	HookTimeout time.Duration
@@ -54,6 +60,14 @@ type Config struct {
 	Name           string // for the tombstone; default: base name of the command
 	Tombstone      string
 	TerminationLog string
+
+	// Readiness: --notify opens an sd_notify socket for the child;
+	// --ready-on targets mark it ready for programs that do not speak it;
+	// --watchdog ends it as hung when no WATCHDOG=1 comes in time.
+	Notify         bool
+	ReadyOn        []Target
+	Watchdog       time.Duration
+	WatchdogSignal unix.Signal
 
 	WaitFor     []Target
 	StopOn      []Target

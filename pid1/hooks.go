@@ -65,6 +65,10 @@ func (s *supervisor) listHooks() int {
 	s.hookJSON, _ = json.Marshal(facts)
 	s.hookEnv = append(withoutHookVars(os.Environ()), r.env()...)
 	if s.tail != nil {
+		if s.tailFile != "" {
+			os.Remove(s.tailFile) // the previous run's
+			s.tailFile = ""
+		}
 		if name, err := s.tail.save(); err != nil {
 			s.log.Warn("cannot write the stderr tail for hooks", "err", err)
 		} else {
@@ -85,7 +89,10 @@ func withoutHookVars(env []string) []string {
 		switch k {
 		case "VIGIL_CLASS", "VIGIL_EXIT_STATUS", "VIGIL_EXIT_CODE", "VIGIL_SIGNAL", "VIGIL_CORE_DUMPED",
 			"VIGIL_PID", "VIGIL_COMMAND", "VIGIL_STARTED_AT", "VIGIL_ENDED_AT", "VIGIL_DURATION_MS",
-			"VIGIL_ERROR", "VIGIL_STDERR_TAIL":
+			"VIGIL_ERROR", "VIGIL_RESTARTS", "VIGIL_STATUS", "VIGIL_STDERR_TAIL",
+			// A hook is vigil's helper, not the service: it does not talk
+			// to vigil's supervisor, nor take part in the child's watchdog.
+			"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID":
 			continue
 		}
 		out = append(out, kv)

@@ -13,12 +13,14 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"vigil/internal/intake"
+	"vigil/internal/notify"
 	"vigil/reaper"
 	"vigil/signals"
 )
@@ -37,6 +39,9 @@ type supervisor struct {
 	home string
 
 	deps      *deps
+	readyOn   *deps // the --ready-on targets of the current run
+	listener  *notify.Listener
+	upstream  chan string // messages for the service manager vigil reports to
 	tail      *tail
 	records   *writer
 	termLog   *os.File // opened (and so checked) at start
@@ -123,6 +128,9 @@ func newSupervisor(cfg Config) (*supervisor, error) {
 		drain: cfg.Drain, cleanupGrace: cfg.CleanupGrace, noCleanup: cfg.NoCleanup,
 		hookTimeout: cfg.HookTimeout, remapExit: cfg.RemapExit,
 		waitFor: len(cfg.WaitFor) > 0, waitTimeout: cfg.WaitTimeout, tail: cfg.CaptureTail > 0,
+		restart: cfg.Restart, restartMax: cfg.RestartMax, restartDelay: cfg.RestartDelay,
+		restartDelayMax: cfg.RestartDelayMax, waitAll: cfg.WaitAll,
+		watchdog: cfg.Watchdog, watchdogSignal: cfg.WatchdogSignal,
 	})
 	return s, nil
 }
@@ -183,6 +191,9 @@ func (s *supervisor) setup() error {
 		}
 	}
 	s.records = newWriter(s.log)
+	if err := s.setupNotify(); err != nil {
+		return err
+	}
 	if s.deps, err = startDeps(s.cfg.WaitFor, s.cfg.StopOn, s.log); err != nil {
 		return err
 	}
@@ -191,6 +202,13 @@ func (s *supervisor) setup() error {
 
 func (s *supervisor) close() {
 	s.deps.close()
+	s.readyOn.close()
+	if s.listener != nil {
+		s.listener.Close()
+	}
+	if s.upstream != nil {
+		close(s.upstream)
+	}
 	if s.termLog != nil {
 		s.termLog.Close()
 	}
@@ -242,7 +260,13 @@ func (s *supervisor) feed(now time.Time) {
 	if p.Has(intake.Cancel) {
 		s.m.cancel(now)
 	}
+	if p.Has(intake.Notify) && s.listener != nil {
+		s.notified(now)
+	}
 	if p.Has(intake.Deps) {
+		if ready, _ := s.readyOn.state(); ready && s.readyOn != nil {
+			s.m.readyOnHeld(now)
+		}
 		s.m.waitingFor = s.deps.waiting()
 		ready, fired := s.deps.state()
 		if ready {
@@ -253,7 +277,9 @@ func (s *supervisor) feed(now time.Time) {
 			s.m.stopOnFired(now)
 		}
 	}
-	if p.Has(intake.Tail) {
+	if p.Has(intake.Tail) && s.tail != nil && s.tail.ended() {
+		// Only the current run's tail: under --restart an earlier one's
+		// end may arrive late.
 		s.m.tailDone()
 	}
 	if p.Has(intake.Records) && s.records.idle() {
@@ -374,6 +400,12 @@ func (s *supervisor) note(a action) {
 		s.log.Error("processes survived SIGKILL; going on")
 	case "hook timeout":
 		s.log.Warn("hook timed out; killing its process group", "pid", a.pid, "timeout", s.cfg.HookTimeout)
+	case "ready":
+		s.log.Debug("every --ready-on target holds: the child is ready")
+		s.relay("READY=1")
+	case "watchdog":
+		s.log.Warn("no WATCHDOG=1 in time; ending the child as hung", "watchdog", s.m.r.watchdog,
+			"signal", signals.Name(s.cfg.WatchdogSignal))
 	case "hook stuck":
 		s.log.Error("hook did not die after SIGKILL; going on", "pid", a.pid)
 	}
@@ -381,7 +413,7 @@ func (s *supervisor) note(a action) {
 
 // spawnChild starts the main child.
 func (s *supervisor) spawnChild(now time.Time) {
-	p := &proc{argv: s.cfg.Command, env: s.cfg.Env, files: []uintptr{0, 1, 2}}
+	p := &proc{argv: s.cfg.Command, env: s.childEnv(), files: []uintptr{0, 1, 2}}
 	p.attr.Setpgid = true
 	if s.cred != nil {
 		p.attr.Credential = s.cred
@@ -418,6 +450,12 @@ func (s *supervisor) spawnChild(now time.Time) {
 		return
 	}
 	s.log.Debug("spawned", "pid", pid, "command", s.cfg.Command, "group", s.cfg.Group)
+	if len(s.cfg.ReadyOn) > 0 {
+		s.readyOn.close() // the previous run's
+		if s.readyOn, err = startDeps(s.cfg.ReadyOn, nil, s.log); err != nil {
+			s.log.Error("cannot watch the --ready-on targets", "err", err)
+		}
+	}
 	s.m.spawned(pid, tty && !s.isInit, now)
 	if _, fired := s.deps.state(); fired != "" {
 		// A --stop-on target that held before the child started.
@@ -522,4 +560,92 @@ func reserveDescriptors(n int) error {
 		fds = append(fds, fd)
 	}
 	return nil
+}
+
+// setupNotify opens the notification socket for --notify and, when vigil
+// itself reports to a service manager (NOTIFY_SOCKET in its environment:
+// a systemd service of Type=notify, podman --sdnotify=container), the
+// relay that passes the child's news on.
+func (s *supervisor) setupNotify() error {
+	if !s.cfg.Notify {
+		return nil
+	}
+	up, err := notify.NewUpstream(os.Getenv("NOTIFY_SOCKET"))
+	if err != nil {
+		s.log.Warn("NOTIFY_SOCKET is not usable; not relaying readiness", "err", err)
+	}
+	self := os.Getpid()
+	s.listener, err = notify.Listen(notify.Config{
+		Accept: func(pid int) bool { return notify.InTree(pid, self) },
+		Log:    s.log,
+		Notify: func() { intake.Post(intake.Notify) },
+	})
+	if err != nil {
+		return fail(ExitInternal, "--notify: %w", err)
+	}
+	go func() {
+		if err := s.listener.Serve(); err != nil {
+			s.log.Error("notification socket", "err", err)
+		}
+	}()
+	if up != nil {
+		// One goroutine sends, in order; the loop never waits for a
+		// service manager. A manager that lags this far loses news.
+		s.upstream = make(chan string, 16)
+		go func(c <-chan string) {
+			for msg := range c {
+				if err := up.Send(msg, notify.SendTimeout); err != nil {
+					s.log.Debug("relaying to NOTIFY_SOCKET", "err", err)
+				}
+			}
+		}(s.upstream)
+	}
+	return nil
+}
+
+// childEnv is the child's environment: vigil's, with the notification
+// socket and the watchdog interval when they are vigil's to give.
+// WATCHDOG_PID is not set: the child's pid is not known before the fork,
+// and sd_watchdog_enabled(3) accepts any process when it is absent.
+func (s *supervisor) childEnv() []string {
+	env := s.cfg.Env
+	if s.listener != nil {
+		env = setEnv(env, "NOTIFY_SOCKET", s.listener.Socket())
+	}
+	if s.m.r.watchdog > 0 {
+		env = setEnv(env, "WATCHDOG_USEC", strconv.FormatInt(s.m.r.watchdog.Microseconds(), 10))
+	}
+	return env
+}
+
+// notified hands what the child said to the machine and relays it.
+func (s *supervisor) notified(now time.Time) {
+	u := s.listener.Take()
+	if !u.Changed() {
+		return
+	}
+	if u.Reloading {
+		s.log.Debug("the child is reloading (RELOADING=1)")
+	}
+	if u.ExtendTimeout != nil {
+		s.log.Debug("EXTEND_TIMEOUT_USEC ignored: vigil has no start-up timeout, and stop deadlines are the runtime's",
+			"extend", *u.ExtendTimeout)
+	}
+	s.m.notified(readiness{ready: u.Ready, stopping: u.Stopping, status: u.Status, pings: u.Pings,
+		trigger: u.WatchdogTrigger, interval: u.WatchdogInterval}, now)
+	if msg := u.Relay().Encode(); msg != "" {
+		s.relay(msg)
+	}
+}
+
+// relay passes msg to the service manager vigil reports to, if any.
+func (s *supervisor) relay(msg string) {
+	if s.upstream == nil {
+		return
+	}
+	select {
+	case s.upstream <- msg:
+	default:
+		s.log.Debug("NOTIFY_SOCKET is not keeping up; message dropped", "message", msg)
+	}
 }

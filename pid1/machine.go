@@ -26,11 +26,13 @@ const (
 	phaseCleanup              // the child has ended; its leftovers are being ended
 	phaseTail                 // waiting for the captured stderr to reach its end
 	phaseHooks                // the class's hooks run, one at a time
+	phaseBackoff              // --restart: waiting before the next run
+	phaseWaitAll              // --wait-all: the child has ended, its descendants not yet
 	phaseFlush                // waiting for the records to reach the disk
 	phaseDone                 // vigil may exit
 )
 
-var phaseNames = [...]string{"waiting", "running", "cleanup", "tail", "hooks", "flush", "done"}
+var phaseNames = [...]string{"waiting", "running", "cleanup", "tail", "hooks", "backoff", "wait-all", "flush", "done"}
 
 func (p phase) String() string { return phaseNames[p] }
 
@@ -79,7 +81,35 @@ type rules struct {
 	waitTimeout   time.Duration // 0: wait for ever
 	jobControl    bool          // vigil follows the child's stops (a terminal, not PID 1)
 	tail          bool          // --capture-tail
+
+	restart         RestartPolicy
+	restartMax      int // 0: no limit
+	restartDelay    time.Duration
+	restartDelayMax time.Duration
+	waitAll         bool // --wait-all: wait for every descendant after the child
+
+	watchdog       time.Duration // --watchdog: the longest time between two WATCHDOG=1; 0: none
+	watchdogSignal unix.Signal
 }
+
+// readiness is what a Notify update says, in the machine's terms.
+type readiness struct {
+	ready, stopping bool
+	status          *string
+	pings           int
+	trigger         bool           // WATCHDOG=trigger: treat as hung now
+	interval        *time.Duration // WATCHDOG_USEC=: a new interval; 0 turns the watchdog off
+}
+
+// RestartPolicy says which ends of the command are followed by a new run.
+type RestartPolicy uint8
+
+// The restart policies.
+const (
+	RestartNo        RestartPolicy = iota // the default: vigil ends with the command
+	RestartOnFailure                      // after any class but success and stopped
+	RestartAlways                         // after every end
+)
 
 // killWait bounds the wait for a SIGKILL to take effect: it cannot be
 // refused, only delayed by a process stuck in the kernel (a dead NFS
@@ -112,8 +142,9 @@ type machine struct {
 	r     rules
 	phase phase
 
-	waitEnds   time.Time // --wait-timeout; zero: none
-	waitingFor string    // the targets not ready yet, for the message
+	waitEnds   time.Time     // --wait-timeout; zero: none
+	early      []unix.Signal // caught before the child existed, for it once it does
+	waitingFor string        // the targets not ready yet, for the message
 
 	child     int       // the main child's pid, also its process group
 	started   time.Time // when it was spawned (or, if it never was, when it was given up on)
@@ -122,8 +153,19 @@ type machine struct {
 	awaitCont bool // vigil stopped itself with the job and has not seen SIGCONT since
 	alive     bool // vigil has children, as the last drain saw
 
-	rec *record // how the child ended; set once
+	rec *record // how the child ended; set once per run
 	err error   // vigil's own failure to report with the status (exec, wait, stop before start)
+
+	ready        bool      // the child said READY=1, or every --ready-on target held
+	readyAt      time.Time // when
+	status       string    // the last STATUS=
+	saysStopping bool      // the child said STOPPING=1
+	watchdogEnds time.Time // a WATCHDOG=1 must come before; zero: no watchdog
+
+	restarts    int       // runs started before the current one
+	again       bool      // the run that ended is followed by another
+	streak      int       // consecutive short runs, for the backoff
+	backoffEnds time.Time // when the next run starts
 
 	cleanupEnds  time.Time
 	cleanupKill  bool // leftovers have been sent SIGKILL
@@ -189,8 +231,18 @@ func (m *machine) spawned(pid int, jobControl bool, now time.Time) {
 	if m.r.timeout > 0 {
 		m.timeoutAt = now.Add(m.r.timeout)
 	}
+	if m.r.watchdog > 0 {
+		m.watchdogEnds = now.Add(m.r.watchdog)
+	}
 	m.do(action{kind: actTombstone})
+	for _, sig := range m.early {
+		m.forward(sig)
+	}
+	m.early = nil
 }
+
+// maxEarly bounds the signals kept for a child that does not exist yet.
+const maxEarly = 64
 
 // spawnFailed says the command could not be started (127, 126): that is
 // an end like any other, recorded and hooked, with no process behind it.
@@ -223,7 +275,19 @@ func (m *machine) target() int {
 func (m *machine) signal(sig unix.Signal, now time.Time) {
 	switch m.phase {
 	case phaseWaiting:
-		if _, kept := m.r.rewrite.Apply(sig); m.isStop(sig) && kept {
+		switch {
+		case m.isStop(sig):
+		case sig == unix.SIGTSTP || sig == unix.SIGTTIN || sig == unix.SIGTTOU || sig == unix.SIGCONT:
+			return // job control of a child that does not exist yet
+		default:
+			// Kept for the child, as an init that blocks signals while it
+			// spawns delivers them once the child exists; bounded.
+			if len(m.early) < maxEarly {
+				m.early = append(m.early, sig)
+			}
+			return
+		}
+		if _, kept := m.r.rewrite.Apply(sig); kept {
 			// No child to pass it to: vigil ends as the signal asked.
 			m.err = fail(128+int(sig), "%s while waiting for %s; command not started", signals.Name(sig), m.waitingFor)
 			m.started = now
@@ -231,6 +295,27 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 		}
 		return
 	case phaseRunning:
+	case phaseBackoff:
+		if _, kept := m.r.rewrite.Apply(sig); m.isStop(sig) && kept {
+			// A stop between runs ends vigil at once, with the last
+			// status and without a restart.
+			m.again, m.backoffEnds, m.hooksCleaned = false, time.Time{}, true
+			m.do(action{kind: actTombstone})
+			m.cleanup(now)
+		}
+		return
+	case phaseWaitAll:
+		// Every descendant gets what the child would have.
+		switch {
+		case m.isStop(sig) && !m.stop.active():
+			m.stop.cause, m.stop.sig, m.stop.sent = CauseSignal, sig, true
+			m.stopLeftovers(sig, now)
+		default:
+			if to, ok := m.r.rewrite.Apply(sig); ok {
+				m.do(action{kind: actLeftovers, sig: to})
+			}
+		}
+		return
 	default:
 		return // the child has ended: nothing to forward to
 	}
@@ -281,7 +366,8 @@ func (m *machine) beginStop(sig unix.Signal, cause Cause, now time.Time) {
 		cause = CauseSignal
 	}
 	m.stop.cause, m.stop.sig = cause, sig
-	if m.r.drain > 0 && cause != CauseTimeout {
+	m.do(action{kind: actTombstone}) // stopping
+	if m.r.drain > 0 && cause != CauseTimeout && cause != CauseWatchdog {
 		m.stop.forwardAt = now.Add(m.r.drain)
 		return
 	}
@@ -296,7 +382,7 @@ func (m *machine) beginStop(sig unix.Signal, cause Cause, now time.Time) {
 func (m *machine) sendStop(now time.Time) {
 	m.stop.forwardAt = time.Time{}
 	m.stop.sent = true
-	if m.stop.cause == CauseTimeout {
+	if m.stop.cause == CauseTimeout || m.stop.cause == CauseWatchdog {
 		// The user chose this signal for the timeout: no rewrite.
 		m.do(action{kind: actKill, pid: m.target(), sig: m.stop.sig})
 	} else {
@@ -311,6 +397,78 @@ func (m *machine) sendStop(now time.Time) {
 func (m *machine) stopSelf() {
 	m.awaitCont = true
 	m.do(action{kind: actStopSelf})
+}
+
+// notified takes what the child said over the notification socket.
+func (m *machine) notified(u readiness, now time.Time) {
+	if m.phase != phaseRunning || m.child == 0 {
+		return
+	}
+	changed := false
+	if u.ready && !m.ready {
+		m.ready, m.readyAt, changed = true, now, true
+	}
+	if u.stopping && !m.saysStopping {
+		m.saysStopping, changed = true, true
+	}
+	if u.status != nil && *u.status != m.status {
+		m.status, changed = *u.status, true
+	}
+	if u.interval != nil {
+		// WATCHDOG_USEC= from the child: a new interval from now; 0 turns
+		// the watchdog off, as systemd does.
+		m.r.watchdog = *u.interval
+		m.watchdogEnds = time.Time{}
+		if m.r.watchdog > 0 {
+			m.watchdogEnds = now.Add(m.r.watchdog)
+		}
+	}
+	if u.pings > 0 && m.r.watchdog > 0 {
+		m.watchdogEnds = now.Add(m.r.watchdog)
+	}
+	if changed {
+		m.do(action{kind: actTombstone})
+	}
+	if u.trigger {
+		m.hung(now)
+	}
+}
+
+// readyOnHeld says every --ready-on target holds: ready, as by READY=1.
+func (m *machine) readyOnHeld(now time.Time) {
+	if m.phase == phaseRunning && m.child != 0 && !m.ready {
+		m.ready, m.readyAt = true, now
+		m.do(action{kind: actTombstone})
+		m.do(action{kind: actNote, why: "ready"})
+	}
+}
+
+// hung ends the child as a hang: the watchdog signal (ABRT by default, so
+// that a core shows where it hung), the grace, SIGKILL. The first stop
+// wins: a child already being stopped is not a hang.
+func (m *machine) hung(now time.Time) {
+	m.watchdogEnds = time.Time{}
+	if !m.stop.active() {
+		m.do(action{kind: actNote, why: "watchdog"})
+		m.beginStop(m.r.watchdogSignal, CauseWatchdog, now)
+	}
+}
+
+// state is the tombstone's state for the current phase.
+func (m *machine) state() string {
+	switch {
+	case m.rec != nil && (m.again || m.phase == phaseBackoff):
+		return "starting" // between runs
+	case m.rec != nil:
+		return "exited"
+	case m.child == 0:
+		return "starting"
+	case m.stop.active() || m.saysStopping:
+		return "stopping"
+	case m.ready:
+		return "ready"
+	}
+	return "running"
 }
 
 // stopOnFired says a --stop-on target holds.
@@ -373,8 +531,12 @@ func (m *machine) reaped(exits []reaper.Exit, alive bool, oomRose func() bool, n
 			m.nextHook(now)
 		}
 	}
-	if !alive && m.phase == phaseCleanup {
+	switch {
+	case alive:
+	case m.phase == phaseCleanup:
 		m.afterCleanup(now)
+	case m.phase == phaseWaitAll:
+		m.waitAllDone(now)
 	}
 }
 
@@ -391,13 +553,91 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 	if m.r.remapExit[status] {
 		status = 0
 	}
-	m.rec = &record{class: class, exit: e, status: status, started: m.started, ended: now}
+	m.rec = &record{class: class, exit: e, status: status, started: m.started, ended: now, restarts: m.restarts}
 	if m.err != nil {
 		m.rec.err = m.err.Error()
 	}
+	m.again = m.restartAfter(class, cause)
 	m.timeoutAt, m.stop.forwardAt, m.stop.killAt, m.stop.landBy = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	m.watchdogEnds = time.Time{}
+	m.rec.ready, m.rec.readyAt, m.rec.statusText = m.ready, m.readyAt, m.status
+	if m.r.waitAll && !m.again && m.alive {
+		// The broken-entrypoint case: a script that started daemons and
+		// exited. Wait for all of them; the record is written when they
+		// are done, since the container's work is not.
+		m.phase = phaseWaitAll
+		if m.stop.active() {
+			// A stop under way reaches them too, with the grace.
+			m.stopLeftovers(m.stop.sig, now)
+		}
+		return
+	}
 	// The tombstone comes before the cleanup: if the runtime's SIGKILL
 	// arrives while leftovers are being stopped, the record is there.
+	m.do(action{kind: actTombstone})
+	m.cleanup(now)
+}
+
+// restartAfter decides whether a run that ended with class is followed by
+// another. A stop asked for from outside (a stop signal, --stop-on) is
+// never followed by a restart; a --timeout is a failure of that run.
+func (m *machine) restartAfter(class Class, cause Cause) bool {
+	switch {
+	case cause == CauseSignal || cause == CauseStopOn:
+		return false // a --timeout or a watchdog is a failure of the run
+	case m.r.restartMax > 0 && m.restarts >= m.r.restartMax:
+		return false
+	case m.r.restart == RestartAlways:
+		return true
+	case m.r.restart == RestartOnFailure:
+		return class != Success && class != Stopped
+	}
+	return false
+}
+
+// backoff is the wait before the next run: --restart-delay, doubled after
+// each consecutive run shorter than --restart-delay-max, up to that
+// maximum; a run that lasted longer starts the count again, so a program
+// that crashes once a day does not wait the maximum.
+func (m *machine) backoff(ran time.Duration) time.Duration {
+	if ran > m.r.restartDelayMax {
+		m.streak = 0
+	}
+	d := m.r.restartDelay
+	for i := 0; i < m.streak && d < m.r.restartDelayMax; i++ {
+		d *= 2
+	}
+	m.streak++
+	return min(d, max(m.r.restartDelayMax, m.r.restartDelay))
+}
+
+// rerun starts the next run after the backoff.
+func (m *machine) rerun() {
+	m.restarts++
+	m.child, m.rec, m.err, m.again = 0, nil, nil, false
+	m.stop, m.timeoutAt, m.backoffEnds = stop{}, time.Time{}, time.Time{}
+	m.ready, m.readyAt, m.status, m.saysStopping = false, time.Time{}, "", false
+	m.hook, m.hooks, m.hookPid, m.hooksCleaned, m.tailEOF = -1, 0, 0, false, false
+	m.spawn()
+}
+
+// stopLeftovers is a stop under --wait-all: the descendants get the stop
+// signal and, after --grace (what is left of it, when it was running
+// already), SIGKILL. vigil was asked to wait for them, so it also owns
+// ending them when a stop comes.
+func (m *machine) stopLeftovers(sig unix.Signal, now time.Time) {
+	if to, ok := m.r.rewrite.Apply(sig); ok {
+		m.do(action{kind: actLeftovers, sig: to})
+	}
+	m.stop.killAt = m.stop.graceEnds
+	if m.stop.killAt.IsZero() {
+		m.stop.killAt = now.Add(m.r.grace)
+	}
+}
+
+// waitAllDone moves on once every descendant has ended.
+func (m *machine) waitAllDone(now time.Time) {
+	m.stop.killAt, m.stop.landBy = time.Time{}, time.Time{}
 	m.do(action{kind: actTombstone})
 	m.cleanup(now)
 }
@@ -407,7 +647,9 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 // stop was under way, so a shutdown keeps to the budget the user set.
 func (m *machine) cleanup(now time.Time) {
 	m.phase = phaseCleanup
-	if m.r.noCleanup || !m.alive {
+	if m.r.noCleanup || !m.alive || m.again {
+		// Between runs nothing the previous one left behind is touched:
+		// detached workers live on, and are reaped as they end.
 		m.afterCleanup(now)
 		return
 	}
@@ -482,6 +724,12 @@ func (m *machine) nextHook(now time.Time) {
 		m.do(action{kind: actHook, n: m.hook})
 		return
 	}
+	if m.again {
+		m.phase = phaseBackoff
+		m.backoffEnds = now.Add(m.backoff(m.rec.ended.Sub(m.rec.started)))
+		m.do(action{kind: actTombstone})
+		return
+	}
 	// What the hooks started is cleaned up like the child's leftovers.
 	m.hooksCleaned = true
 	if m.hooks > 0 {
@@ -535,6 +783,9 @@ func (m *machine) tick(now time.Time) {
 				m.beginStop(m.r.timeoutSignal, CauseTimeout, now)
 			}
 		}
+		if due(m.watchdogEnds) {
+			m.hung(now)
+		}
 		if due(m.stop.killAt) {
 			m.stop.killAt = time.Time{}
 			m.stop.killed = true
@@ -576,6 +827,21 @@ func (m *machine) tick(now time.Time) {
 			m.do(action{kind: actNote, why: "hook timeout", pid: m.hookPid})
 			m.do(action{kind: actKill, pid: -m.hookPid, sig: unix.SIGKILL})
 		}
+	case phaseBackoff:
+		if due(m.backoffEnds) {
+			m.rerun()
+		}
+	case phaseWaitAll:
+		if due(m.stop.killAt) {
+			m.stop.killAt = time.Time{}
+			m.stop.landBy = now.Add(killWait)
+			m.do(action{kind: actNote, why: "grace over"})
+			m.do(action{kind: actLeftovers, sig: unix.SIGKILL})
+		}
+		if due(m.stop.landBy) {
+			m.do(action{kind: actNote, why: "leftovers survived"})
+			m.waitAllDone(now)
+		}
 	case phaseFlush:
 		if due(m.flushEnds) {
 			m.flushed()
@@ -590,13 +856,17 @@ func (m *machine) next() time.Time {
 	case phaseWaiting:
 		ts = []time.Time{m.waitEnds}
 	case phaseRunning:
-		ts = []time.Time{m.stop.forwardAt, m.timeoutAt, m.stop.killAt, m.stop.landBy}
+		ts = []time.Time{m.stop.forwardAt, m.timeoutAt, m.stop.killAt, m.stop.landBy, m.watchdogEnds}
 	case phaseCleanup:
 		ts = []time.Time{m.cleanupEnds}
 	case phaseTail:
 		ts = []time.Time{m.tailEnds}
 	case phaseHooks:
 		ts = []time.Time{m.hookEnds}
+	case phaseBackoff:
+		ts = []time.Time{m.backoffEnds}
+	case phaseWaitAll:
+		ts = []time.Time{m.stop.killAt, m.stop.landBy}
 	case phaseFlush:
 		ts = []time.Time{m.flushEnds}
 	}

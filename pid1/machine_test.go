@@ -144,7 +144,7 @@ func TestOutsideStopHasNoSIGKILLOfVigilsOwnByDefault(t *testing.T) {
 	// deadline, vigil must not kill at its own 10 s.
 	m := running(t, defaults())
 	m.signal(unix.SIGTERM, t0)
-	expect(t, m, "kill 100 SIGTERM")
+	expect(t, m, "tombstone; kill 100 SIGTERM")
 	if next := m.next(); !next.IsZero() {
 		t.Fatalf("a deadline at %s after an outside stop; want none", next.Sub(t0))
 	}
@@ -162,7 +162,7 @@ func TestExplicitGraceEndsAnOutsideStopWithSIGKILL(t *testing.T) {
 	r.graceSet, r.grace = true, 5*time.Second
 	m := running(t, r)
 	m.signal(unix.SIGTERM, t0)
-	expect(t, m, "kill 100 SIGTERM")
+	expect(t, m, "tombstone; kill 100 SIGTERM")
 	if got := m.next(); !got.Equal(at(5 * time.Second)) {
 		t.Fatalf("next deadline %s, want the grace's 5s", got.Sub(t0))
 	}
@@ -192,7 +192,7 @@ func TestRepeatedStopSignalIsForwardedWithoutRestartingTheClock(t *testing.T) {
 	m := running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	m.signal(unix.SIGINT, at(3*time.Second))
-	expect(t, m, "kill 100 SIGTERM; kill 100 SIGINT")
+	expect(t, m, "tombstone; kill 100 SIGTERM; kill 100 SIGINT")
 	if got := m.next(); !got.Equal(at(10 * time.Second)) {
 		t.Errorf("deadline moved to %s, want 10s", got.Sub(t0))
 	}
@@ -223,7 +223,7 @@ func TestDrainDelaysTheStopAndAFailureDuringItIsAFailure(t *testing.T) {
 	r.drain = 5 * time.Second
 	m := running(t, r)
 	m.stopOnFired(t0)
-	expect(t, m, "")
+	expect(t, m, "tombstone")
 	if got := m.next(); !got.Equal(at(5 * time.Second)) {
 		t.Fatalf("next %s, want the drain's end", got.Sub(t0))
 	}
@@ -236,7 +236,7 @@ func TestDrainDelaysTheStopAndAFailureDuringItIsAFailure(t *testing.T) {
 	m = running(t, r)
 	m.stopOnFired(t0)
 	m.tick(at(5 * time.Second))
-	expect(t, m, "kill 100 SIGTERM")
+	expect(t, m, "tombstone; kill 100 SIGTERM")
 	m.reaped(killedBy(child, unix.SIGTERM), false, no, at(6*time.Second))
 	m.take()
 	if r := finish(t, m); r.class != Stopped || r.status != 0 {
@@ -250,7 +250,7 @@ func TestTimeoutSendsItsSignalUnrewrittenThenKills(t *testing.T) {
 	r.rewrite = signals.Rewrite{unix.SIGUSR1: unix.SIGHUP}
 	m := running(t, r)
 	m.tick(at(time.Minute))
-	expect(t, m, "note timeout; kill 100 SIGUSR1")
+	expect(t, m, "note timeout; tombstone; kill 100 SIGUSR1")
 	m.tick(at(time.Minute + 10*time.Second))
 	expect(t, m, "note grace over; kill -100 SIGKILL")
 	m.reaped(killedBy(child, unix.SIGKILL), false, no, at(71*time.Second))
@@ -267,7 +267,7 @@ func TestTheFirstStopWins(t *testing.T) {
 	m := running(t, r)
 	m.signal(unix.SIGTERM, at(9*time.Second))
 	m.tick(at(10 * time.Second))
-	expect(t, m, "kill 100 SIGTERM")
+	expect(t, m, "tombstone; kill 100 SIGTERM")
 	m.reaped(killedBy(child, unix.SIGTERM), false, no, at(11*time.Second))
 	m.take()
 	if r := finish(t, m); r.class != Signal {
@@ -277,7 +277,7 @@ func TestTheFirstStopWins(t *testing.T) {
 	m = running(t, r)
 	m.tick(at(10 * time.Second))
 	m.signal(unix.SIGTERM, at(11*time.Second))
-	expect(t, m, "note timeout; kill 100 SIGTERM; kill 100 SIGTERM")
+	expect(t, m, "note timeout; tombstone; kill 100 SIGTERM; kill 100 SIGTERM")
 	m.stopOnFired(at(12 * time.Second))
 	expect(t, m, "")
 	m.reaped(killedBy(child, unix.SIGTERM), false, no, at(12*time.Second))
@@ -487,7 +487,7 @@ func TestJobControlFollowsTheChildWithoutStaleStops(t *testing.T) {
 func TestCancelIsAStop(t *testing.T) {
 	m := running(t, defaults())
 	m.cancel(t0)
-	expect(t, m, "kill 100 SIGTERM")
+	expect(t, m, "tombstone; kill 100 SIGTERM")
 	w := newMachine(rules{stopSignals: []unix.Signal{unix.SIGTERM}, waitFor: true})
 	w.begin(t0)
 	w.take()
@@ -511,5 +511,157 @@ func TestPhaseNames(t *testing.T) {
 		if p.String() == "" {
 			t.Errorf("phase %d has no name", p)
 		}
+	}
+}
+
+func restarting(policy RestartPolicy, maxRestarts int) rules {
+	r := defaults()
+	r.restart, r.restartMax = policy, maxRestarts
+	r.restartDelay, r.restartDelayMax = time.Second, 8*time.Second
+	return r
+}
+
+// endRun ends the current run with exits, runs no hooks, and returns the
+// actions that follow the hooks.
+func endRun(t *testing.T, m *machine, exits []reaper.Exit, now time.Time) string {
+	t.Helper()
+	m.reaped(exits, true, no, now)
+	m.take()
+	m.hooksListed(0, now)
+	return show(m.take())
+}
+
+func TestOnFailureRestartsUpToTheMaximumThenExitsWithTheLastStatus(t *testing.T) {
+	m := running(t, restarting(RestartOnFailure, 2))
+	now := t0
+	for run := 0; run < 2; run++ {
+		// Detached workers of the run live on: no cleanup between runs.
+		if got := endRun(t, m, exited(m.child, 3), now); got != "tombstone" {
+			t.Fatalf("run %d: after the hooks %q, want only the tombstone (no cleanup)", run, got)
+		}
+		if m.phase != phaseBackoff || m.rec.restarts != run {
+			t.Fatalf("run %d: phase %s, record restarts %d", run, m.phase, m.rec.restarts)
+		}
+		now = m.next()
+		m.tick(now)
+		expect(t, m, "spawn")
+		m.spawned(child+run+1, false, now)
+		m.take()
+	}
+	// The third run fails too: two restarts were all there was, and the
+	// one cleanup comes now.
+	m.reaped(exited(m.child, 4), true, no, now)
+	expect(t, m, "tombstone; leftovers SIGTERM")
+	m.reaped(nil, false, no, now)
+	expect(t, m, "ended; list hooks")
+	finish(t, m)
+	if m.phase != phaseDone || m.rec.status != 4 || m.rec.restarts != 2 {
+		t.Errorf("phase %s, status %d, restarts %d; want done, 4, 2", m.phase, m.rec.status, m.rec.restarts)
+	}
+}
+
+func TestOnFailureEndsAfterASuccessAndAlwaysDoesNot(t *testing.T) {
+	m := running(t, restarting(RestartOnFailure, 0))
+	endRun(t, m, exited(child, 0), t0)
+	if m.phase == phaseBackoff {
+		t.Error("on-failure restarted after a success")
+	}
+	a := running(t, restarting(RestartAlways, 0))
+	endRun(t, a, exited(child, 0), t0)
+	if a.phase != phaseBackoff {
+		t.Errorf("always: phase %s after a success, want backoff", a.phase)
+	}
+}
+
+func TestBackoffDoublesAndResetsAfterALongRun(t *testing.T) {
+	m := newMachine(restarting(RestartAlways, 0))
+	var got []time.Duration
+	for _, ran := range []time.Duration{0, 0, 0, 0, 0, 9 * time.Second, 0} {
+		got = append(got, m.backoff(ran))
+	}
+	want := []time.Duration{1, 2, 4, 8, 8, 1, 2}
+	for i := range want {
+		if got[i] != want[i]*time.Second {
+			t.Fatalf("delays %v, want %v seconds", got, want)
+		}
+	}
+}
+
+func TestNoRestartAfterAStopFromOutsideOrDuringTheBackoff(t *testing.T) {
+	m := running(t, restarting(RestartAlways, 0))
+	m.signal(unix.SIGTERM, t0)
+	m.take()
+	m.reaped(killedBy(child, unix.SIGTERM), true, no, t0)
+	if got := show(m.take()); got != "tombstone; leftovers SIGTERM" || m.again {
+		t.Errorf("after a stop signal: %q, again %v; want the cleanup, no restart", got, m.again)
+	}
+	m = running(t, restarting(RestartAlways, 0))
+	m.stopOnFired(t0)
+	m.take()
+	endRun(t, m, killedBy(child, unix.SIGTERM), t0)
+	if m.again {
+		t.Error("restarted after a --stop-on stop")
+	}
+	// A --timeout is a failure of that run: restarted.
+	r := restarting(RestartOnFailure, 0)
+	r.timeout = time.Second
+	m = running(t, r)
+	m.tick(at(time.Second))
+	m.take()
+	endRun(t, m, killedBy(child, unix.SIGTERM), at(2*time.Second))
+	if !m.again || m.phase != phaseBackoff {
+		t.Fatalf("a timed-out run was not restarted: phase %s", m.phase)
+	}
+	// A stop signal during the backoff ends vigil at once.
+	m.signal(unix.SIGTERM, at(2*time.Second))
+	expect(t, m, "tombstone; leftovers SIGTERM")
+	m.reaped(nil, false, no, at(2*time.Second))
+	expect(t, m, "flush")
+	if m.rec.class != Timeout || m.again {
+		t.Errorf("class %s again %v after a stop in the backoff", m.rec.class, m.again)
+	}
+}
+
+func TestWaitAllWaitsForEveryDescendant(t *testing.T) {
+	r := defaults()
+	r.waitAll = true
+	m := running(t, r)
+	m.reaped(exited(child, 5), true, no, t0)
+	expect(t, m, "")
+	if m.phase != phaseWaitAll || !m.next().IsZero() {
+		t.Fatalf("phase %s next %v, want wait-all with no deadline", m.phase, m.next())
+	}
+	m.signal(unix.SIGHUP, t0)
+	expect(t, m, "leftovers SIGHUP")
+	m.signal(unix.SIGTERM, t0)
+	expect(t, m, "leftovers SIGTERM")
+	m.tick(at(10 * time.Second))
+	expect(t, m, "note grace over; leftovers SIGKILL")
+	m.reaped(exited(300, 137), false, no, at(10*time.Second))
+	expect(t, m, "tombstone; ended; list hooks")
+	if m.rec.status != 5 {
+		t.Errorf("status %d, want the main child's 5", m.rec.status)
+	}
+}
+
+func TestSignalsBeforeTheChildExistsReachItOnceItDoes(t *testing.T) {
+	r := defaults()
+	r.waitFor = true
+	m := newMachine(r)
+	m.signal(unix.SIGHUP, t0)
+	m.signal(unix.SIGTSTP, t0) // no job to stop yet
+	m.begin(t0)
+	m.signal(unix.SIGUSR1, t0)
+	expect(t, m, "tombstone")
+	m.depsReady()
+	expect(t, m, "spawn")
+	m.spawned(child, false, t0)
+	expect(t, m, "tombstone; kill 100 SIGHUP; kill 100 SIGUSR1")
+	w := newMachine(r)
+	for range 2 * maxEarly {
+		w.signal(unix.SIGWINCH, t0)
+	}
+	if len(w.early) != maxEarly {
+		t.Errorf("kept %d early signals, want at most %d", len(w.early), maxEarly)
 	}
 }

@@ -23,14 +23,19 @@ import (
 // record is what vigil knows about one termination; hooks, the tombstone
 // and the termination log are all views of it.
 type record struct {
-	class   Class
-	exit    reaper.Exit
-	status  int // what vigil exits with
-	started time.Time
-	ended   time.Time
-	command []string
-	tail    []byte // the end of the captured stderr, at most tailJSONMax bytes
-	err     string // vigil's own message when the command never ran
+	class    Class
+	exit     reaper.Exit
+	status   int // what vigil exits with
+	started  time.Time
+	ended    time.Time
+	command  []string
+	tail     []byte // the end of the captured stderr, at most tailJSONMax bytes
+	restarts int    // runs before this one (--restart)
+
+	ready      bool      // it said READY=1 or its --ready-on targets held
+	readyAt    time.Time // when
+	statusText string    // its last STATUS=
+	err        string    // vigil's own message when the command never ran
 }
 
 // tailJSONMax bounds the stderr tail that goes into the hooks' JSON and the
@@ -57,6 +62,10 @@ type hookFacts struct {
 	EndedAt    string   `json:"ended_at"`
 	DurationMS int64    `json:"duration_ms"`
 	Error      string   `json:"error,omitempty"`
+	Restarts   int      `json:"restarts"`
+	Ready      bool     `json:"ready"`
+	ReadyAt    *string  `json:"ready_at"`
+	Status     string   `json:"status"`
 	StderrTail *string  `json:"stderr_tail,omitempty"`
 }
 
@@ -65,7 +74,11 @@ func (r *record) facts() hookFacts {
 		Class: r.class, ExitStatus: r.status, Signal: sigName(r.exit.Signal), CoreDumped: r.exit.CoreDumped,
 		Pid: r.exit.Pid, Command: r.command, StartedAt: r.started.Format(time.RFC3339Nano),
 		EndedAt: r.ended.Format(time.RFC3339Nano), DurationMS: r.ended.Sub(r.started).Milliseconds(),
-		Error: r.err,
+		Error: r.err, Restarts: r.restarts, Ready: r.ready, Status: r.statusText,
+	}
+	if r.ready {
+		at := r.readyAt.Format(time.RFC3339Nano)
+		f.ReadyAt = &at
 	}
 	if r.exit.Signal == 0 {
 		code := r.exit.Code
@@ -97,6 +110,8 @@ func (r *record) env() []string {
 		"VIGIL_ENDED_AT=" + f.EndedAt,
 		"VIGIL_DURATION_MS=" + strconv.FormatInt(f.DurationMS, 10),
 		"VIGIL_ERROR=" + truncate(f.Error, commandEnvMax),
+		"VIGIL_RESTARTS=" + strconv.Itoa(f.Restarts),
+		"VIGIL_STATUS=" + truncate(f.Status, commandEnvMax),
 	}
 }
 
@@ -111,7 +126,7 @@ func truncate(s string, n int) string {
 // Tombstone is the termination record other containers read.
 type Tombstone struct {
 	Name       string  `json:"name"`
-	State      string  `json:"state"` // "starting", "running" or "exited"
+	State      string  `json:"state"` // "starting", "running", "ready", "stopping" or "exited"
 	Pid        int     `json:"pid"`
 	StartedAt  string  `json:"started_at"`
 	EndedAt    *string `json:"ended_at"`
@@ -121,23 +136,30 @@ type Tombstone struct {
 	Signal     *string `json:"signal"`
 	CoreDumped *bool   `json:"core_dumped"`
 	Error      string  `json:"error,omitempty"`
+	Restarts   int     `json:"restarts,omitempty"`
+	Status     string  `json:"status,omitempty"`   // the child's last STATUS=
+	ReadyAt    *string `json:"ready_at,omitempty"` // when it became ready
 }
 
 // tombstone is the record for the machine's state now.
 func (s *supervisor) tombstone() Tombstone {
 	m := s.m
-	ts := Tombstone{Name: s.name(), State: "starting", Pid: m.child}
+	ts := Tombstone{Name: s.name(), State: m.state(), Pid: m.child, Restarts: m.restarts, Status: m.status}
 	if !m.started.IsZero() {
 		ts.StartedAt = m.started.Format(time.RFC3339Nano)
 	}
-	if m.child != 0 {
-		ts.State = "running"
+	if m.ready {
+		at := m.readyAt.Format(time.RFC3339Nano)
+		ts.ReadyAt = &at
 	}
 	if r := m.rec; r != nil {
 		f := r.facts()
-		ts.State, ts.StartedAt = "exited", f.StartedAt
+		ts.StartedAt, ts.Status, ts.ReadyAt = f.StartedAt, f.Status, f.ReadyAt
 		ts.EndedAt, ts.Class, ts.ExitStatus, ts.ExitCode = &f.EndedAt, &f.Class, &f.ExitStatus, f.ExitCode
 		ts.Signal, ts.CoreDumped, ts.Error = &f.Signal, &f.CoreDumped, f.Error
+		if ts.State == "starting" {
+			ts.Pid = 0 // between runs: the last end is kept, the next run is starting
+		}
 	}
 	return ts
 }
@@ -293,7 +315,21 @@ const recordMax = 64 << 10
 // regular file (a FIFO would hang the reader for ever), and is read up to
 // recordMax bytes.
 func readRecordFile(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	// Look before opening: opening a device can have effects of its own
+	// (a tape rewinds on close). The check after opening is the one that
+	// counts; this one keeps vigil away from anything but files.
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return nil, &os.PathError{Op: "lstat", Path: path, Err: err}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFLNK:
+		return nil, fmt.Errorf("%s is a symlink; not followed", path)
+	default:
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -322,7 +358,7 @@ func ReadTombstone(path string) (Tombstone, error) {
 		return ts, err
 	}
 	if err := json.Unmarshal(b, &ts); err != nil {
-		return ts, fmt.Errorf("tombstone %s: %w", path, err)
+		return ts, fmt.Errorf("%s is not a tombstone: %w", path, err)
 	}
 	return ts, nil
 }

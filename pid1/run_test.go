@@ -44,7 +44,7 @@ func sh(script string) []string { return []string{"/bin/sh", "-c", script} }
 
 // runCfg runs cfg to the end, with a bound, and returns status, error and
 // vigil's log.
-func runCfg(t *testing.T, ctx context.Context, cfg Config) (int, error, string) {
+func runCfg(t *testing.T, ctx context.Context, cfg Config) (int, string, error) {
 	t.Helper()
 	if _, err := os.Stat("/bin/sh"); err != nil {
 		t.Skip("no /bin/sh")
@@ -76,11 +76,11 @@ func runCfg(t *testing.T, ctx context.Context, cfg Config) (int, error, string) 
 	}()
 	select {
 	case r := <-done:
-		return r.code, r.err, log.String()
+		return r.code, log.String(), r.err
 	case <-time.After(30 * time.Second):
 		t.Fatalf("Run did not return within 30s\nlog:\n%s", log)
 	}
-	return 0, nil, ""
+	return 0, "", nil
 }
 
 func readJSON(t *testing.T, path string, v any) {
@@ -114,7 +114,7 @@ func TestRunRecordsHooksAndTail(t *testing.T) {
 			OnExit:  {{"/nonexistent/hook"}},
 		},
 	}
-	code, err, log := runCfg(t, context.Background(), cfg)
+	code, log, err := runCfg(t, context.Background(), cfg)
 	if code != 3 || err != nil {
 		t.Fatalf("Run = %d, %v; want 3, nil\nlog:\n%s", code, err, log)
 	}
@@ -144,7 +144,7 @@ func TestRunRecordsHooksAndTail(t *testing.T) {
 func TestRunExecFailureIsRecorded(t *testing.T) {
 	dir := t.TempDir()
 	tomb, hookOut := filepath.Join(dir, "tomb.json"), filepath.Join(dir, "hook")
-	code, err, log := runCfg(t, context.Background(), Config{
+	code, log, err := runCfg(t, context.Background(), Config{
 		Command:   []string{"/nonexistent/command"},
 		Tombstone: tomb,
 		Hooks:     map[Class][][]string{OnExit: {sh(`echo "$VIGIL_CLASS $VIGIL_EXIT_STATUS $VIGIL_ERROR" > ` + hookOut)[0:3]}},
@@ -166,11 +166,11 @@ func TestRunExecFailureIsRecorded(t *testing.T) {
 func TestRunStopsOnCancelAndTimeout(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
-	code, _, log := runCfg(t, ctx, Config{Command: sh("exec sleep 60")})
+	code, log, _ := runCfg(t, ctx, Config{Command: sh("exec sleep 60")})
 	if code != 143 {
 		t.Errorf("cancelled Run = %d, want 143\nlog:\n%s", code, log)
 	}
-	code, _, log = runCfg(t, context.Background(), Config{
+	code, log, _ = runCfg(t, context.Background(), Config{
 		Command: sh(`trap "" TERM; sleep 60 & wait; sleep 60`), Timeout: 100 * time.Millisecond, Grace: 100 * time.Millisecond,
 	})
 	if code != 137 || !strings.Contains(log, "class=timeout") || !strings.Contains(log, "grace period over") {
@@ -187,7 +187,7 @@ func TestRunWaitsForFilesAndStopsOnThem(t *testing.T) {
 	})
 	started := filepath.Join(dir, "started")
 	time.AfterFunc(500*time.Millisecond, func() { os.WriteFile(stop, nil, 0o644) })
-	code, err, log := runCfg(t, context.Background(), Config{
+	code, log, err := runCfg(t, context.Background(), Config{
 		Command: sh("touch " + started + "; exec sleep 60"),
 		WaitFor: []Target{{Kind: "file", Path: ready}},
 		StopOn:  []Target{{Kind: "file", Path: stop}},
@@ -199,7 +199,7 @@ func TestRunWaitsForFilesAndStopsOnThem(t *testing.T) {
 		t.Errorf("the child never ran: %v", err)
 	}
 
-	code, err, _ = runCfg(t, context.Background(), Config{
+	code, _, err = runCfg(t, context.Background(), Config{
 		Command: sh("exit 0"), WaitFor: []Target{{Kind: "file", Path: filepath.Join(dir, "never")}},
 		WaitTimeout: 100 * time.Millisecond,
 	})
@@ -214,23 +214,23 @@ func TestRunNeverBlocksOnAFIFO(t *testing.T) {
 	if err := unix.Mkfifo(fifo, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, err, _ := runCfg(t, context.Background(), Config{Command: sh("exit 0"), TerminationLog: fifo})
+	code, _, err := runCfg(t, context.Background(), Config{Command: sh("exit 0"), TerminationLog: fifo})
 	if code != ExitUsage || err == nil || !strings.Contains(err.Error(), fifo) {
 		t.Errorf("FIFO termination log: Run = %d, %v; want 2 naming the path", code, err)
 	}
-	code, err, _ = runCfg(t, context.Background(), Config{Command: sh("exit 0"), Tombstone: fifo})
+	code, _, err = runCfg(t, context.Background(), Config{Command: sh("exit 0"), Tombstone: fifo})
 	if code != ExitUsage || err == nil {
 		t.Errorf("FIFO tombstone: Run = %d, %v; want 2", code, err)
 	}
 	// A FIFO as a --stop-on tombstone is read without blocking: the child
 	// runs to its end, nothing hangs.
-	code, err, log := runCfg(t, context.Background(), Config{
+	code, log, err := runCfg(t, context.Background(), Config{
 		Command: sh("sleep 0.2; exit 4"), StopOn: []Target{{Kind: "tombstone", Path: fifo}},
 	})
 	if code != 4 || err != nil {
 		t.Errorf("FIFO stop-on: Run = %d, %v; want 4\nlog:\n%s", code, err, log)
 	}
-	code, err, _ = runCfg(t, context.Background(), Config{
+	code, _, err = runCfg(t, context.Background(), Config{
 		Command: sh("exit 0"), Tombstone: filepath.Join(dir, "missing", "tomb.json"),
 	})
 	if code != ExitUsage || err == nil || !strings.Contains(err.Error(), "does not exist") {
@@ -252,7 +252,7 @@ func TestRunForwardsSignals(t *testing.T) {
 		}
 		unix.Kill(os.Getpid(), unix.SIGUSR2)
 	}()
-	code, _, log := runCfg(t, context.Background(), Config{
+	code, log, _ := runCfg(t, context.Background(), Config{
 		Command: sh(`trap 'echo USR2 > ` + got + `; exit 7' USR2; touch ` + got + `.ready; while :; do sleep 0.05; done`),
 		Group:   true,
 	})

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -50,11 +52,36 @@ type proc struct {
 // open a pidfd per child that would then need closing.
 func spawn(p *proc) (int, error) {
 	name := p.argv[0]
-	path, err := lookPath(name, p.env)
+	var as *identity // nil: the child runs as vigil
+	if p.attr.Credential != nil {
+		cur, err := currentIdentity()
+		if err != nil {
+			return 0, fail(ExitInternal, "--user: %w", err)
+		}
+		if p.attr.Credential, err = childCredential(p.attr.Credential, cur); err != nil {
+			return 0, fail(ExitInternal, "%w", err)
+		}
+		if c := p.attr.Credential; c != nil {
+			as = &identity{uid: c.Uid, gid: c.Gid, groups: c.Groups}
+			if c.NoSetGroups {
+				as.groups = cur.groups
+			}
+		}
+	}
+	path, err := lookPath(name, p.env, as)
 	if err != nil {
 		return 0, err
 	}
-	pid, err := syscall.ForkExec(path, p.argv, &syscall.ProcAttr{Env: p.env, Files: p.files, Sys: &p.attr})
+	attr := &syscall.ProcAttr{Env: p.env, Files: p.files, Sys: &p.attr}
+	pid, err := syscall.ForkExec(path, p.argv, attr)
+	if errors.Is(err, unix.ENOEXEC) {
+		// A script without "#!": execvp(3), and so tini, dumb-init,
+		// catatonit and env, hand it to the shell, and so does vigil.
+		argv := append([]string{"/bin/sh", path}, p.argv[1:]...)
+		if pid, serr := syscall.ForkExec("/bin/sh", argv, attr); serr == nil {
+			return pid, nil
+		}
+	}
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			// The file was found, so ENOENT is a missing interpreter or loader.
@@ -66,13 +93,16 @@ func spawn(p *proc) (int, error) {
 }
 
 // lookPath finds name the way execvp(3) does, on the PATH of the child's
-// environment (the same as vigil's unless the environment changed it).
-func lookPath(name string, env []string) (string, error) {
+// environment (the same as vigil's unless the environment changed it), and
+// with the permissions of the user the child will run as (nil: vigil's):
+// a file that user cannot reach or execute is skipped, as runc, gosu and
+// su-exec skip it by looking the command up after changing user.
+func lookPath(name string, env []string, as *identity) (string, error) {
 	if name == "" {
 		return "", fail(ExitNotFound, "%q: not found", name)
 	}
 	if strings.Contains(name, "/") {
-		return name, checkExecutable(name, name)
+		return name, checkExecutable(name, name, as)
 	}
 	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	for _, kv := range env {
@@ -86,7 +116,7 @@ func lookPath(name string, env []string) (string, error) {
 			dir = "."
 		}
 		cand := dir + "/" + name
-		err := checkExecutable(name, cand)
+		err := checkExecutable(name, cand, as)
 		if err == nil {
 			return cand, nil
 		}
@@ -102,7 +132,10 @@ func lookPath(name string, env []string) (string, error) {
 	return "", fail(ExitNotFound, "%s: not found", name)
 }
 
-func checkExecutable(name, path string) error {
+// checkExecutable says whether path can be executed: by vigil itself when
+// as is nil (the kernel's access(2) decides), or else by the user as, for
+// whom every directory on the way must be searchable too.
+func checkExecutable(name, path string, as *identity) error {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, unix.ENOTDIR):
@@ -112,10 +145,71 @@ func checkExecutable(name, path string) error {
 	case fi.IsDir():
 		return fail(ExitCannotExec, "%s: is a directory", name)
 	}
-	if err := unix.Access(path, unix.X_OK); err != nil {
-		return fail(ExitCannotExec, "%s: permission denied", name)
+	if as == nil {
+		if err := unix.Access(path, unix.X_OK); err != nil {
+			return fail(ExitCannotExec, "%s: permission denied", name)
+		}
+		return nil
+	}
+	dirs := parents(path)
+	// The kernel also walks the directories of a symbolic link's target.
+	if real, err := filepath.EvalSymlinks(path); err == nil && real != path {
+		dirs = append(dirs, parents(real)...)
+	}
+	for _, dir := range dirs {
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			return fail(ExitCannotExec, "%s: %s: %w", name, dir, err)
+		}
+		if !mayExec(st.Mode, st.Uid, st.Gid, *as) {
+			return fail(ExitCannotExec, "%s: permission denied: uid %d cannot search %s", name, as.uid, dir)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fail(ExitCannotExec, "%s: %w", name, err)
+	}
+	if !mayExec(st.Mode, st.Uid, st.Gid, *as) {
+		return fail(ExitCannotExec, "%s: permission denied for uid %d", name, as.uid)
 	}
 	return nil
+}
+
+// parents lists the directories a process walks through to reach path:
+// "/", "/usr", "/usr/bin" for /usr/bin/env; ".", "bin" for bin/x.
+func parents(path string) []string {
+	var dirs []string
+	if strings.HasPrefix(path, "/") {
+		dirs = append(dirs, "/")
+	} else {
+		dirs = append(dirs, ".")
+	}
+	for i := 1; i < len(path); i++ {
+		if path[i] == '/' && path[i-1] != '/' {
+			dirs = append(dirs, path[:i])
+		}
+	}
+	return dirs
+}
+
+// mayExec decides, as the kernel's permission check does without ACLs,
+// whether a process running as id may execute a file, or search a
+// directory, whose stat(2) gave mode, uid and gid. Root may search any
+// directory and execute any file with at least one x bit. Others get the
+// owner's bits if they own it, else the group's bits if the file's group
+// is theirs, else the others' bits: an owner denied by the owner's bits is
+// denied even when the group or others may.
+func mayExec(mode, uid, gid uint32, id identity) bool {
+	if id.uid == 0 {
+		return mode&unix.S_IFMT == unix.S_IFDIR || mode&0o111 != 0
+	}
+	switch {
+	case uid == id.uid:
+		return mode&0o100 != 0
+	case gid == id.gid || slices.Contains(id.groups, gid):
+		return mode&0o010 != 0
+	}
+	return mode&0o001 != 0
 }
 
 func unwrapPath(err error) error {

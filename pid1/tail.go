@@ -131,6 +131,16 @@ func (t *tail) save() (string, error) {
 	return f.Name(), nil
 }
 
+// ended reports whether the copier reached the pipe's end.
+func (t *tail) ended() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // close stops the copier: a process that inherited the child's stderr may
 // hold the pipe open long after the child; vigil does not wait for it.
 func (t *tail) close() { t.r.Close() }
@@ -141,13 +151,9 @@ func (s *supervisor) finishTail() {
 	if s.tail == nil {
 		return
 	}
-	select {
-	case <-s.tail.done:
-	default:
-		if !s.cfg.NoCleanup {
-			// With --no-cleanup the pipe is left to whoever holds it.
-			s.tail.close()
-		}
+	if !s.tail.ended() && !s.cfg.NoCleanup {
+		// With --no-cleanup the pipe is left to whoever holds it.
+		s.tail.close()
 	}
 	s.m.rec.tail = s.tail.last(tailJSONMax)
 }

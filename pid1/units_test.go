@@ -83,8 +83,8 @@ func TestLookupUser(t *testing.T) {
 	}{
 		{"app", 1000, 1000, []uint32{1000, 10}, "/home/app", false},
 		{"1000", 1000, 1000, []uint32{1000, 10}, "/home/app", false},
-		{"app:audio", 1000, 29, []uint32{29, 10}, "/home/app", false},
-		{"app:0", 1000, 0, []uint32{0, 10}, "/home/app", false},
+		{"app:audio", 1000, 29, []uint32{29}, "/home/app", false}, // that group only, as runc, gosu and su-exec
+		{"app:0", 1000, 0, []uint32{0}, "/home/app", false},
 		{"4242", 4242, 0, []uint32{0}, "/", false},
 		{"4242:4343", 4242, 4343, []uint32{4343}, "/", false},
 		{"nobody-here", 0, 0, nil, "", true},

@@ -4,18 +4,22 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // lookupUser resolves --user USER[:GROUP] against the image's passwd and
-// group files, the way gosu and su-exec do, into the credential the child
-// runs with and its home directory ("/" when the user is not in passwd, as
-// with Docker's --user). USER and GROUP are
-// names or numbers. A numeric user missing from passwd runs with group 0,
-// as Docker's --user does, unless GROUP is given. Supplementary groups are
-// those that list the user by name, so setgroups always replaces root's.
+// group files, the way runc, gosu and su-exec do, into the credential the
+// child runs with and its home directory ("/" when the user is not in
+// passwd, as with Docker's --user). USER and GROUP are names or numbers. A
+// numeric user missing from passwd runs with group 0, as Docker's --user
+// does, unless GROUP is given. With GROUP, the child has that group only;
+// without, its supplementary groups are those that list the user by name.
+// Either way setgroups replaces vigil's own.
 func lookupUser(spec, passwdPath, groupPath string) (*syscall.Credential, string, error) {
 	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
 	if userPart == "" || (hasGroup && groupPart == "") {
@@ -59,7 +63,7 @@ func lookupUser(spec, passwdPath, groupPath string) (*syscall.Credential, string
 		gid = g
 	}
 	supp := []uint32{gid}
-	if name != "" {
+	if name != "" && !hasGroup {
 		for _, f := range groups {
 			g, err := parseID(f[2])
 			if err != nil || g == gid {
@@ -120,4 +124,77 @@ func readColonFile(path string, n int) ([][]string, error) {
 		}
 	}
 	return out, sc.Err()
+}
+
+// identity is who a process runs as, for deciding what --user changes.
+type identity struct {
+	uid, gid uint32
+	groups   []uint32 // supplementary
+	setuid   bool     // holds CAP_SETUID
+	setgid   bool     // holds CAP_SETGID (setgroups needs it)
+}
+
+// currentIdentity is vigil's own identity.
+func currentIdentity() (identity, error) {
+	id := identity{uid: uint32(unix.Geteuid()), gid: uint32(unix.Getegid())}
+	gs, err := unix.Getgroups()
+	if err != nil {
+		return id, fmt.Errorf("getgroups: %w", err)
+	}
+	for _, g := range gs {
+		id.groups = append(id.groups, uint32(g))
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return id, fmt.Errorf("capget: %w", err)
+	}
+	id.setgid = data[0].Effective&(1<<unix.CAP_SETGID) != 0
+	id.setuid = data[0].Effective&(1<<unix.CAP_SETUID) != 0
+	return id, nil
+}
+
+// childCredential decides the credential the child is started with when
+// --user asks for want and vigil runs as cur. Nothing to change (vigil runs
+// as that user already, the way an image's USER and vigil -u often say the
+// same) gives nil: no setgroups, setgid or setuid at all, which would fail
+// for an unprivileged vigil. When only the supplementary groups differ and
+// vigil may not set them, the child keeps vigil's: it is that user already.
+// A change of user or group that vigil lacks the capability for is an
+// error here, rather than a failed exec blamed on the command.
+func childCredential(want *syscall.Credential, cur identity) (*syscall.Credential, error) {
+	if want == nil {
+		return nil, nil
+	}
+	sameIDs := want.Uid == cur.uid && want.Gid == cur.gid
+	if sameIDs && sameGroups(want.Groups, cur.groups) {
+		return nil, nil
+	}
+	switch {
+	case want.Uid != cur.uid && !cur.setuid:
+		return nil, fmt.Errorf("--user: vigil runs as uid %d without CAP_SETUID and cannot start the command as uid %d", cur.uid, want.Uid)
+	case want.Gid != cur.gid && !cur.setgid:
+		return nil, fmt.Errorf("--user: vigil runs as gid %d without CAP_SETGID and cannot start the command as gid %d", cur.gid, want.Gid)
+	}
+	c := *want
+	if !cur.setgid {
+		c.NoSetGroups = true
+	}
+	return &c, nil
+}
+
+// sameGroups compares two lists of gids as sets: the kernel sorts them.
+func sameGroups(a, b []uint32) bool {
+	has := func(list []uint32, g uint32) bool { return slices.Contains(list, g) }
+	for _, g := range a {
+		if !has(b, g) {
+			return false
+		}
+	}
+	for _, g := range b {
+		if !has(a, g) {
+			return false
+		}
+	}
+	return true
 }

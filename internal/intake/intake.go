@@ -1,6 +1,7 @@
 // Package intake is vigil's one intake of events: every signal vigil
-// catches, and every event its own goroutines produce (a timer, a watched
-// file, a finished record write), lands in one pending set, and one
+// catches, and every event its own goroutines produce (a watched file, a
+// finished record write, a readiness message), lands in one pending set,
+// and one
 // capacity-1 channel wakes the supervisor to take it.
 //
 // Signals are caught in this package's init, the earliest point Go code can
@@ -19,6 +20,7 @@ package intake
 import (
 	"os"
 	"os/signal"
+	"slices"
 	"sync/atomic"
 	"syscall"
 )
@@ -31,13 +33,11 @@ type Source uint32
 
 // The sources vigil's own goroutines post.
 const (
-	Timer   Source = 1 << iota // a deadline the supervisor armed has passed
-	Deps                       // a --wait-for or --stop-on watcher has news
+	Deps    Source = 1 << iota // a --wait-for or --stop-on watcher has news
 	Records                    // a record write has finished
 	Tail                       // the --capture-tail copier reached end of file
 	Notify                     // a readiness message arrived
 	Cancel                     // Run's context was cancelled
-	HookFed                    // a hook's standard input was written
 )
 
 var (
@@ -60,17 +60,25 @@ func init() { catch() }
 // as under tini. The runtime keeps an inherited SIG_IGN only for SIGHUP and
 // SIGINT; any other signal was caught by the runtime before this code runs.
 func catch() {
+	// os/signal enables signals in the order given, each a round trip to
+	// the runtime's signal-mask thread (about 30 µs): the ones that stop a
+	// container go first, so that their window is the shortest.
+	first := []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGCHLD}
 	var sigs []os.Signal
-	for n := 1; n <= maxSignal; n++ {
-		sig := syscall.Signal(n)
-		if !Catchable(sig) {
-			continue
-		}
+	add := func(sig syscall.Signal) {
 		if signal.Ignored(sig) {
 			ignored = append(ignored, sig)
-			continue
+			return
 		}
 		sigs = append(sigs, sig)
+	}
+	for _, sig := range first {
+		add(sig)
+	}
+	for n := 1; n <= maxSignal; n++ {
+		if sig := syscall.Signal(n); Catchable(sig) && !slices.Contains(first, sig) {
+			add(sig)
+		}
 	}
 	// os/signal drops a signal when the channel is full. The relay below
 	// empties it at once into the counters, so it fills only if the relay

@@ -1,0 +1,106 @@
+package notify
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+)
+
+func TestInTreeWalk(t *testing.T) {
+	// 1 ─ 10 (vigil) ─ 20 ─ 30 ─ 40;  1 ─ 50;  0 ─ 60 (entered from outside the namespace)
+	parents := map[int]int{10: 1, 20: 10, 30: 20, 40: 30, 50: 1, 60: 0, 70: 71, 71: 70}
+	lookup := func(pid int) (int, error) {
+		p, ok := parents[pid]
+		if !ok {
+			return 0, errors.New("no such process")
+		}
+		return p, nil
+	}
+	for _, tc := range []struct {
+		name      string
+		pid, root int
+		depth     int
+		want      bool
+	}{
+		{"the root itself", 10, 10, 64, true},
+		{"a child", 20, 10, 64, true},
+		{"a great-grandchild", 40, 10, 64, true},
+		{"a sibling branch", 50, 10, 64, false},
+		{"the root's parent", 1, 10, 64, false},
+		{"entered from outside the namespace", 60, 10, 64, false},
+		{"a process that is gone", 99, 10, 64, false},
+		{"a loop from reused pids ends", 70, 10, 64, false},
+		{"no pid in this namespace", 0, 10, 64, false},
+		{"everything is under pid 1", 40, 1, 64, true},
+		{"depth bound reached", 40, 10, 2, false},
+		{"depth bound just enough", 40, 10, 3, true},
+	} {
+		if got := inTree(tc.pid, tc.root, tc.depth, lookup); got != tc.want {
+			t.Errorf("%s: inTree(%d, %d, depth %d) = %v, want %v", tc.name, tc.pid, tc.root, tc.depth, got, tc.want)
+		}
+	}
+}
+
+func TestParseStatPPid(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"42 (sh) S 7 42 42 0 -1", 7, true},
+		{"42 (a) b) c) R 9 1 1", 9, true}, // a command name with ") " in it
+		{"42 (we ird (x)) Z 0 0", 0, true},
+		{"42 (sh) S", 0, false},
+		{"42 sh S 7", 0, false},
+		{"42 (sh) S x 1", 0, false},
+		{"", 0, false},
+	} {
+		got, err := parseStatPPid([]byte(tc.in))
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseStatPPid(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestInTreeProc checks the /proc walk on real processes: this test, its
+// parent, and a grandchild started through a shell.
+func TestInTreeProc(t *testing.T) {
+	me := os.Getpid()
+	if !InTree(me, me) {
+		t.Errorf("InTree(self=%d, self) = false, want true", me)
+	}
+	if InTree(os.Getppid(), me) {
+		t.Errorf("InTree(parent=%d, self=%d) = true, want false", os.Getppid(), me)
+	}
+	if me != 1 && InTree(1, me) {
+		t.Errorf("InTree(1, self=%d) = true, want false", me)
+	}
+	// sh starts sleep and prints its pid; sleep's parent is sh, whose
+	// parent is this test.
+	cmd := exec.Command("sh", "-c", `sleep 30 & echo $!; wait`)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var grandchild int
+	if _, err := fmt.Fscan(out, &grandchild); err != nil {
+		t.Fatalf("reading the grandchild's pid: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(grandchild, syscall.SIGKILL) })
+	if !InTree(grandchild, me) {
+		t.Errorf("InTree(grandchild=%d, self=%d) = false, want true", grandchild, me)
+	}
+	if !InTree(grandchild, cmd.Process.Pid) {
+		t.Errorf("InTree(grandchild=%d, child=%d) = false, want true", grandchild, cmd.Process.Pid)
+	}
+	if InTree(cmd.Process.Pid, grandchild) {
+		t.Errorf("InTree(child=%d, grandchild=%d) = true, want false", cmd.Process.Pid, grandchild)
+	}
+}

@@ -1,0 +1,91 @@
+package pid1
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// What --probe exits with besides ExitUsage.
+const (
+	probeHolds = 0
+	probeFails = 1
+)
+
+// probeDialTimeout bounds the one connection a tcp: probe makes; a
+// Kubernetes exec probe's own default timeout is one second.
+const probeDialTimeout = time.Second
+
+// Probe evaluates one --probe target once and returns the exit status:
+// 0 when it holds, 1 when it does not, 2 when the target cannot be read.
+// It writes one line to out saying which and why. It is what an exec
+// probe or a HEALTHCHECK calls in an image without a shell, so it needs
+// no /proc, no /tmp and nothing writable, and nothing it touches can
+// make it hang: records are opened without following a final symlink,
+// without blocking, must be regular files and are read up to 64 KiB.
+//
+//	ready:PATH      the tombstone at PATH says "ready"
+//	tombstone:PATH  the tombstone at PATH says "running" or "ready"
+//	file:PATH       PATH exists (as for --wait-for file:)
+//	tcp:HOST:PORT   one connection to HOST:PORT succeeds within 1s
+func Probe(target string, out io.Writer) int {
+	t, err := ParseTarget(target)
+	if err != nil {
+		fmt.Fprintf(out, "vigil: --probe: %s\n", oneLine(err.Error()))
+		return ExitUsage
+	}
+	why, ok := probe(t)
+	verdict := "does not hold"
+	if ok {
+		verdict = "holds"
+	}
+	fmt.Fprintf(out, "%s: %s: %s\n", oneLine(t.String()), verdict, oneLine(why))
+	if ok {
+		return probeHolds
+	}
+	return probeFails
+}
+
+// probe evaluates t and says why it holds or not.
+func probe(t Target) (string, bool) {
+	switch t.Kind {
+	case "file":
+		// stat, like --wait-for file:, which opens nothing: a FIFO or a
+		// socket that exists holds, and cannot block the probe.
+		if _, err := os.Stat(t.Path); err != nil {
+			return err.Error(), false
+		}
+		return "exists", true
+	case "tcp":
+		c, err := net.DialTimeout("tcp", t.Addr, probeDialTimeout)
+		if err != nil {
+			return err.Error(), false
+		}
+		c.Close()
+		return "connected to " + t.Addr, true
+	}
+	rec, err := ReadTombstone(t.Path)
+	if err == nil && rec.State == "" {
+		err = fmt.Errorf("%s is not a tombstone: no state", t.Path)
+	}
+	if err != nil {
+		return err.Error(), false
+	}
+	why := "state " + rec.State
+	if rec.Status != "" {
+		why += fmt.Sprintf(", status %q", rec.Status)
+	}
+	if t.Kind == "ready" {
+		return why, rec.State == "ready"
+	}
+	return why, rec.State == "running" || rec.State == "ready"
+}
+
+// oneLine keeps a probe's report on one line whatever a path holds: a
+// probe's output is shown in one event line by Kubernetes and Docker.
+func oneLine(s string) string {
+	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s)
+}
