@@ -16,6 +16,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -66,10 +67,20 @@ func runWith(args []string, stdout, stderr io.Writer, start backend) int {
 		sink.Flush(time.Second)
 		sink.Close()
 	}()
+	// What vigil prints on stdout (--help, --version) is written at the
+	// end, at once, by a thread that cannot raise SIGTTOU or SIGPIPE (see
+	// logsink.Quiet): vigil catches both, and a write to a terminal with
+	// tostop from the background would otherwise spin on SIGTTOU for ever.
+	var out bytes.Buffer
+	defer func() {
+		if out.Len() > 0 {
+			_, _ = logsink.WriteQuietly(stdout, out.Bytes())
+		}
+	}()
 	// The Action sets the status; only --help ends without it, and help
 	// is a success.
 	status := 0
-	app := newApp(stdout, stderr, sink, &status, start)
+	app := newApp(&out, sink, sink, &status, start)
 	if len(args) == 0 {
 		args = []string{"vigil"}
 	}
@@ -296,6 +307,11 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 	if s := c.String("pdeathsig"); s != "" {
 		if cfg.PdeathSig, err = parseSignal("--pdeathsig", s); err != nil {
 			return cfg, err
+		}
+		// vigil acts on a signal it catches; KILL ends it, which is what
+		// asking for it means. Any other it cannot catch would do nothing.
+		if why := signals.NotForwarded(cfg.PdeathSig); why != "" && cfg.PdeathSig != unix.SIGKILL {
+			return cfg, usagef("--pdeathsig %q: %s would never reach vigil: %s", s, signals.Name(cfg.PdeathSig), why)
 		}
 	}
 	cfg.RemapExit = map[int]bool{}

@@ -616,9 +616,40 @@ func TestSignalsIgnoredAtStartStayIgnored(t *testing.T) {
 	r.expect(128 + int(unix.SIGTERM))
 }
 
+// runtimeUnblocks are the signals the Go runtime unblocks on every thread
+// it runs, for its own use (crashes, preemption, the profiler, reaping, the
+// C library's 32 to 34), whatever mask the process started with. A child
+// gets the mask of the thread that forked it, so these arrive unblocked in
+// the child even when they were blocked when vigil started. Measured with
+// Go 1.26 (runtime/sigtab_linux_generic.go: the signals marked _SigKill,
+// _SigThrow or _SigUnblock, and SIGURG for preemption).
+var runtimeUnblocks = []syscall.Signal{unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGILL, unix.SIGTRAP,
+	unix.SIGABRT, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV, unix.SIGTERM, unix.SIGSTKFLT, unix.SIGCHLD,
+	unix.SIGURG, unix.SIGPROF, unix.SIGSYS, 32, 33, 34}
+
 func TestSignalsBlockedAtStartStayBlockedInTheChild(t *testing.T) {
-	// The Go runtime restores the signal mask vigil inherited in every
-	// child it forks, as tini does on purpose: vigil keeps it.
+	// Every signal blocked at start stays blocked in the child, except
+	// exactly the ones the runtime unblocks (KILL and STOP cannot be
+	// blocked at all).
+	want := ^uint64(0) &^ (1<<(unix.SIGKILL-1) | 1<<(unix.SIGSTOP-1))
+	for _, sig := range runtimeUnblocks {
+		want &^= 1 << (sig - 1)
+	}
+	for _, pid1 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pid1=%v", pid1), func(t *testing.T) {
+			argv := []string{self, "with-all-blocked", vigilBin, "--", "/bin/cat", "/proc/self/status"}
+			if pid1 {
+				argv = shimmed([]string{self, "with-all-blocked"}, "--", "/bin/cat", "/proc/self/status")
+			}
+			r := startVia(t, via{argv: argv, pid1: pid1})
+			r.expect(0)
+			if blk := sigField(t, r.stdout.String(), "SigBlk"); blk != want {
+				t.Errorf("child's blocked set is %x, want %x: unblocked %v, still blocked %v",
+					blk, want, signalNames(want&^blk), signalNames(blk&^want))
+			}
+		})
+	}
+	// One blockable signal stays exactly that.
 	r := startVia(t, via{argv: shimmed([]string{self, "with-blocked", "USR2"}, "--", "/bin/cat", "/proc/self/status"), pid1: true})
 	r.expect(0)
 	if blk := sigField(t, r.stdout.String(), "SigBlk"); blk != 1<<(unix.SIGUSR2-1) {
@@ -629,6 +660,21 @@ func TestSignalsBlockedAtStartStayBlockedInTheChild(t *testing.T) {
 	if blk := sigField(t, r.stdout.String(), "SigBlk"); blk != 0 {
 		t.Errorf("child of an unblocked vigil has blocked set %x, want none", blk)
 	}
+}
+
+// signalNames lists the signals in a set, by name.
+func signalNames(set uint64) []string {
+	var out []string
+	for n := 1; n <= 64; n++ {
+		if set&(1<<(n-1)) != 0 {
+			name := unix.SignalName(unix.Signal(n))
+			if name == "" {
+				name = fmt.Sprintf("SIG%d", n)
+			}
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // sigField reads a hexadecimal signal set such as SigIgn from a

@@ -104,22 +104,55 @@ func (s *Sink) Close() {
 }
 
 // Quiet makes the calling goroutine, which must do nothing but write to w,
-// unable to raise a SIGPIPE on vigil: vigil catches SIGPIPE to forward it,
-// so its own, from a write to a stderr nobody reads any more, would reach
-// the child. The kernel sends that SIGPIPE to the writing thread, so the
-// goroutine is locked to its thread and SIGPIPE blocked there: it stays
-// pending on that thread and the write fails with EPIPE. An *os.File is
-// written with write(2) directly, since os.File raises a SIGPIPE of its
-// own for EPIPE on descriptors 1 and 2.
+// unable to raise a signal against vigil: vigil catches every signal to
+// forward it, so one its own writes raised would reach the child, or stop
+// vigil.
+//
+//   - SIGPIPE, from a write to a stderr nobody reads any more. The kernel
+//     sends it to the writing thread, so the goroutine is locked to its
+//     thread and SIGPIPE blocked there: it stays pending on that thread and
+//     the write fails with EPIPE.
+//   - SIGTTOU, from a write to a terminal with tostop set (`stty tostop`)
+//     while vigil's process group is in the background. The kernel lets the
+//     write through when the writing thread blocks SIGTTOU, as it does for
+//     a process that ignores it (tini ignores TTIN and TTOU around its own
+//     writes). Otherwise it sends SIGTTOU to vigil's whole group and makes
+//     the write wait for it: vigil would take it for job control, and spin.
+//   - SIGTTIN, the same for a read; a writer never reads, but a descriptor
+//     that is a terminal must not stop vigil either.
+//
+// The mask of a thread is not passed on to what vigil starts: only the
+// supervisor's goroutine starts processes, and never from a locked writer
+// thread. An *os.File is written with write(2) directly, since os.File
+// raises a SIGPIPE of its own for EPIPE on descriptors 1 and 2.
 func Quiet(w io.Writer) io.Writer {
 	runtime.LockOSThread()
 	var set unix.Sigset_t
-	set.Val[(unix.SIGPIPE-1)/64] |= 1 << ((unix.SIGPIPE - 1) % 64)
+	for _, sig := range []unix.Signal{unix.SIGPIPE, unix.SIGTTOU, unix.SIGTTIN} {
+		set.Val[(sig-1)/64] |= 1 << ((sig - 1) % 64)
+	}
 	_ = unix.PthreadSigmask(unix.SIG_BLOCK, &set, nil)
 	if f, ok := w.(*os.File); ok {
 		return rawWriter(f.Fd())
 	}
 	return w
+}
+
+// WriteQuietly writes p to w from a goroutine of its own made quiet with
+// Quiet, and waits for it. Its thread ends with the goroutine, so the
+// signal mask Quiet sets goes nowhere else.
+func WriteQuietly(w io.Writer, p []byte) (int, error) {
+	type result struct {
+		n   int
+		err error
+	}
+	c := make(chan result, 1)
+	go func() {
+		n, err := Quiet(w).Write(p)
+		c <- result{n, err}
+	}()
+	r := <-c
+	return r.n, r.err
 }
 
 // rawWriter writes to a descriptor with write(2).

@@ -51,8 +51,18 @@ func readStat(pid int) (procStat, bool) {
 // `unshare --pid --fork` without --mount-proc it is the parent's, and its
 // pids name other processes than the ones vigil can see.
 func procIsOurs() bool {
+	ours, _ := procView()
+	return ours
+}
+
+// procView reports whether /proc is mounted at all (a scratch image may
+// have none) and whether it is vigil's own namespace's.
+func procView() (ours, mounted bool) {
 	self, err := os.Readlink("/proc/self")
-	return err == nil && self == strconv.Itoa(os.Getpid())
+	if err != nil {
+		return false, false
+	}
+	return self == strconv.Itoa(os.Getpid()), true
 }
 
 // leftover is a process still alive after the main child ended.
@@ -100,26 +110,39 @@ func leftovers() ([]leftover, error) {
 	return descendants(os.Getpid(), table), nil
 }
 
-// signalLeftovers sends sig to every descendant of vigil still alive.
+// signalLeftovers sends sig to every descendant of vigil still alive, and
+// reports whether it could name them at all.
 //
 // As PID 1, kill(-1) reaches every other process of the namespace, which
 // are all leftovers, even without a /proc. Otherwise (a subreaper) the
 // targets come from /proc, and only a /proc of vigil's own namespace: the
 // pids of another would name strangers. Each target is opened as a pidfd
 // and checked against what the scan saw before it is signalled, so a pid
-// that was recycled in between is never hit.
-func (s *supervisor) signalLeftovers(sig unix.Signal) {
-	trusted := procIsOurs()
-	if !trusted && !s.procNote {
+// that was recycled in between is never hit. A subreaper without a /proc
+// it can trust cannot name its leftovers: they outlive vigil, which says
+// so once and does not wait for them.
+func (s *supervisor) signalLeftovers(sig unix.Signal) bool {
+	ours, mounted := procView()
+	if !ours && !s.procNote {
 		s.procNote = true
-		s.log.Warn("/proc is not this PID namespace's; not using it to find leftover processes")
+		switch {
+		case mounted && s.isInit:
+			s.log.Warn("/proc is not this PID namespace's; not using it to find leftover processes")
+		case mounted:
+			s.log.Warn("/proc is not this PID namespace's; not using it to find leftover processes, which will outlive vigil")
+		case s.isInit:
+			// kill(-1) needs no /proc: nothing is lost but the names.
+			s.log.Debug("no /proc; ending leftover processes without naming them")
+		default:
+			s.log.Warn("no /proc; cannot find leftover processes, which will outlive vigil")
+		}
 	}
 	var left []leftover
-	if trusted {
+	if ours {
 		var err error
 		if left, err = leftovers(); err != nil && !s.isInit {
 			s.log.Warn("cannot list leftover processes; they will outlive vigil", "err", err)
-			return
+			return false
 		}
 	}
 	for _, p := range left {
@@ -127,11 +150,12 @@ func (s *supervisor) signalLeftovers(sig unix.Signal) {
 	}
 	if s.isInit {
 		s.kill(-1, sig)
-		return
+		return true
 	}
 	for _, p := range left {
 		s.signalPidfd(p, sig)
 	}
+	return ours
 }
 
 func (s *supervisor) signalPidfd(p leftover, sig unix.Signal) {

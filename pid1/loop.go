@@ -242,8 +242,10 @@ func (s *supervisor) sleep() {
 }
 
 // feed takes everything pending from the intake and gives it to the
-// machine. Signals go first: a SIGCONT must resume the child before a drain
-// could read a stop report that the SIGCONT makes stale.
+// machine. Signals go first, and what the machine decided for them is done
+// before the drain: a SIGCONT's resume (kill(-child, SIGCONT)) clears the
+// child's stop report in the kernel, while a drain before it would read
+// that report, stale, and stop vigil again after a fg.
 func (s *supervisor) feed(now time.Time) {
 	if !intake.Take(&s.pend) {
 		return
@@ -259,6 +261,7 @@ func (s *supervisor) feed(now time.Time) {
 			s.m.signal(sig, now)
 		}
 	}
+	s.perform()
 	if p.Signals[unix.SIGCHLD] > 0 {
 		s.reap(now)
 	}
@@ -361,7 +364,9 @@ func (s *supervisor) act(a action) {
 	case actKill:
 		s.kill(a.pid, a.sig)
 	case actLeftovers:
-		s.signalLeftovers(a.sig)
+		if !s.signalLeftovers(a.sig) {
+			s.m.leftoversUnreachable(now)
+		}
 	case actStopSelf:
 		s.kill(os.Getpid(), unix.SIGSTOP)
 	case actResume:

@@ -686,6 +686,15 @@ func (m *machine) cleanup(now time.Time) {
 	m.do(action{kind: actLeftovers, sig: unix.SIGTERM})
 }
 
+// leftoversUnreachable says the leftovers cannot be named (a subreaper
+// without a /proc of its own namespace): waiting for them would be
+// waiting for nothing.
+func (m *machine) leftoversUnreachable(now time.Time) {
+	if m.phase == phaseCleanup {
+		m.afterCleanup(now)
+	}
+}
+
 func (m *machine) afterCleanup(now time.Time) {
 	m.cleanupEnds = time.Time{}
 	switch {

@@ -79,8 +79,9 @@ func Forwardable(sig unix.Signal) bool { return NotForwarded(sig) == "" }
 // NotForwarded says why sig never reaches the child through vigil, or ""
 // when it does. KILL and STOP cannot be caught; CHLD is vigil's own
 // business (reaping); URG is the Go runtime's preemption signal; 32, 33 and
-// 34 are reserved by the runtime, which gives them no handler (34 is the C
-// library's SIGRTMIN, so the first real-time signal programs use is 35);
+// 34 are reserved by the runtime for the C library and cannot be caught
+// through it (34 is the C library's SIGRTMIN, so the first real-time signal
+// programs use is 35; vigil survives all three, see internal/intake);
 // PROF is the runtime's profiler tick.
 func NotForwarded(sig unix.Signal) string {
 	switch {
@@ -93,7 +94,7 @@ func NotForwarded(sig unix.Signal) string {
 	case sig == unix.SIGPROF:
 		return "the Go runtime keeps it for its profiler"
 	case sig >= 32 && sig <= 34:
-		return "the Go runtime reserves it and installs no handler"
+		return "the Go runtime reserves it for the C library and vigil cannot catch it"
 	case sig < 1 || sig > maxSignal:
 		return "it is not a signal"
 	}
