@@ -126,6 +126,9 @@ func start(t *testing.T, o opts, args ...string) *run {
 // the test ends, if it has not ended by then.
 func (r *run) launch() {
 	r.t.Helper()
+	// A vigil that died and left a child holding its output pipes must
+	// not hang the test in Wait: the copying stops this long after exit.
+	r.cmd.WaitDelay = 10 * time.Second
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("starting vigil: %v", err)
 	}

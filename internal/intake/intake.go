@@ -98,7 +98,8 @@ func relay(c <-chan os.Signal) {
 // Catchable reports whether a Go program can catch sig. KILL and STOP
 // cannot be caught by anyone; URG is the runtime's preemption signal;
 // 32, 33 and 34 are reserved by the runtime (for the C library's threads)
-// and get no handler; PROF is the runtime's profiler tick.
+// and os/signal cannot catch them (reserved.go keeps 32 and 34 from
+// killing vigil); PROF is the runtime's profiler tick.
 func Catchable(sig syscall.Signal) bool {
 	switch sig {
 	case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGURG, syscall.SIGPROF, 32, 33, 34:
