@@ -175,8 +175,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		env.resident(progs, res, want("memory"), want("idle"), want("signal"))
 	}
 	if want("first") {
-		env.firstSignal(progs, res)
+		env.firstSignal(progs, res, want("memory"))
 	}
+	env.setMemory(res)
 	if want("storm") {
 		env.storm(progs, res)
 	}
@@ -204,6 +205,7 @@ type benchEnv struct {
 	tmp  string
 	p    params
 	log  io.Writer
+	mem  map[int]map[string][]float64 // idle memory samples by program and key
 }
 
 func (e *benchEnv) logf(format string, a ...any) {

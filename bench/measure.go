@@ -158,15 +158,9 @@ func (e *benchEnv) resident(progs []prog, res *Results, memory, idle, signal boo
 	time.Sleep(e.p.SettleTime)
 	if memory {
 		for i, r := range rs {
-			if r == nil {
-				continue
+			if r != nil {
+				e.sampleMemory(i, r.cmd.Process.Pid)
 			}
-			st := procStatus(r.cmd.Process.Pid)
-			res.Programs[i].set("rss_kb", float64(st["VmRSS"]))
-			res.Programs[i].set("rss_anon_kb", float64(st["RssAnon"]))
-			res.Programs[i].set("rss_file_kb", float64(st["RssFile"]))
-			res.Programs[i].set("hwm_kb", float64(st["VmHWM"]))
-			res.Programs[i].set("threads", float64(st["Threads"]))
 		}
 	}
 	if idle {
@@ -224,17 +218,56 @@ func (e *benchEnv) resident(progs []prog, res *Results, memory, idle, signal boo
 	}
 }
 
+// memoryKeys are the idle memory figures, from /proc/PID/status.
+var memoryKeys = []struct{ key, field string }{
+	{"rss_kb", "VmRSS"}, {"rss_anon_kb", "RssAnon"}, {"rss_file_kb", "RssFile"}, {"hwm_kb", "VmHWM"}, {"threads", "Threads"},
+}
+
+// sampleMemory records the idle memory of program i, running as pid.
+func (e *benchEnv) sampleMemory(i, pid int) {
+	if e.mem == nil {
+		e.mem = map[int]map[string][]float64{}
+	}
+	if e.mem[i] == nil {
+		e.mem[i] = map[string][]float64{}
+	}
+	st := procStatus(pid)
+	for _, k := range memoryKeys {
+		e.mem[i][k.key] = append(e.mem[i][k.key], float64(st[k.field]))
+	}
+}
+
+// setMemory sets the idle memory figures: the median over every settled
+// start, since one start varies by ±100 kB (how many threads the runtime
+// happened to start, which heap spans each got).
+func (e *benchEnv) setMemory(res *Results) {
+	for i, byKey := range e.mem {
+		for key, xs := range byKey {
+			res.Programs[i].set(key, median(xs))
+		}
+		res.Programs[i].MemorySamples = len(byKey["rss_kb"])
+	}
+}
+
 // firstSignal measures the first signal an init forwards after it has
 // settled, the one that pays for whatever the init dropped from memory
 // while idle (pages of its binary fault back in). Every round starts all
-// the inits afresh, lets them settle, and signals each once, in an order
-// that rotates from round to round.
-func (e *benchEnv) firstSignal(progs []prog, res *Results) {
+// the inits afresh, lets them settle, samples their memory (with memory
+// true), and signals each once, in an order that rotates from round to
+// round.
+func (e *benchEnv) firstSignal(progs []prog, res *Results, memory bool) {
 	e.logf("first signal: %d fresh starts each", e.p.FirstSignals)
 	lat := make([][]float64, len(progs))
 	for round := 0; round < e.p.FirstSignals; round++ {
 		rs := e.startWaiters(progs, "first")
 		time.Sleep(e.p.SettleTime)
+		if memory {
+			for i, r := range rs {
+				if r != nil {
+					e.sampleMemory(i, r.cmd.Process.Pid)
+				}
+			}
+		}
 		for k := range rs {
 			i := (round + k) % len(rs)
 			if rs[i] == nil {

@@ -29,6 +29,9 @@ type Program struct {
 	Version string             `json:"version"`
 	Binary  Binary             `json:"binary"`
 	Values  map[string]float64 `json:"values"`
+	// MemorySamples is how many settled starts the idle memory figures
+	// are the median of.
+	MemorySamples int `json:"memory_samples,omitempty"`
 }
 
 func (p *Program) set(key string, v float64) {
@@ -103,6 +106,29 @@ func ratioTo(b, p *Program, key string) float64 {
 	return v / bv
 }
 
+func (r *Results) memorySamples() int {
+	n := 0
+	for _, p := range r.Programs {
+		n = max(n, p.MemorySamples)
+	}
+	return n
+}
+
+// measured lists the measures that some program has a value for: a run
+// limited with -only leaves the others out of the table and the chart.
+func (r *Results) measured() []measure {
+	var out []measure
+	for _, m := range measures {
+		for i := range r.Programs {
+			if _, ok := r.Programs[i].value(m.key); ok {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out
+}
+
 func (r *Results) markdown() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "`%s` on %s (%d CPUs, Linux %s, %s), %s; ratios against %s in parentheses.\n\n",
@@ -116,7 +142,7 @@ func (r *Results) markdown() string {
 		sb.WriteString("---:|")
 	}
 	sb.WriteString("\n")
-	for _, m := range measures {
+	for _, m := range r.measured() {
 		fmt.Fprintf(&sb, "| %s |", m.label)
 		for i := range r.Programs {
 			p := &r.Programs[i]
@@ -146,9 +172,9 @@ func (r *Results) markdown() string {
 	}
 	fmt.Fprintf(&sb, ". Start-up is INIT -- /bin/true minus /bin/true alone (%.3f ms), %d runs each; "+
 		"idle window %s; storm %d orphans × %d rounds as PID 1 of a PID namespace (pids.max %d), VmHWM reset when it begins; "+
-		"%d signals each; the first signal after settling %s, over %d fresh starts.\n",
+		"%d signals each; the first signal after settling %s, over %d fresh starts; idle memory and threads the median of %d settled starts.\n",
 		r.TrueMs, r.Params.Startups, r.Params.Idle, r.Params.Orphans, r.Params.Storms, r.Params.PidsMax,
-		r.Params.Signals, r.Params.SettleTime, r.Params.FirstSignals)
+		r.Params.Signals, r.Params.SettleTime, r.Params.FirstSignals, r.memorySamples())
 	r.targets(&sb)
 	return sb.String()
 }
@@ -285,6 +311,14 @@ func (r *Results) targets(sb *strings.Builder) {
 	}
 	sb.WriteString("\n")
 	for _, t := range targets {
+		any := false
+		for _, p := range vigils {
+			fig, _, _ := t.check(r, p)
+			any = any || fig != ""
+		}
+		if !any {
+			continue // not measured in this run
+		}
 		fmt.Fprintf(sb, "| %s | %s |", t.measure, t.goal)
 		for _, p := range vigils {
 			fig, met, ok := t.check(r, p)
@@ -336,7 +370,7 @@ func (r *Results) svg() string {
 		maxLog                 = 3.0 // the axis runs from 1/8× to 8×
 	)
 	var rows []measure
-	for _, m := range measures {
+	for _, m := range r.measured() {
 		if m.chart {
 			rows = append(rows, m)
 		}
