@@ -22,7 +22,9 @@ import (
 // AfterSpawn gives back what the start-up used, once the child runs, and
 // returns the bytes of the executable's mappings it advised the kernel to
 // drop. An error leaves vigil as it was, only heavier: log it at debug
-// level and go on.
+// level and go on. Whatever the caller runs right after brings its own
+// pages back: ask the logger whether debug is enabled before calling, not
+// after (a disabled Debug call after it cost 190 kB of RssFile).
 //
 // It drops the pages of the executable (DropExecutablePages) and nothing
 // else. debug.FreeOSMemory, the obvious companion, was measured and left
