@@ -59,6 +59,8 @@ type stormReport struct {
 	Left      int   `json:"left"`        // processes other than PID 1 and us at the end
 	HWMkB     int   `json:"init_hwm_kb"` // the init's peak over the storm
 	RSSkB     int   `json:"init_rss_kb"`
+	AnonkB    int   `json:"init_rss_anon_kb"`
+	FilekB    int   `json:"init_rss_file_kb"`
 	// BeforekB is the init's VmRSS when the storm begins, after it has
 	// settled.
 	BeforekB int `json:"init_rss_before_kb"`
@@ -107,7 +109,7 @@ func storm(args []string) int {
 	r.ElapsedNs = int64(time.Since(start))
 	r.Left = census(me)
 	st := procStatus(1)
-	r.HWMkB, r.RSSkB = st["VmHWM"], st["VmRSS"]
+	r.HWMkB, r.RSSkB, r.AnonkB, r.FilekB = st["VmHWM"], st["VmRSS"], st["RssAnon"], st["RssFile"]
 	b, _ := json.Marshal(r)
 	if err := os.WriteFile(report, b, 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "storm:", err)

@@ -344,6 +344,7 @@ func (e *benchEnv) storm(progs []prog, res *Results) {
 	left := make([]int, len(progs))
 	hwm := make([]int, len(progs))
 	before := make([]int, len(progs))
+	anon, file := make([]int, len(progs)), make([]int, len(progs))
 	ok := make([]bool, len(progs))
 	for i := range ok {
 		ok[i] = true
@@ -370,6 +371,7 @@ func (e *benchEnv) storm(progs []prog, res *Results) {
 			left[i] = max(left[i], r.Left)
 			hwm[i] = max(hwm[i], r.HWMkB)
 			before[i] = max(before[i], r.BeforekB)
+			anon[i], file[i] = max(anon[i], r.AnonkB), max(file[i], r.FilekB)
 			e.logf("%s: %.0f orphans/s, peak %d unreaped, %d left, %d retries", progs[i].Name,
 				rates[i][len(rates[i])-1], peak, r.Left, r.Retries)
 		}
@@ -383,6 +385,9 @@ func (e *benchEnv) storm(progs []prog, res *Results) {
 		res.Programs[i].set("left_after_storm", float64(left[i]))
 		res.Programs[i].set("hwm_after_storm_kb", float64(hwm[i]))
 		res.Programs[i].set("rss_before_storm_kb", float64(before[i]))
+		// Not in the table: what the growth over the storm is made of.
+		res.Programs[i].set("rss_anon_after_storm_kb", float64(anon[i]))
+		res.Programs[i].set("rss_file_after_storm_kb", float64(file[i]))
 	}
 }
 
