@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -17,8 +18,8 @@ func TestMain(m *testing.M) {
 }
 
 // TestQuickRunMeasuresVigil runs the benchmark with tiny counts, so that it
-// never rots: every measure must come out with a value for vigil, and the
-// three outputs must be written.
+// never rots: every measure must come out with a value for vigil and for
+// goref, the Go reference, and the three outputs must be written.
 func TestQuickRunMeasuresVigil(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for PID namespaces and mounting /proc (CI runs as root)")
@@ -28,7 +29,7 @@ func TestQuickRunMeasuresVigil(t *testing.T) {
 	}
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	args := []string{"-quick", "-out", out, "-startups", "5", "-idle", "2s", "-orphans", "2000", "-storms", "1", "-signals", "10"}
+	args := []string{"-quick", "-out", out, "-startups", "5", "-idle", "2s", "-orphans", "2000", "-storms", "1", "-signals", "10", "-firstsignals", "2"}
 	if code := run(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("bench exited %d\nstderr:\n%s", code, &stderr)
 	}
@@ -42,19 +43,20 @@ func TestQuickRunMeasuresVigil(t *testing.T) {
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatalf("results.json does not parse: %v\n%s", err, b)
 	}
-	var vigil *Program
-	for i := range res.Programs {
-		if res.Programs[i].Name == "vigil" {
-			vigil = &res.Programs[i]
+	vigil := res.program("vigil")
+	for _, name := range []string{"vigil", "goref"} {
+		p := res.program(name)
+		if p == nil {
+			t.Fatalf("no %s in results.json:\n%s", name, b)
+		}
+		for _, m := range measures {
+			if _, ok := p.value(m.key); !ok {
+				t.Errorf("no value for %s's %s (%s)\nstderr:\n%s", name, m.label, m.key, &stderr)
+			}
 		}
 	}
-	if vigil == nil {
-		t.Fatalf("no vigil in results.json:\n%s", b)
-	}
-	for _, m := range measures {
-		if _, ok := vigil.value(m.key); !ok {
-			t.Errorf("no value for vigil's %s (%s)\nstderr:\n%s", m.label, m.key, &stderr)
-		}
+	if !strings.Contains(stdout.String(), "Targets (issue 12)") {
+		t.Errorf("no table of targets in the markdown:\n%s", &stdout)
 	}
 	if v := vigil.Values["left_after_storm"]; v != 0 {
 		t.Errorf("%v processes left after the storm under vigil, want 0", v)

@@ -54,22 +54,40 @@ func shim(args []string) int {
 // stormReport is what the storm child tells the bench.
 type stormReport struct {
 	Orphans   int   `json:"orphans"`
-	ElapsedNs int64 `json:"elapsed_ns"` // first fork until PID 1 has no child but us
-	Retries   int   `json:"retries"`    // forks refused (EAGAIN: pids.max reached)
-	Left      int   `json:"left"`       // processes other than PID 1 and us at the end
-	HWMkB     int   `json:"init_hwm_kb"`
+	ElapsedNs int64 `json:"elapsed_ns"`  // first fork until PID 1 has no child but us
+	Retries   int   `json:"retries"`     // forks refused (EAGAIN: pids.max reached)
+	Left      int   `json:"left"`        // processes other than PID 1 and us at the end
+	HWMkB     int   `json:"init_hwm_kb"` // the init's peak over the storm
 	RSSkB     int   `json:"init_rss_kb"`
+	AnonkB    int   `json:"init_rss_anon_kb"`
+	FilekB    int   `json:"init_rss_file_kb"`
+	// BeforekB is the init's VmRSS when the storm begins, after it has
+	// settled.
+	BeforekB int `json:"init_rss_before_kb"`
 }
 
-// storm runs as the init's child in the PID namespace: it leaves N orphans
-// to PID 1 as fast as it can, waits until PID 1 has reaped all of them, and
-// writes a stormReport to REPORT.
+// storm runs as the init's child in the PID namespace: after SETTLE it
+// resets PID 1's VmHWM to its current VmRSS, so that the peak read at the
+// end is the storm's and not the init's start-up, leaves N orphans to PID 1
+// as fast as it can, waits until PID 1 has reaped all of them, and writes a
+// stormReport to REPORT.
 func storm(args []string) int {
 	n, report := atoi(args[0]), args[1]
+	settle, err := time.ParseDuration(args[2])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "storm:", err)
+		return 97
+	}
 	r := stormReport{Orphans: n}
 	me := os.Getpid()
+	time.Sleep(settle)
+	// "5" resets the peak resident set size to the current one (Linux 4.0).
+	if err := os.WriteFile("/proc/1/clear_refs", []byte("5"), 0); err != nil {
+		fmt.Fprintln(os.Stderr, "storm: resetting PID 1's VmHWM:", err)
+		return 97
+	}
+	r.BeforekB = procStatus(1)["VmRSS"]
 	start := time.Now()
-	var err error
 	if haveOrphanPair {
 		r.Retries, err = orphansByClone(n)
 	} else {
@@ -91,7 +109,7 @@ func storm(args []string) int {
 	r.ElapsedNs = int64(time.Since(start))
 	r.Left = census(me)
 	st := procStatus(1)
-	r.HWMkB, r.RSSkB = st["VmHWM"], st["VmRSS"]
+	r.HWMkB, r.RSSkB, r.AnonkB, r.FilekB = st["VmHWM"], st["VmRSS"], st["RssAnon"], st["RssFile"]
 	b, _ := json.Marshal(r)
 	if err := os.WriteFile(report, b, 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "storm:", err)

@@ -1,13 +1,15 @@
-// Command bench measures vigil side by side with tini, dumb-init and
-// catatonit: start-up overhead, memory, idle wake-ups, an orphan storm as
-// PID 1 of a PID namespace, signal-forward latency and binary size.
+// Command bench measures vigil side by side with tini, dumb-init,
+// catatonit and goref, the smallest correct init written in Go (built from
+// bench/goref, to show what is the Go runtime's and what is vigil's):
+// start-up overhead, memory, idle wake-ups, an orphan storm as PID 1 of a
+// PID namespace, signal-forward latency and binary size.
 //
 //	go run ./bench            # medium run, a few minutes
 //	go run ./bench -quick     # tiny counts, seconds (what the test suite runs)
 //	go run ./bench -full      # the published figures: 2-minute idle window, 100,000 orphans
 //
-// It needs root (PID namespaces, mounting /proc) and builds vigil itself,
-// static and stripped, the way the Dockerfile does. Every measure runs the
+// It needs root (PID namespaces, mounting /proc) and builds vigil and
+// goref itself, static and stripped, the way the Dockerfile builds vigil. Every measure runs the
 // programs interleaved, round-robin within one iteration or concurrently in
 // one window, so drift of the machine hits all of them alike. Results go to
 // -out as results.md, results.json and ratios.svg.
@@ -38,20 +40,22 @@ func main() {
 
 // params are the sizes of one run.
 type params struct {
-	Mode       string        `json:"mode"`
-	Startups   int           `json:"startup_runs"`
-	Idle       time.Duration `json:"idle_window_ns"`
-	Orphans    int           `json:"orphans"`
-	Storms     int           `json:"storm_rounds"`
-	Signals    int           `json:"signals"`
-	PidsMax    int           `json:"storm_pids_max"`
-	SettleTime time.Duration `json:"settle_ns"`
+	Mode     string        `json:"mode"`
+	Startups int           `json:"startup_runs"`
+	Idle     time.Duration `json:"idle_window_ns"`
+	Orphans  int           `json:"orphans"`
+	Storms   int           `json:"storm_rounds"`
+	Signals  int           `json:"signals"`
+	// FirstSignals is how many fresh starts measure the first signal.
+	FirstSignals int           `json:"first_signal_starts"`
+	PidsMax      int           `json:"storm_pids_max"`
+	SettleTime   time.Duration `json:"settle_ns"`
 }
 
 var presets = map[string]params{
-	"quick":  {Mode: "quick", Startups: 30, Idle: 10 * time.Second, Orphans: 20000, Storms: 1, Signals: 50},
-	"medium": {Mode: "medium", Startups: 300, Idle: 30 * time.Second, Orphans: 20000, Storms: 2, Signals: 500},
-	"full":   {Mode: "full", Startups: 500, Idle: 2 * time.Minute, Orphans: 100000, Storms: 2, Signals: 500},
+	"quick":  {Mode: "quick", Startups: 30, Idle: 10 * time.Second, Orphans: 20000, Storms: 1, Signals: 50, FirstSignals: 3},
+	"medium": {Mode: "medium", Startups: 300, Idle: 30 * time.Second, Orphans: 20000, Storms: 2, Signals: 500, FirstSignals: 10},
+	"full":   {Mode: "full", Startups: 500, Idle: 2 * time.Minute, Orphans: 100000, Storms: 2, Signals: 500, FirstSignals: 20},
 }
 
 // prog is one init under test.
@@ -77,7 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	orphans := fs.Int("orphans", 0, "orphans per storm (0: the mode's)")
 	storms := fs.Int("storms", 0, "storm rounds per program (0: the mode's)")
 	sigs := fs.Int("signals", 0, "signals per program (0: the mode's)")
-	only := fs.String("only", "", "comma-separated measures to run: startup,memory,idle,storm,signal (default all)")
+	firsts := fs.Int("firstsignals", 0, "fresh starts per program for the first signal (0: the mode's)")
+	only := fs.String("only", "", "comma-separated measures to run: startup,memory,idle,storm,signal,first (default all)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -94,7 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, o := range []struct {
 		set int
 		dst *int
-	}{{*startups, &p.Startups}, {*orphans, &p.Orphans}, {*storms, &p.Storms}, {*sigs, &p.Signals}} {
+	}{{*startups, &p.Startups}, {*orphans, &p.Orphans}, {*storms, &p.Storms}, {*sigs, &p.Signals}, {*firsts, &p.FirstSignals}} {
 		if o.set > 0 {
 			*o.dst = o.set
 		}
@@ -135,13 +140,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *vigilPath == "" {
 		*vigilPath = filepath.Join(tmp, "vigil")
 		fmt.Fprintln(stderr, "bench: building vigil")
-		if err := buildVigil(root, *vigilPath); err != nil {
+		if err := build(root, *vigilPath, "."); err != nil {
 			fmt.Fprintln(stderr, "bench:", err)
 			return 1
 		}
 	}
+	goref := filepath.Join(tmp, "goref")
+	if err := build(root, goref, "./bench/goref"); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
 	progs := findPeers(stderr)
-	progs = append(progs, vigilLike("vigil", *vigilPath))
+	progs = append(progs, prog{Name: "goref", Path: goref, Version: "bench/goref, " + runtime.Version(),
+		argv: func(cmd ...string) []string { return dashDash(goref, cmd) }}, vigilLike("vigil", *vigilPath))
 	for _, e := range extra {
 		name, path, ok := strings.Cut(e, "=")
 		if !ok {
@@ -153,7 +164,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	env := &benchEnv{self: self, tmp: tmp, p: p, log: stderr}
 	want := func(m string) bool { return *only == "" || strings.Contains(","+*only+",", ","+m+",") }
 
-	res := &Results{Date: time.Now().UTC().Format(time.RFC3339), Params: p, Host: hostInfo(), Baseline: "tini"}
+	res := &Results{Date: time.Now().UTC().Format(time.RFC3339), Params: p, Host: hostInfo(), Baseline: "tini", GoRef: "goref"}
 	for _, pr := range progs {
 		res.Programs = append(res.Programs, Program{Name: pr.Name, Path: pr.Path, Version: pr.Version})
 	}
@@ -163,6 +174,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if want("memory") || want("idle") || want("signal") {
 		env.resident(progs, res, want("memory"), want("idle"), want("signal"))
 	}
+	if want("first") {
+		env.firstSignal(progs, res, want("memory"))
+	}
+	env.setMemory(res)
 	if want("storm") {
 		env.storm(progs, res)
 	}
@@ -190,6 +205,7 @@ type benchEnv struct {
 	tmp  string
 	p    params
 	log  io.Writer
+	mem  map[int]map[string][]float64 // idle memory samples by program and key
 }
 
 func (e *benchEnv) logf(format string, a ...any) {
@@ -208,14 +224,14 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-// buildVigil builds vigil as it ships: static, stripped, without
-// urfave/cli's man-page renderer.
-func buildVigil(root, dst string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", "urfave_cli_no_docs", "-ldflags=-s -w", "-o", dst, ".")
+// build builds the package pkg of the module the way vigil ships: static,
+// stripped, without urfave/cli's man-page renderer (a tag goref ignores).
+func build(root, dst, pkg string) error {
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "urfave_cli_no_docs", "-ldflags=-s -w", "-o", dst, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building vigil: %v\n%s", err, out)
+		return fmt.Errorf("building %s: %v\n%s", pkg, err, out)
 	}
 	return nil
 }

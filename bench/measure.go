@@ -74,36 +74,24 @@ type running struct {
 	fifo int
 }
 
-// resident starts every init at once, each with a child that sleeps in
-// sigtimedwait, and measures them side by side: memory after they settle,
-// then context switches over one idle window shared by all, then signal
-// latency round-robin.
-func (e *benchEnv) resident(progs []prog, res *Results, memory, idle, signal bool) {
+// startWaiters starts every init at once, each with a child that sleeps in
+// sigtimedwait and writes to a FIFO, and waits until each child is ready.
+// An init whose child does not come up is nil in the result and left out
+// of the rest of the measure, not the whole run.
+func (e *benchEnv) startWaiters(progs []prog, tag string) []*running {
 	rs := make([]*running, len(progs))
-	defer func() {
-		for _, r := range rs {
-			if r != nil {
-				// The child first: killing an init leaves its child behind.
-				for _, c := range children(r.cmd.Process.Pid) {
-					unix.Kill(c, unix.SIGKILL)
-				}
-				r.cmd.Process.Kill()
-				r.cmd.Wait()
-				unix.Close(r.fifo)
-			}
-		}
-	}()
 	for i, p := range progs {
-		fifo := filepath.Join(e.tmp, fmt.Sprintf("sig-%d", i))
+		fifo := filepath.Join(e.tmp, fmt.Sprintf("sig-%s-%d", tag, i))
+		os.Remove(fifo)
 		if err := unix.Mkfifo(fifo, 0o600); err != nil {
 			e.logf("mkfifo: %v", err)
-			return
+			continue
 		}
 		// O_RDWR: opening does not wait for the writer, and reads block.
 		fd, err := unix.Open(fifo, unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
 			e.logf("open fifo: %v", err)
-			return
+			continue
 		}
 		argv := p.argv(e.self, "sigwait", fifo)
 		cmd := exec.Command(argv[0], argv[1:]...)
@@ -112,44 +100,88 @@ func (e *benchEnv) resident(progs []prog, res *Results, memory, idle, signal boo
 		if err := cmd.Start(); err != nil {
 			e.logf("%s: %v", p.Name, err)
 			unix.Close(fd)
-			return
+			continue
 		}
 		rs[i] = &running{cmd: cmd, fifo: fd}
 	}
-	// A program that fails is left out of the rest, not the whole run.
-	failed := make([]bool, len(rs))
 	for i, r := range rs {
+		if r == nil {
+			continue
+		}
 		if _, err := readByte(r.fifo, 10*time.Second); err != nil {
 			e.logf("%s: signal waiter not ready: %v", progs[i].Name, err)
-			failed[i] = true
+			r.stop()
+			rs[i] = nil
 		}
 	}
+	return rs
+}
+
+// stop kills the init and its child, the child first: killing an init
+// leaves its child behind.
+func (r *running) stop() {
+	for _, c := range children(r.cmd.Process.Pid) {
+		unix.Kill(c, unix.SIGKILL)
+	}
+	r.cmd.Process.Kill()
+	r.cmd.Wait()
+	unix.Close(r.fifo)
+}
+
+// signalOnce sends SIGUSR1 to the init and returns how long it took to
+// reach the child.
+func (r *running) signalOnce() (time.Duration, error) {
+	t0 := time.Now()
+	if err := unix.Kill(r.cmd.Process.Pid, unix.SIGUSR1); err != nil {
+		return 0, fmt.Errorf("kill: %v", err)
+	}
+	if _, err := readByte(r.fifo, 2*time.Second); err != nil {
+		return 0, fmt.Errorf("signal not forwarded: %v", err)
+	}
+	return time.Since(t0), nil
+}
+
+// resident starts every init at once with the signal waiter as its child
+// and measures them side by side: memory after they settle, then context
+// switches over one idle window shared by all (and memory again after it,
+// which includes whatever the Go runtime's periodic GC touched), then
+// signal latency round-robin.
+func (e *benchEnv) resident(progs []prog, res *Results, memory, idle, signal bool) {
+	rs := e.startWaiters(progs, "resident")
+	defer func() {
+		for _, r := range rs {
+			if r != nil {
+				r.stop()
+			}
+		}
+	}()
 	time.Sleep(e.p.SettleTime)
 	if memory {
 		for i, r := range rs {
-			if failed[i] {
-				continue
+			if r != nil {
+				e.sampleMemory(i, r.cmd.Process.Pid)
 			}
-			st := procStatus(r.cmd.Process.Pid)
-			res.Programs[i].set("rss_kb", float64(st["VmRSS"]))
-			res.Programs[i].set("hwm_kb", float64(st["VmHWM"]))
-			res.Programs[i].set("threads", float64(st["Threads"]))
 		}
 	}
 	if idle {
 		e.logf("idle: one window of %s for all", e.p.Idle)
 		before := make([]int, len(rs))
 		for i, r := range rs {
-			before[i] = ctxSwitches(r.cmd.Process.Pid)
+			if r != nil {
+				before[i] = ctxSwitches(r.cmd.Process.Pid)
+			}
 		}
 		t0 := time.Now()
 		time.Sleep(e.p.Idle)
 		mins := time.Since(t0).Minutes()
 		for i, r := range rs {
-			if failed[i] {
+			if r == nil {
 				continue
 			}
 			res.Programs[i].set("idle_wakeups_per_min", float64(ctxSwitches(r.cmd.Process.Pid)-before[i])/mins)
+			if memory {
+				res.Programs[i].set("rss_after_idle_kb", float64(procStatus(r.cmd.Process.Pid)["VmRSS"]))
+			}
 		}
 	}
 	if signal {
@@ -158,21 +190,16 @@ func (e *benchEnv) resident(progs []prog, res *Results, memory, idle, signal boo
 		for n := 0; n < e.p.Signals+5; n++ { // five warm-up rounds
 			for k := range rs {
 				i := (n + k) % len(rs)
-				if failed[i] {
+				if rs[i] == nil {
 					continue
 				}
-				t0 := time.Now()
-				if err := unix.Kill(rs[i].cmd.Process.Pid, unix.SIGUSR1); err != nil {
-					e.logf("%s: kill: %v", progs[i].Name, err)
-					failed[i] = true
+				d, err := rs[i].signalOnce()
+				if err != nil {
+					e.logf("%s: %v", progs[i].Name, err)
+					rs[i].stop()
+					rs[i] = nil
 					continue
 				}
-				if _, err := readByte(rs[i].fifo, 2*time.Second); err != nil {
-					e.logf("%s: signal not forwarded: %v", progs[i].Name, err)
-					failed[i] = true
-					continue
-				}
-				d := time.Since(t0)
 				if n >= 5 {
 					lat[i] = append(lat[i], float64(d.Nanoseconds())/1e3)
 				}
@@ -182,11 +209,86 @@ func (e *benchEnv) resident(progs []prog, res *Results, memory, idle, signal boo
 			}
 		}
 		for i := range rs {
-			if failed[i] {
+			if rs[i] == nil {
 				continue
 			}
 			res.Programs[i].set("signal_p50_us", percentile(lat[i], 50))
 			res.Programs[i].set("signal_p99_us", percentile(lat[i], 99))
+		}
+	}
+}
+
+// memoryKeys are the idle memory figures, from /proc/PID/status.
+var memoryKeys = []struct{ key, field string }{
+	{"rss_kb", "VmRSS"}, {"rss_anon_kb", "RssAnon"}, {"rss_file_kb", "RssFile"}, {"hwm_kb", "VmHWM"}, {"threads", "Threads"},
+}
+
+// sampleMemory records the idle memory of program i, running as pid.
+func (e *benchEnv) sampleMemory(i, pid int) {
+	if e.mem == nil {
+		e.mem = map[int]map[string][]float64{}
+	}
+	if e.mem[i] == nil {
+		e.mem[i] = map[string][]float64{}
+	}
+	st := procStatus(pid)
+	for _, k := range memoryKeys {
+		e.mem[i][k.key] = append(e.mem[i][k.key], float64(st[k.field]))
+	}
+}
+
+// setMemory sets the idle memory figures: the median over every settled
+// start, since one start varies by ±100 kB (how many threads the runtime
+// happened to start, which heap spans each got).
+func (e *benchEnv) setMemory(res *Results) {
+	for i, byKey := range e.mem {
+		for key, xs := range byKey {
+			res.Programs[i].set(key, median(xs))
+		}
+		res.Programs[i].MemorySamples = len(byKey["rss_kb"])
+	}
+}
+
+// firstSignal measures the first signal an init forwards after it has
+// settled, the one that pays for whatever the init dropped from memory
+// while idle (pages of its binary fault back in). Every round starts all
+// the inits afresh, lets them settle, samples their memory (with memory
+// true), and signals each once, in an order that rotates from round to
+// round.
+func (e *benchEnv) firstSignal(progs []prog, res *Results, memory bool) {
+	e.logf("first signal: %d fresh starts each", e.p.FirstSignals)
+	lat := make([][]float64, len(progs))
+	for round := 0; round < e.p.FirstSignals; round++ {
+		rs := e.startWaiters(progs, "first")
+		time.Sleep(e.p.SettleTime)
+		if memory {
+			for i, r := range rs {
+				if r != nil {
+					e.sampleMemory(i, r.cmd.Process.Pid)
+				}
+			}
+		}
+		for k := range rs {
+			i := (round + k) % len(rs)
+			if rs[i] == nil {
+				continue
+			}
+			d, err := rs[i].signalOnce()
+			if err != nil {
+				e.logf("%s: first signal: %v", progs[i].Name, err)
+				continue
+			}
+			lat[i] = append(lat[i], float64(d.Nanoseconds())/1e3)
+		}
+		for _, r := range rs {
+			if r != nil {
+				r.stop()
+			}
+		}
+	}
+	for i := range progs {
+		if len(lat[i]) > 0 {
+			res.Programs[i].set("signal_first_us", median(lat[i]))
 		}
 	}
 }
@@ -241,6 +343,8 @@ func (e *benchEnv) storm(progs []prog, res *Results) {
 	peaks := make([]int, len(progs))
 	left := make([]int, len(progs))
 	hwm := make([]int, len(progs))
+	before := make([]int, len(progs))
+	anon, file := make([]int, len(progs)), make([]int, len(progs))
 	ok := make([]bool, len(progs))
 	for i := range ok {
 		ok[i] = true
@@ -266,6 +370,8 @@ func (e *benchEnv) storm(progs []prog, res *Results) {
 			peaks[i] = max(peaks[i], peak)
 			left[i] = max(left[i], r.Left)
 			hwm[i] = max(hwm[i], r.HWMkB)
+			before[i] = max(before[i], r.BeforekB)
+			anon[i], file[i] = max(anon[i], r.AnonkB), max(file[i], r.FilekB)
 			e.logf("%s: %.0f orphans/s, peak %d unreaped, %d left, %d retries", progs[i].Name,
 				rates[i][len(rates[i])-1], peak, r.Left, r.Retries)
 		}
@@ -278,6 +384,10 @@ func (e *benchEnv) storm(progs []prog, res *Results) {
 		res.Programs[i].set("peak_unreaped", float64(peaks[i]))
 		res.Programs[i].set("left_after_storm", float64(left[i]))
 		res.Programs[i].set("hwm_after_storm_kb", float64(hwm[i]))
+		res.Programs[i].set("rss_before_storm_kb", float64(before[i]))
+		// Not in the table: what the growth over the storm is made of.
+		res.Programs[i].set("rss_anon_after_storm_kb", float64(anon[i]))
+		res.Programs[i].set("rss_file_after_storm_kb", float64(file[i]))
 	}
 }
 
@@ -285,7 +395,7 @@ func (e *benchEnv) stormOnce(p prog, cgroupProcs string) (stormReport, int, erro
 	var r stormReport
 	report := filepath.Join(e.tmp, "storm.json")
 	os.Remove(report)
-	argv := append([]string{e.self, "shim", cgroupProcs}, p.argv(e.self, "storm", strconv.Itoa(e.p.Orphans), report)...)
+	argv := append([]string{e.self, "shim", cgroupProcs}, p.argv(e.self, "storm", strconv.Itoa(e.p.Orphans), report, e.p.SettleTime.String())...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = e.env()
 	var stderr strings.Builder

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Results is one run of the benchmark, as written to results.json.
@@ -16,6 +17,7 @@ type Results struct {
 	Host     Host      `json:"host"`
 	Params   params    `json:"params"`
 	Baseline string    `json:"baseline"`
+	GoRef    string    `json:"go_reference"`  // the smallest correct Go init, for the targets
 	TrueMs   float64   `json:"true_alone_ms"` // /bin/true's own median, subtracted from start-up
 	Programs []Program `json:"programs"`
 }
@@ -27,6 +29,9 @@ type Program struct {
 	Version string             `json:"version"`
 	Binary  Binary             `json:"binary"`
 	Values  map[string]float64 `json:"values"`
+	// MemorySamples is how many settled starts the idle memory figures
+	// are the median of.
+	MemorySamples int `json:"memory_samples,omitempty"`
 }
 
 func (p *Program) set(key string, v float64) {
@@ -57,29 +62,39 @@ var measures = []measure{
 	{"startup_ms", "start-up overhead (ms, median)", "%.3f", false, true},
 	{"signal_p50_us", "signal forward p50 (µs)", "%.1f", false, true},
 	{"signal_p99_us", "signal forward p99 (µs)", "%.1f", false, true},
-	{"rss_kb", "VmRSS idle (kB)", "%.0f", false, false},
-	{"hwm_kb", "VmHWM idle (kB)", "%.0f", false, true},
+	{"signal_first_us", "first signal after settling (µs, median)", "%.1f", false, true},
+	{"rss_kb", "VmRSS idle (kB)", "%.0f", false, true},
+	{"rss_anon_kb", "RssAnon idle (kB)", "%.0f", false, true},
+	{"rss_file_kb", "RssFile idle (kB)", "%.0f", false, false},
+	{"hwm_kb", "VmHWM idle (kB)", "%.0f", false, false},
+	{"rss_after_idle_kb", "VmRSS after the idle window (kB)", "%.0f", false, false},
 	{"threads", "threads", "%.0f", false, false},
 	{"idle_wakeups_per_min", "idle wake-ups (per min, all threads)", "%.2f", false, true},
 	{"orphans_per_s", "orphan storm (reaped/s, median)", "%.0f", true, true},
 	{"peak_unreaped", "peak unreaped orphans", "%.0f", false, true},
 	{"left_after_storm", "left after storm", "%.0f", false, false},
-	{"hwm_after_storm_kb", "VmHWM after storm (kB)", "%.0f", false, true},
+	{"hwm_after_storm_kb", "VmHWM over the storm (kB)", "%.0f", false, true},
 	{"binary_mb", "binary (MB)", "%.2f", false, true},
 }
 
-func (r *Results) baseline() *Program {
+func (r *Results) program(name string) *Program {
 	for i := range r.Programs {
-		if r.Programs[i].Name == r.Baseline {
+		if r.Programs[i].Name == name {
 			return &r.Programs[i]
 		}
 	}
 	return nil
 }
 
+func (r *Results) baseline() *Program { return r.program(r.Baseline) }
+
 // ratio is p's value over the baseline's, or NaN.
 func (r *Results) ratio(p *Program, key string) float64 {
-	b := r.baseline()
+	return ratioTo(r.baseline(), p, key)
+}
+
+// ratioTo is p's value over b's, or NaN.
+func ratioTo(b, p *Program, key string) float64 {
 	if b == nil {
 		return math.NaN()
 	}
@@ -89,6 +104,29 @@ func (r *Results) ratio(p *Program, key string) float64 {
 		return math.NaN()
 	}
 	return v / bv
+}
+
+func (r *Results) memorySamples() int {
+	n := 0
+	for _, p := range r.Programs {
+		n = max(n, p.MemorySamples)
+	}
+	return n
+}
+
+// measured lists the measures that some program has a value for: a run
+// limited with -only leaves the others out of the table and the chart.
+func (r *Results) measured() []measure {
+	var out []measure
+	for _, m := range measures {
+		for i := range r.Programs {
+			if _, ok := r.Programs[i].value(m.key); ok {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out
 }
 
 func (r *Results) markdown() string {
@@ -104,7 +142,7 @@ func (r *Results) markdown() string {
 		sb.WriteString("---:|")
 	}
 	sb.WriteString("\n")
-	for _, m := range measures {
+	for _, m := range r.measured() {
 		fmt.Fprintf(&sb, "| %s |", m.label)
 		for i := range r.Programs {
 			p := &r.Programs[i]
@@ -133,9 +171,170 @@ func (r *Results) markdown() string {
 		fmt.Fprintf(&sb, "%s `%s`", p.Name, p.Version)
 	}
 	fmt.Fprintf(&sb, ". Start-up is INIT -- /bin/true minus /bin/true alone (%.3f ms), %d runs each; "+
-		"idle window %s; storm %d orphans × %d rounds as PID 1 of a PID namespace (pids.max %d); %d signals each.\n",
-		r.TrueMs, r.Params.Startups, r.Params.Idle, r.Params.Orphans, r.Params.Storms, r.Params.PidsMax, r.Params.Signals)
+		"idle window %s; storm %d orphans × %d rounds as PID 1 of a PID namespace (pids.max %d), VmHWM reset when it begins; "+
+		"%d signals each; the first signal after settling %s, over %d fresh starts; idle memory and threads the median of %d settled starts.\n",
+		r.TrueMs, r.Params.Startups, r.Params.Idle, r.Params.Orphans, r.Params.Storms, r.Params.PidsMax,
+		r.Params.Signals, r.Params.SettleTime, r.Params.FirstSignals, r.memorySamples())
+	r.targets(&sb)
 	return sb.String()
+}
+
+// target is one of the goals of issue 12, checked for a vigil build: its
+// figure, and whether it is met. ok is false when a figure is missing, or
+// when the run is too short to judge (a figure is then still shown).
+type target struct {
+	measure, goal string
+	check         func(r *Results, p *Program) (figure string, met, ok bool)
+}
+
+// vals fetches keys from p, ok only if all are there.
+func vals(p *Program, keys ...string) ([]float64, bool) {
+	out := make([]float64, len(keys))
+	for i, k := range keys {
+		v, ok := p.value(k)
+		if !ok {
+			return nil, false
+		}
+		out[i] = v
+	}
+	return out, true
+}
+
+var targets = []target{
+	{"start-up overhead", "≤ 1.15× goref", func(r *Results, p *Program) (string, bool, bool) {
+		q := ratioTo(r.program(r.GoRef), p, "startup_ms")
+		v, ok := vals(p, "startup_ms")
+		if !ok || math.IsNaN(q) {
+			return "", false, false
+		}
+		return fmt.Sprintf("%.3f ms, %.2f× goref", v[0], q), q <= 1.15, true
+	}},
+	{"VmRSS idle", "≤ 2.0 MB (2000 kB)", func(r *Results, p *Program) (string, bool, bool) {
+		v, ok := vals(p, "rss_kb")
+		if !ok {
+			return "", false, false
+		}
+		return fmt.Sprintf("%.0f kB", v[0]), v[0] <= 2000, true
+	}},
+	{"RssAnon idle", "≤ 1.25× goref", func(r *Results, p *Program) (string, bool, bool) {
+		q := ratioTo(r.program(r.GoRef), p, "rss_anon_kb")
+		v, ok := vals(p, "rss_anon_kb")
+		if !ok || math.IsNaN(q) {
+			return "", false, false
+		}
+		return fmt.Sprintf("%.0f kB, %.2f× goref", v[0], q), q <= 1.25, true
+	}},
+	{"threads", "≤ goref's", func(r *Results, p *Program) (string, bool, bool) {
+		g := r.program(r.GoRef)
+		if g == nil {
+			return "", false, false
+		}
+		v, ok1 := vals(p, "threads")
+		gv, ok2 := vals(g, "threads")
+		if !ok1 || !ok2 {
+			return "", false, false
+		}
+		return fmt.Sprintf("%.0f (goref %.0f)", v[0], gv[0]), v[0] <= gv[0], true
+	}},
+	{"signal forward p50", "≤ 1.1× goref", func(r *Results, p *Program) (string, bool, bool) {
+		q := ratioTo(r.program(r.GoRef), p, "signal_p50_us")
+		v, ok := vals(p, "signal_p50_us")
+		if !ok || math.IsNaN(q) {
+			return "", false, false
+		}
+		return fmt.Sprintf("%.1f µs, %.2f× goref", v[0], q), q <= 1.1, true
+	}},
+	{"signal forward p99", "≤ 2× tini", func(r *Results, p *Program) (string, bool, bool) {
+		q := r.ratio(p, "signal_p99_us")
+		v, ok := vals(p, "signal_p99_us")
+		if !ok || math.IsNaN(q) {
+			return "", false, false
+		}
+		return fmt.Sprintf("%.1f µs, %.2f× tini", v[0], q), q <= 2, true
+	}},
+	{"idle wake-ups", "≤ 2 per minute, window ≥ 2 min", func(r *Results, p *Program) (string, bool, bool) {
+		v, ok := vals(p, "idle_wakeups_per_min")
+		if !ok {
+			return "", false, false
+		}
+		fig := fmt.Sprintf("%.2f/min over %s", v[0], r.Params.Idle)
+		if r.Params.Idle < 2*time.Minute {
+			return fig + " (window under 2 min: not judged)", true, false
+		}
+		return fig, v[0] <= 2, true
+	}},
+	{"orphan storm", "≥ 0.95× tini's rate, 0 left", func(r *Results, p *Program) (string, bool, bool) {
+		q := r.ratio(p, "orphans_per_s")
+		v, ok := vals(p, "orphans_per_s", "left_after_storm")
+		if !ok || math.IsNaN(q) {
+			return "", false, false
+		}
+		return fmt.Sprintf("%.0f/s, %.2f× tini, %.0f left", v[0], q, v[1]), q >= 0.95 && v[1] == 0, true
+	}},
+	{"VmHWM over the storm", "≤ VmRSS idle + 1 MB (1000 kB)", func(r *Results, p *Program) (string, bool, bool) {
+		v, ok := vals(p, "hwm_after_storm_kb", "rss_kb")
+		if !ok {
+			return "", false, false
+		}
+		return fmt.Sprintf("%.0f kB (idle %.0f kB, +%.0f)", v[0], v[1], v[0]-v[1]), v[0] <= v[1]+1000, true
+	}},
+	{"binary", "static, ≤ 4.8 MB", func(r *Results, p *Program) (string, bool, bool) {
+		if p.Binary.Bytes == 0 {
+			return "", false, false
+		}
+		static := map[bool]string{true: "static", false: "dynamic"}[p.Binary.Static]
+		return fmt.Sprintf("%d bytes, %s", p.Binary.Bytes, static), p.Binary.Static && p.Binary.Bytes <= 4_800_000, true
+	}},
+}
+
+// targets writes the table of issue 12's targets for every vigil build in
+// the run: the programs after the Go reference.
+func (r *Results) targets(sb *strings.Builder) {
+	var vigils []*Program
+	seen := false
+	for i := range r.Programs {
+		if seen {
+			vigils = append(vigils, &r.Programs[i])
+		}
+		seen = seen || r.Programs[i].Name == r.GoRef
+	}
+	if len(vigils) == 0 {
+		return
+	}
+	sb.WriteString("\nTargets (issue 12), in this run:\n\n| measure | target |")
+	for _, p := range vigils {
+		fmt.Fprintf(sb, " %s |", p.Name)
+	}
+	sb.WriteString("\n|---|---|")
+	for range vigils {
+		sb.WriteString("---|")
+	}
+	sb.WriteString("\n")
+	for _, t := range targets {
+		any := false
+		for _, p := range vigils {
+			fig, _, _ := t.check(r, p)
+			any = any || fig != ""
+		}
+		if !any {
+			continue // not measured in this run
+		}
+		fmt.Fprintf(sb, "| %s | %s |", t.measure, t.goal)
+		for _, p := range vigils {
+			fig, met, ok := t.check(r, p)
+			switch {
+			case !ok && fig != "":
+				fmt.Fprintf(sb, " %s |", fig)
+			case !ok:
+				sb.WriteString(" – |")
+			case met:
+				fmt.Fprintf(sb, " %s: met |", fig)
+			default:
+				fmt.Fprintf(sb, " %s: **not met** |", fig)
+			}
+		}
+		sb.WriteString("\n")
+	}
 }
 
 func (r *Results) write(dir string) error {
@@ -171,7 +370,7 @@ func (r *Results) svg() string {
 		maxLog                 = 3.0 // the axis runs from 1/8× to 8×
 	)
 	var rows []measure
-	for _, m := range measures {
+	for _, m := range r.measured() {
 		if m.chart {
 			rows = append(rows, m)
 		}
