@@ -21,6 +21,7 @@ import (
 
 	"vigil/internal/intake"
 	"vigil/internal/notify"
+	"vigil/internal/slim"
 	"vigil/reaper"
 	"vigil/signals"
 )
@@ -251,12 +252,17 @@ func (s *supervisor) feed(now time.Time) {
 		return
 	}
 	p := &s.pend
+	// Asked once: a real-time signal's name is formatted, so a disabled
+	// debug line would still allocate on every forward.
+	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
 	for n, count := range p.Signals {
 		sig := unix.Signal(n)
 		if count == 0 || sig == unix.SIGCHLD {
 			continue
 		}
-		s.log.Debug("received", "signal", signals.Name(sig), "count", count)
+		if debug {
+			s.log.Debug("received", "signal", signals.Name(sig), "count", count)
+		}
 		for range count {
 			s.m.signal(sig, now)
 		}
@@ -485,6 +491,16 @@ func (s *supervisor) spawnChild(now time.Time) {
 	if _, fired := s.deps.state(); fired != "" {
 		// A --stop-on target that held before the child started.
 		s.m.stopOnFired(now)
+	}
+	// What the start-up needed (flag parsing, help templates, package
+	// initialisation) is resident for nothing from now on: drop it, so that
+	// vigil is never the heaviest process of a small container (slim).
+	// Whether to log is asked before: asking after would bring the
+	// logger's pages straight back.
+	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
+	n, err := slim.AfterSpawn()
+	if debug {
+		s.log.Debug("dropped the start-up's pages", "mapped_bytes", n, "err", err)
 	}
 }
 

@@ -67,10 +67,22 @@ func Name(sig unix.Signal) string {
 	if n := unix.SignalName(sig); n != "" {
 		return n
 	}
-	if sig >= rtmin && sig <= maxSignal {
-		return fmt.Sprintf("SIGRTMIN+%d", int(sig)-rtmin)
+	switch {
+	case sig >= rtmin && sig <= maxSignal:
+		return rtNames[sig-rtmin]
+	case sig == 32 || sig == 33:
+		return [...]string{"SIG32", "SIG33"}[sig-32]
 	}
 	return fmt.Sprintf("SIG%d", int(sig))
+}
+
+// rtNames are the real-time signals as kill -l shows them, written out so
+// that naming one on the forwarding path allocates nothing.
+var rtNames = [maxSignal - rtmin + 1]string{
+	"SIGRTMIN+0", "SIGRTMIN+1", "SIGRTMIN+2", "SIGRTMIN+3", "SIGRTMIN+4", "SIGRTMIN+5", "SIGRTMIN+6", "SIGRTMIN+7",
+	"SIGRTMIN+8", "SIGRTMIN+9", "SIGRTMIN+10", "SIGRTMIN+11", "SIGRTMIN+12", "SIGRTMIN+13", "SIGRTMIN+14", "SIGRTMIN+15",
+	"SIGRTMIN+16", "SIGRTMIN+17", "SIGRTMIN+18", "SIGRTMIN+19", "SIGRTMIN+20", "SIGRTMIN+21", "SIGRTMIN+22", "SIGRTMIN+23",
+	"SIGRTMIN+24", "SIGRTMIN+25", "SIGRTMIN+26", "SIGRTMIN+27", "SIGRTMIN+28", "SIGRTMIN+29", "SIGRTMIN+30",
 }
 
 // Forwardable reports whether vigil catches sig and passes it on.

@@ -128,3 +128,12 @@ func FuzzParseRewrite(f *testing.F) {
 		}
 	})
 }
+
+func TestNamingARealTimeSignalAllocatesNothing(t *testing.T) {
+	if Name(34) != "SIGRTMIN+0" || Name(35) != "SIGRTMIN+1" || Name(64) != "SIGRTMIN+30" || Name(32) != "SIG32" {
+		t.Errorf("names: %s %s %s %s", Name(34), Name(35), Name(64), Name(32))
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = Name(40) }); n != 0 {
+		t.Errorf("Name(40) allocates %v times", n)
+	}
+}
