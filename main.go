@@ -32,7 +32,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
-	"vigil/logsink"
+	"vigil/internal/logsink"
 	"vigil/pid1"
 	"vigil/signals"
 )

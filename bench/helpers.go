@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"vigil/internal/nsinit"
+	"vigil/internal/testinfra/nsinit"
 )
 
 // helperEnv makes this binary run as one of its helper programs, named by

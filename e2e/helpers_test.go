@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"vigil/internal/nsinit"
+	"vigil/internal/testinfra/nsinit"
 )
 
 // helpers are the programs vigil runs in the tests: small, each proving one

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"vigil/logsink"
+	"vigil/internal/logsink"
 )
 
 // hook is one command to run after the child ended.

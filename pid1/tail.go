@@ -6,7 +6,7 @@ import (
 	"sync"
 
 	"vigil/internal/intake"
-	"vigil/logsink"
+	"vigil/internal/logsink"
 )
 
 // tail copies the child's stderr on to vigil's, byte for byte as it
