@@ -1,11 +1,10 @@
 package notify
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -150,12 +149,14 @@ func Listen(cfg Config) (*Listener, error) {
 }
 
 // bindAbstract binds fd to "@vigil-notify-" and 16 random hex digits.
+// The name need not be secret (trust comes from the sender's credentials,
+// not from reaching the socket), only unlikely to collide: the runtime's
+// randomly seeded generator does, where crypto/rand would link a whole
+// cryptographic module into every vigil.
 func bindAbstract(fd int) (string, error) {
 	var err error
 	for range 8 {
-		var r [8]byte
-		_, _ = rand.Read(r[:]) // never fails on Linux (getrandom)
-		name := "@vigil-notify-" + hex.EncodeToString(r[:])
+		name := fmt.Sprintf("@vigil-notify-%016x", rand.Uint64())
 		if err = unix.Bind(fd, &unix.SockaddrUnix{Name: name}); err == nil {
 			return name, nil
 		}
