@@ -31,6 +31,13 @@ func TestVigilIsNeverTheOOMVictim(t *testing.T) {
 	// A worker above maxWorkerKB would no longer be small: the issue saw
 	// vigil (5.2 MB) killed beside workers of 3.7 MB.
 	const workers, sizeKB, maxWorkerKB = 12, 1536, 4608
+	// The child is the test's scaffolding, a Go test binary: now and then
+	// the kernel picks it rather than a worker. vigil survived such a run
+	// (it handed back the child's SIGKILL), but it says nothing about the
+	// workers, so it is run again, a bounded number of times. Lowering the
+	// child's oom_score_adj would settle it, but takes a capability that
+	// this machine's root, like many containers', does not have.
+	inconclusive := 0
 	for run := 1; run <= 5; run++ {
 		report := filepath.Join(t.TempDir(), "crowd.json")
 		before := oomKills(t, dir)
@@ -51,6 +58,12 @@ func TestVigilIsNeverTheOOMVictim(t *testing.T) {
 				run, unix.SignalName(ws.Signal()), kills, workers, clipLog(r.stderr.String()))
 		}
 		b, err := os.ReadFile(report)
+		if err != nil && ws.ExitStatus() == 128+int(unix.SIGKILL) && kills > 0 && inconclusive < 5 {
+			inconclusive++
+			t.Logf("run %d of 5: the kernel picked the child, not vigil nor a worker; vigil survived and exited 137; again", run)
+			run--
+			continue
+		}
 		if err != nil {
 			t.Fatalf("run %d of 5: vigil exited %d and the child wrote no report (%v): the child itself was killed, "+
 				"the cgroup counted %d OOM kills\nstderr:\n%s", run, ws.ExitStatus(), err, kills, clipLog(r.stderr.String()))
