@@ -89,6 +89,10 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	stopCancel := context.AfterFunc(ctx, func() { intake.Post(intake.Cancel) })
 	defer stopCancel()
 
+	// Every signal is caught before anything can be forwarded (see
+	// intake: the last ones were enabled while the command line was read).
+	intake.Ready()
+
 	// From here on vigil may not bail out: whatever happens, the child's
 	// end (or the reason it never started) is recorded and returned.
 	s.timer = time.NewTimer(time.Hour)

@@ -20,7 +20,6 @@ package intake
 import (
 	"os"
 	"os/signal"
-	"slices"
 	"sync/atomic"
 	"syscall"
 )
@@ -60,32 +59,66 @@ func init() { catch() }
 // as under tini. The runtime keeps an inherited SIG_IGN only for SIGHUP and
 // SIGINT; any other signal was caught by the runtime before this code runs.
 func catch() {
-	// os/signal enables signals in the order given, each a round trip to
-	// the runtime's signal-mask thread (about 30 µs): the ones that stop a
-	// container go first, so that their window is the shortest.
-	first := []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGCHLD}
-	var sigs []os.Signal
-	add := func(sig syscall.Signal) {
+	// The stop signals first, so that their window is the shortest. Only
+	// SIGHUP and SIGINT can still be ignored here (see above).
+	first := []os.Signal{syscall.SIGTERM}
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGHUP} {
 		if signal.Ignored(sig) {
 			ignored = append(ignored, sig)
-			return
+		} else {
+			first = append(first, sig)
 		}
-		sigs = append(sigs, sig)
 	}
-	for _, sig := range first {
-		add(sig)
-	}
-	for n := 1; n <= maxSignal; n++ {
-		if sig := syscall.Signal(n); Catchable(sig) && !slices.Contains(first, sig) {
-			add(sig)
+	var rest []os.Signal
+	for n := 3; n <= maxSignal; n++ {
+		sig := syscall.Signal(n)
+		switch {
+		case !Catchable(sig), sig == syscall.SIGTERM:
+		case signal.Ignored(sig):
+			ignored = append(ignored, sig)
+		case deadly(sig):
+			first = append(first, sig)
+		default:
+			rest = append(rest, sig)
 		}
 	}
 	// os/signal drops a signal when the channel is full. The relay below
 	// empties it at once into the counters, so it fills only if the relay
 	// cannot run for as long as 256 signals take to arrive.
 	c := make(chan os.Signal, 256)
-	signal.Notify(c, sigs...)
 	go relay(c)
+	// os/signal enables each signal with a round trip to the runtime's
+	// signal-mask thread (about 30 µs). The signals the runtime would die
+	// of are enabled here, before anything else of vigil runs; the other
+	// 45, which the runtime drops unseen until they are caught, are enabled
+	// on a goroutine while the command line is parsed (1.3 ms of start-up
+	// saved), and Ready waits for them before there is a child to forward
+	// anything to.
+	signal.Notify(c, first...)
+	go func() {
+		defer close(caught)
+		signal.Notify(c, rest...)
+	}()
+}
+
+// caught is closed once every signal is caught.
+var caught = make(chan struct{})
+
+// Ready returns once every catchable signal is caught.
+func Ready() { <-caught }
+
+// deadly reports whether the Go runtime ends the process when sig arrives
+// before it is caught: SIGTERM, SIGINT and SIGHUP (exit 2, or death by the
+// signal), and those it treats as crashes when sent with kill(2). The
+// order puts the stop signals first.
+func deadly(sig syscall.Signal) bool {
+	switch sig {
+	case syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGABRT,
+		syscall.SIGILL, syscall.SIGTRAP, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGSEGV,
+		syscall.SIGSTKFLT, syscall.SIGSYS:
+		return true
+	}
+	return false
 }
 
 func relay(c <-chan os.Signal) {
