@@ -40,7 +40,9 @@ echo "== quick benchmark (bench/: tiny counts, so that it never rots)"
 go test -count=1 -v -timeout 5m ./bench/
 
 echo "== fuzzing (each target briefly; seeds in */testdata/fuzz)"
-fuzztime="${VIGIL_FUZZTIME:-5s}"
+# A count of inputs, not a duration: with a duration the Go fuzzer can end on
+# "context deadline exceeded" when its deadline catches a worker mid-input.
+fuzztime="${VIGIL_FUZZTIME:-10000x}"
 for target in signals:FuzzParse signals:FuzzParseRewrite pid1:FuzzSplitWords pid1:FuzzParseTarget \
 	pid1:FuzzLookupUser .:FuzzConfig .:FuzzDurations .:FuzzRemapExit .:FuzzEnv internal/notify:FuzzParse; do
 	pkg="./${target%%:*}/" name="${target#*:}"
