@@ -164,6 +164,21 @@ func TestNoDescriptorLeaksIntoChild(t *testing.T) {
 // the master is drained so that writers never block.
 func openPTY(t *testing.T) (master, slave *os.File) {
 	t.Helper()
+	m, s := newPTY(t)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := m.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return m, s
+}
+
+// newPTY opens a new pseudo-terminal, closed when the test ends.
+func newPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		t.Skipf("no pseudo-terminals here: %v", err)
@@ -179,14 +194,6 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	if err != nil {
 		t.Fatalf("open pts: %v", err)
 	}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			if _, err := m.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
 	t.Cleanup(func() { s.Close(); m.Close() })
 	return m, s
 }

@@ -44,21 +44,7 @@ type capturedPTY struct {
 // it, until every holder of its slave side has closed it.
 func openCapturedPTY(t *testing.T) *capturedPTY {
 	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatalf("unlockpt: %v", err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatalf("ptsname: %v", err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open pts: %v", err)
-	}
+	m, s := newPTY(t)
 	p := &capturedPTY{pts: s, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -73,7 +59,6 @@ func openCapturedPTY(t *testing.T) *capturedPTY {
 			}
 		}
 	}()
-	t.Cleanup(func() { s.Close(); m.Close() })
 	return p
 }
 
