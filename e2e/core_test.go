@@ -205,11 +205,7 @@ func TestChildOwnsTheTerminal(t *testing.T) {
 			report := filepath.Join(t.TempDir(), "tty")
 			r := start(t, opts{pid1: pid1, tty: pts}, helper("tty", report)...)
 			r.expect(0)
-			var fg, pgrp int
-			got := waitFile(t, report, "", time.Second)
-			if _, err := fmt.Sscanf(got, "fg=%d pgrp=%d", &fg, &pgrp); err != nil {
-				t.Fatalf("child reported %q", got)
-			}
+			fg, pgrp := ttyReport(t, report)
 			if fg != pgrp {
 				t.Errorf("terminal's foreground group is %d, the child's group is %d", fg, pgrp)
 			}
@@ -218,6 +214,17 @@ func TestChildOwnsTheTerminal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ttyReport reads what the tty helper found: the terminal's foreground
+// group and its own.
+func ttyReport(t *testing.T, report string) (fg, pgrp int) {
+	t.Helper()
+	got := waitFile(t, report, "", time.Second)
+	if _, err := fmt.Sscanf(got, "fg=%d pgrp=%d", &fg, &pgrp); err != nil {
+		t.Fatalf("child reported %q", got)
+	}
+	return fg, pgrp
 }
 
 // TestEveryRunOwnsTheTerminal: under --restart the second run gets the
@@ -230,12 +237,7 @@ func TestEveryRunOwnsTheTerminal(t *testing.T) {
 			r := start(t, opts{pid1: pid1, tty: pts}, append([]string{"--restart", "always", "--restart-max", "1",
 				"--restart-delay", "10ms", "--"}, helper("tty", report)...)...)
 			r.expect(0)
-			var fg, pgrp int
-			got := waitFile(t, report, "", time.Second)
-			if _, err := fmt.Sscanf(got, "fg=%d pgrp=%d", &fg, &pgrp); err != nil {
-				t.Fatalf("child reported %q", got)
-			}
-			if fg != pgrp {
+			if fg, pgrp := ttyReport(t, report); fg != pgrp {
 				t.Errorf("the second run's group %d is not the terminal's foreground %d", pgrp, fg)
 			}
 		})
