@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -310,5 +313,64 @@ func TestTruncateAndHookVars(t *testing.T) {
 	}
 	if got := withoutHookVars([]string{"VIGIL_CLASS=x", "PATH=/bin", "VIGIL_ERROR=y"}); len(got) != 1 || got[0] != "PATH=/bin" {
 		t.Errorf("withoutHookVars = %q", got)
+	}
+}
+
+// TestRunReadinessRestartAndRelay drives the readiness, restart and relay
+// paths of the loop in-process: --ready-on, --notify with the real
+// systemd-notify when installed, the relay to this test's own socket,
+// --watchdog's environment, --capture-tail across a restart.
+func TestRunReadinessRestartAndRelay(t *testing.T) {
+	dir := t.TempDir()
+	up := "@vigil-unit-upstream-" + strconv.Itoa(os.Getpid())
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: up, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	t.Setenv("NOTIFY_SOCKET", up)
+	t.Setenv("WATCHDOG_PID", "4242") // vigil's manager's; never the child's
+	tomb, flag, env := filepath.Join(dir, "tomb.json"), filepath.Join(dir, "flag"), filepath.Join(dir, "env")
+	notifyCmd := "true"
+	if sn, err := exec.LookPath("systemd-notify"); err == nil {
+		notifyCmd = sn + " --status=serving"
+	}
+	script := `env > ` + env + `; touch ` + flag + `; ` + notifyCmd + `; echo oops >&2; sleep 0.2; exit 1`
+	code, log, err := runCfg(t, context.Background(), Config{
+		Command: sh(script), Tombstone: tomb, Notify: true, Watchdog: 5 * time.Second,
+		WatchdogSignal: unix.SIGABRT, ReadyOn: []Target{{Kind: "file", Path: flag}},
+		Restart: RestartOnFailure, RestartMax: 1, RestartDelay: 10 * time.Millisecond,
+		RestartDelayMax: time.Second, CaptureTail: 1024,
+	})
+	if code != 1 || err != nil {
+		t.Fatalf("Run = %d, %v; want the last run's 1\nlog:\n%s", code, err, log)
+	}
+	var ts Tombstone
+	readJSON(t, tomb, &ts)
+	if ts.State != "exited" || ts.Restarts != 1 || ts.ReadyAt == nil {
+		t.Errorf("tombstone %+v: want exited after 1 restart, with ready_at", ts)
+	}
+	b, _ := os.ReadFile(env)
+	for _, want := range []string{"NOTIFY_SOCKET=@vigil-notify-", "WATCHDOG_USEC=5000000"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the child's environment lacks %s", want)
+		}
+	}
+	if strings.Contains(string(b), "WATCHDOG_PID=") {
+		t.Error("the child got vigil's manager's WATCHDOG_PID")
+	}
+	// vigil's own READY=1 (from --ready-on), relayed upstream.
+	l.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	if n, err := l.Read(buf); err != nil || !strings.Contains(string(buf[:n]), "READY=1") {
+		t.Errorf("upstream got %q, %v; want READY=1", buf[:n], err)
+	}
+}
+
+func TestRunWaitAllWaitsForADetachedProcess(t *testing.T) {
+	began := time.Now()
+	code, log, err := runCfg(t, context.Background(), Config{Command: sh("(sleep 0.3 &) ; exit 2"), WaitAll: true})
+	if code != 2 || err != nil || time.Since(began) < 300*time.Millisecond {
+		t.Errorf("Run = %d, %v after %s; want 2 once the detached sleep ended\nlog:\n%s", code, err, time.Since(began), log)
 	}
 }
