@@ -143,7 +143,7 @@ func newSupervisor(cfg Config) (*supervisor, error) {
 		waitFor: len(cfg.WaitFor) > 0, waitTimeout: cfg.WaitTimeout, tail: cfg.CaptureTail > 0,
 		restart: cfg.Restart, restartMax: cfg.RestartMax, restartDelay: cfg.RestartDelay,
 		restartDelayMax: cfg.RestartDelayMax, waitAll: cfg.WaitAll,
-		watchdog: cfg.Watchdog, watchdogSignal: cfg.WatchdogSignal,
+		watchdog: cfg.Watchdog, watchdogSignal: cfg.WatchdogSignal, exitZeroOnStop: cfg.ExitZeroOnStop,
 	})
 	return s, nil
 }

@@ -776,3 +776,63 @@ func TestTheChildsWatchdogIntervalLastsOneRun(t *testing.T) {
 		t.Errorf("the next run's watchdog at %v, want the configured 1s", got.Sub(t0))
 	}
 }
+
+func TestExitZeroOnStopOnlyForAStopTheChildHonoured(t *testing.T) {
+	zero := defaults()
+	zero.exitZeroOnStop = true
+	grace := zero
+	grace.graceSet, grace.grace = true, time.Second
+	quit := zero
+	quit.rewrite = signals.Rewrite{unix.SIGTERM: unix.SIGQUIT}
+	tests := []struct {
+		name        string
+		r           rules
+		stop        bool // vigil receives TERM first
+		kill        bool // the grace runs out
+		exit        reaper.Exit
+		class       Class
+		status      int
+		childStatus int
+	}{
+		{"died of the TERM forwarded", zero, true, false, reaper.Exit{Pid: child, Signal: unix.SIGTERM}, Stopped, 0, 143},
+		{"exited 143 after the TERM", zero, true, false, reaper.Exit{Pid: child, Code: 143}, Stopped, 0, 143},
+		{"died of the QUIT the rewrite sent", quit, true, false, reaper.Exit{Pid: child, Signal: unix.SIGQUIT}, Stopped, 0, 131},
+		{"failed on its own during the stop", zero, true, false, reaper.Exit{Pid: child, Code: 3}, Failure, 3, 3},
+		{"crashed during the stop", zero, true, false, reaper.Exit{Pid: child, Signal: unix.SIGSEGV}, Fault, 139, 139},
+		{"needed vigil's SIGKILL after the grace", grace, true, true, reaper.Exit{Pid: child, Signal: unix.SIGKILL}, Kill, 137, 137},
+		{"a TERM from elsewhere, no stop", zero, false, false, reaper.Exit{Pid: child, Signal: unix.SIGTERM}, Signal, 143, 143},
+		{"143 with no stop", zero, false, false, reaper.Exit{Pid: child, Code: 143}, Failure, 143, 143},
+		{"without the flag, as today", defaults(), true, false, reaper.Exit{Pid: child, Signal: unix.SIGTERM}, Signal, 143, 143},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := running(t, tt.r)
+			if tt.stop {
+				m.signal(unix.SIGTERM, t0)
+			}
+			if tt.kill {
+				m.tick(at(time.Second))
+			}
+			m.take()
+			m.reaped([]reaper.Exit{tt.exit}, false, no, at(2*time.Second))
+			m.take()
+			r := finish(t, m)
+			if r.class != tt.class || r.status != tt.status || r.exit.Status() != tt.childStatus {
+				t.Errorf("class %s, status %d, child's %d; want %s, %d, %d", r.class, r.status, r.exit.Status(), tt.class, tt.status, tt.childStatus)
+			}
+		})
+	}
+}
+
+func TestExitZeroOnStopIsNotAStopBeforeTheChildExists(t *testing.T) {
+	r := defaults()
+	r.exitZeroOnStop, r.waitFor = true, true
+	m := newMachine(r)
+	m.begin(t0)
+	m.take()
+	m.signal(unix.SIGTERM, t0)
+	m.take()
+	if m.rec == nil || m.rec.status != 143 || m.rec.class == Stopped {
+		t.Fatalf("record %+v, want 143 and not stopped: the command never ran", m.rec)
+	}
+}

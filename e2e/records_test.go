@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	helpers["on-stop"] = onStop
+}
+
+// onStop writes "ready PID" to FILE and then, by HOW: "dies" waits with
+// SIGTERM's default action (it dies of it), "exits N" exits N on SIGTERM
+// (as a shell's trap or the JVM do), "ignores" ignores SIGTERM, "fails N"
+// exits N at once on its own.
+func onStop(args []string) int {
+	file, how := args[0], args[1]
+	c := make(chan os.Signal, 1)
+	switch how {
+	case "exits":
+		signal.Notify(c, unix.SIGTERM)
+	case "ignores":
+		signal.Ignore(unix.SIGTERM)
+	case "fails":
+		return mustAtoi(args[2])
+	}
+	writeFile(file, "ready "+strconv.Itoa(os.Getpid()))
+	if how == "exits" {
+		<-c
+		return mustAtoi(args[2])
+	}
+	time.Sleep(time.Hour)
+	return 0
+}
+
+// TestExitZeroOnStop: with --exit-zero-on-stop a child that honours a stop
+// signal from outside ends vigil with 0 (class stopped, the tombstone says
+// how it died); one that fails on its own, is sent TERM by someone else, or
+// needs vigil's SIGKILL still fails with its status; without the flag
+// nothing changes. As PID 1 and not.
+func TestExitZeroOnStop(t *testing.T) {
+	cases := []struct {
+		name   string
+		flags  []string
+		how    []string
+		stop   string // "vigil": TERM to vigil; "child": TERM to the child directly; "": none
+		status int
+		class  string
+		signal string
+	}{
+		{"dies of the TERM forwarded", []string{"--exit-zero-on-stop"}, []string{"dies"}, "vigil", 0, "stopped", "SIGTERM"},
+		{"exits 143 on the TERM", []string{"--exit-zero-on-stop"}, []string{"exits", "143"}, "vigil", 0, "stopped", ""},
+		{"dies of the HUP a rewrite forwarded", []string{"--exit-zero-on-stop", "-r", "TERM:HUP"}, []string{"dies"}, "vigil", 0, "stopped", "SIGHUP"},
+		{"exits 1 on the TERM", []string{"--exit-zero-on-stop"}, []string{"exits", "1"}, "vigil", 1, "failure", ""},
+		{"fails on its own", []string{"--exit-zero-on-stop"}, []string{"fails", "3"}, "", 3, "failure", ""},
+		{"TERM from elsewhere", []string{"--exit-zero-on-stop"}, []string{"dies"}, "child", 143, "signal", "SIGTERM"},
+		{"SIGKILLed after the grace", []string{"--exit-zero-on-stop", "--grace", "500ms"}, []string{"ignores"}, "vigil", 137, "kill", "SIGKILL"},
+		{"without the flag", nil, []string{"dies"}, "vigil", 143, "signal", "SIGTERM"},
+		{"from the variable", nil, []string{"dies"}, "vigil", 0, "stopped", "SIGTERM"},
+	}
+	for _, pid1 := range []bool{true, false} {
+		for _, tc := range cases {
+			name := tc.name
+			if pid1 {
+				name += " as PID 1"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				dir := t.TempDir()
+				file, tomb := filepath.Join(dir, "ready"), filepath.Join(dir, "tomb.json")
+				o := opts{pid1: pid1}
+				if tc.name == "from the variable" {
+					o.env = []string{"VIGIL_EXIT_ZERO_ON_STOP=1"}
+				}
+				args := append(append([]string{"--tombstone", tomb}, tc.flags...), "--")
+				args = append(append(args, self, "on-stop", file), tc.how...)
+				r := start(t, o, args...)
+				if tc.stop != "" {
+					pid := mustAtoi(strings.Fields(waitFile(t, file, "ready ", 10*time.Second))[1])
+					if tc.stop == "vigil" {
+						r.signal(unix.SIGTERM)
+					} else if err := unix.Kill(pidOutside(t, r, pid, pid1), unix.SIGTERM); err != nil {
+						t.Fatal(err)
+					}
+				}
+				r.expect(tc.status)
+				ts := readTombstone(t, tomb)
+				sig, _ := ts["signal"].(string)
+				if ts["class"] != tc.class || sig != tc.signal || ts["exit_status"] != float64(tc.status) {
+					t.Errorf("tombstone class %v, signal %v, exit_status %v; want %s, %q, %d", ts["class"], ts["signal"],
+						ts["exit_status"], tc.class, tc.signal, tc.status)
+				}
+			})
+		}
+	}
+}
+
+// pidOutside turns the pid a helper reported into one the test can
+// signal: as PID 1 the helper saw its pid in vigil's namespace, so it is
+// found as vigil's child in the test's.
+func pidOutside(t *testing.T, r *run, pid int, pid1 bool) int {
+	t.Helper()
+	if !pid1 {
+		return pid
+	}
+	return childOf(t, r.cmd.Process.Pid, 10*time.Second)
+}
