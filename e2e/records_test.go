@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,6 +15,12 @@ import (
 
 func init() {
 	helpers["on-stop"] = onStop
+	helpers["no-hosts"] = func([]string) int {
+		if _, err := os.Stat("/etc/hosts"); err == nil {
+			return 1
+		}
+		return 0
+	}
 }
 
 // onStop writes "ready PID" to FILE and then, by HOW: "dies" waits with
@@ -111,4 +118,59 @@ func pidOutside(t *testing.T, r *run, pid int, pid1 bool) int {
 		return pid
 	}
 	return childOf(t, r.cmd.Process.Pid, 10*time.Second)
+}
+
+// TestLoopbackTargetsNeedNoResolver: in an image that holds only vigil
+// (here: /etc hidden under an empty tmpfs, as PID 1), tcp::PORT and
+// tcp:localhost:PORT reach the loopback, 127.0.0.1 or ::1, for --wait-for
+// and --probe (--ready-on dials the same way).
+func TestLoopbackTargetsNeedNoResolver(t *testing.T) {
+	needRoot(t)
+	listen := func(network, addr string) string {
+		l, err := net.Listen(network, addr)
+		if err != nil {
+			t.Skipf("cannot listen on %s: %v", addr, err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		_, port, _ := net.SplitHostPort(l.Addr().String())
+		return port
+	}
+	v4, v6 := listen("tcp4", "127.0.0.1:0"), listen("tcp6", "[::1]:0")
+	// A port nothing listens on, for the probe that must fail.
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, closed, _ := net.SplitHostPort(l.Addr().String())
+	l.Close()
+	hidden := opts{pid1: true, env: []string{"E2E_HIDE_ETC=1"}}
+	for _, tc := range []struct {
+		args   []string
+		status int
+	}{
+		{[]string{"--wait-for", "tcp::" + v4, "--wait-timeout", "10s", "--", self, "exit", "0"}, 0},
+		{[]string{"--wait-for", "tcp:localhost:" + v6, "--wait-timeout", "10s", "--", self, "exit", "0"}, 0},
+		{[]string{"--wait-for", "tcp:LOCALHOST.:" + v4, "--wait-timeout", "10s", "--", self, "exit", "0"}, 0},
+		{[]string{"--probe", "tcp::" + v4}, 0},
+		{[]string{"--probe", "tcp:localhost:" + v6}, 0},
+		{[]string{"--probe", "tcp::" + closed}, 1},
+	} {
+		status, stderr := vigil(t, hidden, tc.args...)
+		if status != tc.status {
+			t.Errorf("vigil %s with no /etc: exit %d, want %d\n%s", strings.Join(tc.args, " "), status, tc.status, stderr)
+		}
+	}
+	// The shim really hid /etc: a child sees no /etc/hosts.
+	if status, _ := vigil(t, hidden, "--", self, "no-hosts"); status != 0 {
+		t.Errorf("/etc/hosts is visible to the child (status %d): the test proves nothing", status)
+	}
 }

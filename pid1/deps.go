@@ -228,7 +228,7 @@ func holds(t Target, stopOn bool) bool {
 func (d *deps) dial(t Target) {
 	backoff := 50 * time.Millisecond
 	for {
-		c, err := net.DialTimeout("tcp", t.Addr, time.Second)
+		c, err := dialTCP(t.Addr, time.Second)
 		if err == nil {
 			c.Close()
 			d.log.Debug("wait-for target ready", "target", t)
@@ -245,4 +245,30 @@ func (d *deps) dial(t Target) {
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// dialTCP connects to addr within timeout. localhost (which an empty host
+// also means) is the loopback itself, 127.0.0.1 then ::1, with no resolver:
+// an image that holds only vigil has no /etc/hosts, and Go's resolver
+// would then ask a DNS server for the name.
+func dialTCP(addr string, timeout time.Duration) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || !isLocalhost(host) {
+		return net.DialTimeout("tcp", addr, timeout)
+	}
+	d := net.Dialer{Deadline: time.Now().Add(timeout)}
+	c, err := d.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
+	if err == nil {
+		return c, nil
+	}
+	if c, err6 := d.Dial("tcp", net.JoinHostPort("::1", port)); err6 == nil {
+		return c, nil
+	}
+	return nil, err
+}
+
+// isLocalhost reports whether host names the loopback by name: localhost,
+// in any case, with or without the root's dot.
+func isLocalhost(host string) bool {
+	return strings.EqualFold(strings.TrimSuffix(host, "."), "localhost")
 }

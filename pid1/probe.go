@@ -3,7 +3,6 @@ package pid1
 import (
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"time"
@@ -60,7 +59,7 @@ func probe(t Target) (string, bool) {
 		}
 		return "exists", true
 	case "tcp":
-		c, err := net.DialTimeout("tcp", t.Addr, probeDialTimeout)
+		c, err := dialTCP(t.Addr, probeDialTimeout)
 		if err != nil {
 			return err.Error(), false
 		}
