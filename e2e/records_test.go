@@ -174,3 +174,98 @@ func TestLoopbackTargetsNeedNoResolver(t *testing.T) {
 		t.Errorf("/etc/hosts is visible to the child (status %d): the test proves nothing", status)
 	}
 }
+
+// cpuTicks is the user and system time of pid, in clock ticks, from
+// /proc/PID/stat.
+func cpuTicks(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fields after the command's closing parenthesis: state is the
+	// first, utime the 12th, stime the 13th.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return mustAtoi(f[11]) + mustAtoi(f[12])
+}
+
+// readCalls is the number of read system calls pid has made, from
+// /proc/PID/io.
+func readCalls(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscr: "); ok {
+			return mustAtoi(v)
+		}
+	}
+	t.Fatalf("no syscr in /proc/%d/io", pid)
+	return 0
+}
+
+// TestOthersActivityInAWatchedDirectoryCostsNothing: vigil watches a
+// directory for --stop-on tombstone:DIR/main.json while another process
+// appends to a log there as fast as it can (then also creates and renames
+// files of other names): vigil's reads and CPU time stay within a small
+// bound, and the target still fires when it is written.
+func TestOthersActivityInAWatchedDirectoryCostsNothing(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	tomb := filepath.Join(dir, "main.json")
+	file := filepath.Join(t.TempDir(), "ready")
+	r := start(t, opts{pid1: true}, "--stop-on", "tombstone:"+tomb, "--", self, "on-stop", file, "dies")
+	waitFile(t, file, "ready ", 10*time.Second)
+	pid := r.cmd.Process.Pid
+	const span = 3 * time.Second
+	measure := func(renames bool) (share float64, reads int) {
+		stop := make(chan struct{})
+		done := make(chan int)
+		go func() {
+			lines := 0
+			log, err := os.OpenFile(filepath.Join(dir, "other.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+			if err != nil {
+				panic(err)
+			}
+			defer log.Close()
+			line := []byte("2026-12-02T07:00:00Z info a line of the neighbour's log\n")
+			for {
+				select {
+				case <-stop:
+					done <- lines
+					return
+				default:
+				}
+				for range 100 {
+					log.Write(line)
+					lines++
+				}
+				if renames {
+					tmp := filepath.Join(dir, ".other.tmp")
+					os.WriteFile(tmp, line, 0o644)
+					os.Rename(tmp, filepath.Join(dir, "other.json"))
+				}
+			}
+		}()
+		ticks, calls := cpuTicks(t, pid), readCalls(t, pid)
+		time.Sleep(span) // the measurement's own length, not a wait for an effect
+		ticks, calls = cpuTicks(t, pid)-ticks, readCalls(t, pid)-calls
+		close(stop)
+		lines := <-done
+		// Clock ticks are 1/100 s (USER_HZ) on Linux.
+		share = float64(ticks) / 100 / span.Seconds()
+		t.Logf("renames %v: vigil used %d ticks (%.1f%% of a core) and made %d reads in %s while a neighbour wrote %d lines (%.0f/s)",
+			renames, ticks, 100*share, calls, span, lines, float64(lines)/span.Seconds())
+		return share, calls
+	}
+	if share, reads := measure(false); share > 0.01 || reads > 10 {
+		t.Errorf("a neighbour's log cost vigil %.1f%% of a core and %d reads; want at most 1%% and 10", 100*share, reads)
+	}
+	if share, _ := measure(true); share > 0.03 {
+		t.Errorf("a neighbour's log and renames cost vigil %.1f%% of a core; want at most 3%%", 100*share)
+	}
+	writeFile(tomb, `{"name":"main","state":"exited"}`)
+	r.expect(0)
+}

@@ -1,6 +1,7 @@
 package pid1
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -67,7 +69,8 @@ func ParseTarget(s string) (Target, error) {
 type deps struct {
 	waitFor, stopOn []Target
 	log             *slog.Logger
-	ino             *os.File // nil when no target is a path
+	ino, wake       int     // inotify and the eventfd that ends its watcher; -1 when no target is a path
+	w               watches // what the inotify descriptor watches; the watcher's own
 	quit            chan struct{}
 
 	mu      sync.Mutex
@@ -76,7 +79,7 @@ type deps struct {
 }
 
 func startDeps(waitFor, stopOn []Target, log *slog.Logger) (*deps, error) {
-	d := &deps{waitFor: waitFor, stopOn: stopOn, log: log, quit: make(chan struct{}), pending: map[Target]bool{}}
+	d := &deps{waitFor: waitFor, stopOn: stopOn, log: log, quit: make(chan struct{}), pending: map[Target]bool{}, ino: -1, wake: -1}
 	paths := false
 	for _, t := range waitFor {
 		d.pending[t] = true
@@ -88,13 +91,20 @@ func startDeps(waitFor, stopOn []Target, log *slog.Logger) (*deps, error) {
 		paths = paths || t.Kind != "tcp"
 	}
 	if paths {
+		// Not the runtime's poller: its epoll would wake a thread for
+		// every event queued while the watcher pauses (see watchPaths),
+		// which is what a busy neighbour costs. The watcher polls the two
+		// descriptors itself, holding one thread while it sleeps.
 		fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 		if err != nil {
 			return nil, fail(ExitInternal, "inotify: %w", err)
 		}
-		// A non-blocking descriptor goes to the runtime's poller, so the
-		// reader sleeps without holding a thread.
-		d.ino = os.NewFile(uintptr(fd), "inotify")
+		wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			unix.Close(fd)
+			return nil, fail(ExitInternal, "eventfd: %w", err)
+		}
+		d.ino, d.wake = fd, wake
 		go d.watchPaths()
 	}
 	return d, nil
@@ -104,10 +114,12 @@ func (d *deps) close() {
 	if d == nil {
 		return
 	}
-	close(d.quit)
-	if d.ino != nil {
-		d.ino.Close()
+	// The eventfd first: the watcher closes both descriptors once it has
+	// seen either signal, so this write always finds its descriptor.
+	if d.wake >= 0 {
+		_, _ = unix.Write(d.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	}
+	close(d.quit)
 }
 
 // state says whether every --wait-for target has held, and which --stop-on
@@ -134,16 +146,56 @@ func (d *deps) waiting() string {
 }
 
 // watchPaths evaluates the path targets now and after every batch of
-// inotify events.
+// inotify events that concerns them. Events for other names in a watched
+// directory are dropped here, before anything is read: a neighbour that
+// writes a log beside a tombstone must cost vigil nothing.
 func (d *deps) watchPaths() {
-	buf := make([]byte, 4096)
+	defer func() {
+		unix.Close(d.ino)
+		unix.Close(d.wake)
+	}()
+	buf := make([]byte, 64<<10)
 	for {
 		d.evaluate()
-		if _, err := d.ino.Read(buf); err != nil {
-			return
+		for {
+			fds := []unix.PollFd{{Fd: int32(d.ino), Events: unix.POLLIN}, {Fd: int32(d.wake), Events: unix.POLLIN}}
+			if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+				d.log.Error("watching the targets", "err", fmt.Errorf("poll: %w", err))
+				<-d.quit
+				return
+			}
+			if fds[1].Revents != 0 {
+				return
+			}
+			n, err := unix.Read(d.ino, buf)
+			if err == unix.EAGAIN || err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				d.log.Error("watching the targets", "err", fmt.Errorf("read inotify: %w", err))
+				<-d.quit
+				return
+			}
+			if d.w.concerns(buf[:n]) {
+				break
+			}
+			// Only others' news: let it pile up in the kernel's queue and
+			// take it in one read, rather than waking for each entry a
+			// busy neighbour creates. A queue that overflows says so
+			// (IN_Q_OVERFLOW), and everything is looked at again.
+			select {
+			case <-d.quit:
+				return
+			case <-time.After(othersPause):
+			}
 		}
 	}
 }
+
+// othersPause is how long the watcher waits after a batch of events that
+// concern none of its targets; news of a target waits at most this long
+// behind a neighbour's.
+const othersPause = 20 * time.Millisecond
 
 func (d *deps) evaluate() {
 	d.watch()
@@ -182,22 +234,90 @@ func (d *deps) evaluate() {
 	}
 }
 
-// watch (re)adds watches for the targets' directories. A directory that
-// does not exist yet is stood in for by its nearest existing ancestor, and
-// the watch moves down as the tree is created.
+// The watches. A directory is watched only for entries that arrive
+// (created, renamed into it): a file written in it, which a busy log does
+// thousands of times a second, raises nothing, and neither does one that
+// goes (a target that held has done its work; a record going is seen on
+// its own watch). What is written to a record is seen on a watch of the
+// record file itself.
+const (
+	dirMask  = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
+	fileMask = unix.IN_MODIFY | unix.IN_CLOSE_WRITE | unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_DONT_FOLLOW
+)
+
+// watches says which names matter under each watch descriptor: the
+// target's own name in its directory, the next step down in an ancestor
+// that stands in for a directory not created yet; a watch of a record
+// file itself matters whatever it reports.
+type watches struct {
+	names map[int32]map[string]bool // directory watches
+	files map[int32]bool            // watches of record files
+}
+
+// concerns reports whether a batch of inotify events read from the
+// descriptor holds one that matters.
+func (w *watches) concerns(buf []byte) bool {
+	for len(buf) >= unix.SizeofInotifyEvent {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[0]))
+		end := unix.SizeofInotifyEvent + int(ev.Len)
+		if end > len(buf) {
+			return true // cut short: cannot tell, so look
+		}
+		name := bytes.TrimRight(buf[unix.SizeofInotifyEvent:end], "\x00")
+		buf = buf[end:]
+		switch {
+		case ev.Mask&(unix.IN_Q_OVERFLOW|unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
+			return true // lost events, or a watched inode went: watch again
+		case w.files[ev.Wd]:
+			return true
+		case w.names[ev.Wd][string(name)]: // no copy: a map index
+			return true
+		}
+	}
+	return false
+}
+
+// watch (re)adds watches for the targets' directories and record files.
+// A directory that does not exist yet is stood in for by its nearest
+// existing ancestor, and the watch moves down as the tree is created;
+// watches no longer needed are removed, so that they raise nothing.
 func (d *deps) watch() {
-	const mask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_MODIFY |
-		unix.IN_ATTRIB | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+	fd := d.ino
+	next := watches{names: map[int32]map[string]bool{}, files: map[int32]bool{}}
 	for _, t := range append(append([]Target(nil), d.waitFor...), d.stopOn...) {
 		if t.Kind == "tcp" {
 			continue
 		}
-		for dir := filepath.Dir(t.Path); ; dir = filepath.Dir(dir) {
-			if _, err := unix.InotifyAddWatch(int(d.ino.Fd()), dir, mask); err == nil || dir == "/" || dir == "." {
+		if t.Kind != "file" {
+			if wd, err := unix.InotifyAddWatch(fd, t.Path, fileMask); err == nil {
+				next.files[int32(wd)] = true
+			}
+		}
+		for below, dir := t.Path, filepath.Dir(t.Path); ; below, dir = dir, filepath.Dir(dir) {
+			wd, err := unix.InotifyAddWatch(fd, dir, dirMask)
+			if err == nil {
+				if next.names[int32(wd)] == nil {
+					next.names[int32(wd)] = map[string]bool{}
+				}
+				next.names[int32(wd)][filepath.Base(below)] = true
+				break
+			}
+			if dir == "/" || dir == "." {
 				break
 			}
 		}
 	}
+	for wd := range d.w.names {
+		if next.names[wd] == nil && !next.files[wd] {
+			_, _ = unix.InotifyRmWatch(fd, uint32(wd))
+		}
+	}
+	for wd := range d.w.files {
+		if next.names[wd] == nil && !next.files[wd] {
+			_, _ = unix.InotifyRmWatch(fd, uint32(wd))
+		}
+	}
+	d.w = next
 }
 
 // holds reports whether a path target holds: a file exists; a tombstone
