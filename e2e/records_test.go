@@ -269,3 +269,135 @@ func TestOthersActivityInAWatchedDirectoryCostsNothing(t *testing.T) {
 	writeFile(tomb, `{"name":"main","state":"exited"}`)
 	r.expect(0)
 }
+
+func init() {
+	helpers["fill"] = fill
+}
+
+// fill writes DIR/ballast until the file system is full, says "full" in
+// FILE, and exits CODE.
+func fill(args []string) int {
+	f, err := os.Create(filepath.Join(args[0], "ballast"))
+	if err != nil {
+		panic(err)
+	}
+	block := make([]byte, 4096)
+	for {
+		if _, err := f.Write(block); err != nil {
+			break
+		}
+	}
+	f.Close()
+	writeFile(args[1], "full")
+	return mustAtoi(args[2])
+}
+
+// smallTmpfs mounts a tmpfs of size bytes for the test and unmounts it at
+// the end.
+func smallTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	needRoot(t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size="+strconv.Itoa(size)); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// fillUp fills the file system at dir with a file of its own, to the last
+// byte.
+func fillUp(t *testing.T, dir string) {
+	t.Helper()
+	if status := runHelper("fill", []string{dir, filepath.Join(t.TempDir(), "full"), "0"}); status != 0 {
+		t.Fatalf("fill: %d", status)
+	}
+}
+
+// TestRecordsOnAFullFileSystem: on a tmpfs that is full at start, vigil
+// refuses with one line and starts nothing; when the disk fills while the
+// child runs, the records are still written at the end, with the room
+// taken at start. As PID 1.
+func TestRecordsOnAFullFileSystem(t *testing.T) {
+	t.Run("full at start", func(t *testing.T) {
+		for _, flag := range []string{"--tombstone", "--termination-log"} {
+			dir := smallTmpfs(t, 64<<10)
+			fillUp(t, dir)
+			started := filepath.Join(t.TempDir(), "started")
+			path := filepath.Join(dir, "record")
+			status, stderr := vigil(t, opts{pid1: true}, flag, path, "--", self, "started", started)
+			if status != 2 || !strings.Contains(stderr, flag+" "+strconv.Quote(path)) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+				t.Errorf("%s on a full tmpfs: status %d, want 2 with one line naming it\nstderr:\n%s", flag, status, stderr)
+			}
+			if pathExists(started) {
+				t.Errorf("%s on a full tmpfs: the command ran", flag)
+			}
+		}
+	})
+	t.Run("filled during the run", func(t *testing.T) {
+		dir := smallTmpfs(t, 256<<10)
+		tomb, log := filepath.Join(dir, "tomb.json"), filepath.Join(dir, "termination-log")
+		full := filepath.Join(t.TempDir(), "full")
+		status, stderr := vigil(t, opts{pid1: true}, "--tombstone", tomb, "--termination-log", log, "--", self, "fill", dir, full, "3")
+		if status != 3 {
+			t.Fatalf("status %d, want 3\nstderr:\n%s", status, stderr)
+		}
+		if !pathExists(full) {
+			t.Fatal("the child did not fill the file system")
+		}
+		if strings.Contains(stderr, "cannot write") {
+			t.Errorf("a record write failed:\n%s", stderr)
+		}
+		readTombstone(t, tomb).check(t, map[string]any{"state": "exited", "class": "failure", "exit_status": 3.0})
+		b, err := os.ReadFile(log)
+		if err != nil || !strings.Contains(string(b), "failure, exit status 3") {
+			t.Errorf("termination log %q (%v), want the summary", b, err)
+		}
+	})
+}
+
+// TestARecordLeftByAGoneVigilIsNotTakenForALiveOne: a vigil SIGKILLed
+// while its child runs leaves a tombstone that says running; --probe
+// tombstone: and ready:, and --wait-for, see that its vigil is gone.
+func TestARecordLeftByAGoneVigilIsNotTakenForALiveOne(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	tomb, file := filepath.Join(dir, "tomb.json"), filepath.Join(dir, "ready")
+	r := start(t, opts{pid1: true}, "--tombstone", tomb, "--ready-on", "file:"+file, "--", self, "on-stop", file, "dies")
+	waitFile(t, tomb, `"ready"`, 10*time.Second)
+	probe := func(target string) (int, string) {
+		r := start(t, opts{}, "--probe", target)
+		status := r.wait(30 * time.Second)
+		return status, r.stdout.String()
+	}
+	if status, out := probe("ready:" + tomb); status != 0 {
+		t.Fatalf("--probe of a live vigil's ready record: %d, want 0\n%s", status, out)
+	}
+	r.cmd.Process.Kill() // the PID 1 of its namespace: the child goes with it
+	<-r.done
+	if !strings.Contains(readFileString(t, tomb), `"ready"`) {
+		t.Fatal("the record changed when its vigil died: the test proves nothing")
+	}
+	for _, target := range []string{"ready:" + tomb, "tombstone:" + tomb} {
+		if status, out := probe(target); status != 1 || !strings.Contains(out, "gone") {
+			t.Errorf("--probe %s of a record left by a killed vigil: %d %q, want 1 saying its vigil is gone", target, status, out)
+		}
+	}
+	started := filepath.Join(t.TempDir(), "started")
+	status, stderr := vigil(t, opts{pid1: true}, "--wait-for", "ready:"+tomb, "--wait-timeout", "1s", "--", self, "started", started)
+	if status != 124 || pathExists(started) {
+		t.Errorf("--wait-for ready: on a record left by a killed vigil: %d, want 124 and nothing started\n%s", status, stderr)
+	}
+	if !strings.Contains(stderr, "waiting before starting the command") || !strings.Contains(stderr, "of a vigil that runs") {
+		t.Errorf("--wait-for's log line does not say what it waits for:\n%s", stderr)
+	}
+}
+
+func readFileString(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -73,13 +73,29 @@ type deps struct {
 	w               watches // what the inotify descriptor watches; the watcher's own
 	quit            chan struct{}
 
+	earlier map[Target]string // per --stop-on tombstone, the run that had ended when vigil started
+
 	mu      sync.Mutex
 	pending map[Target]bool // --wait-for targets not yet seen to hold
 	fired   string          // the first --stop-on target seen to hold
 }
 
 func startDeps(waitFor, stopOn []Target, log *slog.Logger) (*deps, error) {
-	d := &deps{waitFor: waitFor, stopOn: stopOn, log: log, quit: make(chan struct{}), pending: map[Target]bool{}, ino: -1, wake: -1}
+	d := &deps{waitFor: waitFor, stopOn: stopOn, log: log, quit: make(chan struct{}), pending: map[Target]bool{}, ino: -1, wake: -1,
+		earlier: map[Target]string{}}
+	// What a --stop-on tombstone says now, before anything is watched: a
+	// run that has ended already is an earlier one (a volume that outlived
+	// it), never a reason to stop.
+	for _, t := range stopOn {
+		if t.Kind == "tombstone" {
+			if ts, live, err := readTombstone(t.Path); err == nil {
+				if run := earlierRun(ts, live); run != "" {
+					d.earlier[t] = run
+					log.Debug("stop-on target holds a record of an earlier run; waiting for the next", "target", t, "state", ts.State)
+				}
+			}
+		}
+	}
 	paths := false
 	for _, t := range waitFor {
 		d.pending[t] = true
@@ -143,6 +159,32 @@ func (d *deps) waiting() string {
 	}
 	slices.Sort(out) // map order is random; messages should not be
 	return strings.Join(out, ", ")
+}
+
+// describe says what each --wait-for target not held yet waits for, for
+// the log line that says why the command has not started.
+func (d *deps) describe() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for t := range d.pending {
+		out = append(out, t.String()+" ("+waitsFor(t)+")")
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
+}
+
+// waitsFor says in words when a --wait-for target holds.
+func waitsFor(t Target) string {
+	switch t.Kind {
+	case "file":
+		return "the file exists"
+	case "tombstone":
+		return "a record that says running or ready, of a vigil that runs"
+	case "ready":
+		return "a record that says ready, of a vigil that runs"
+	}
+	return "a connection is accepted"
 }
 
 // watchPaths evaluates the path targets now and after every batch of
@@ -210,7 +252,7 @@ func (d *deps) evaluate() {
 	d.mu.Unlock()
 	changed := false
 	for _, t := range waiting {
-		if holds(t, false) {
+		if d.holds(t, forWait) {
 			d.log.Debug("wait-for target ready", "target", t)
 			d.mu.Lock()
 			delete(d.pending, t)
@@ -220,7 +262,7 @@ func (d *deps) evaluate() {
 	}
 	if checkStop {
 		for _, t := range d.stopOn {
-			if holds(t, true) {
+			if d.holds(t, forStop) {
 				d.mu.Lock()
 				d.fired = t.String()
 				d.mu.Unlock()
@@ -321,27 +363,18 @@ func (d *deps) watch() {
 }
 
 // holds reports whether a path target holds: a file exists; a tombstone
-// says running or ready (wait-for) or exited (stop-on); a ready: record
-// says ready.
-func holds(t Target, stopOn bool) bool {
-	switch t.Kind {
-	case "file":
+// or ready: record holds by tombstoneHolds.
+func (d *deps) holds(t Target, p purpose) bool {
+	if t.Kind == "file" {
 		_, err := os.Stat(t.Path)
 		return err == nil
-	case "tombstone", "ready":
-		ts, err := ReadTombstone(t.Path)
-		if err != nil {
-			return false
-		}
-		switch {
-		case stopOn:
-			return ts.State == "exited"
-		case t.Kind == "ready":
-			return ts.State == "ready"
-		}
-		return ts.State == "running" || ts.State == "ready"
 	}
-	return false
+	ts, live, err := readTombstone(t.Path)
+	if err != nil {
+		return false
+	}
+	ok, _ := tombstoneHolds(t.Kind, p, ts, live, d.earlier[t])
+	return ok
 }
 
 // dial connects to t until it succeeds, backing off from 50ms to 1s.
