@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net"
 	"os"
 	"os/signal"
@@ -400,4 +401,74 @@ func readFileString(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestASidecarPairRunsAgainOnTheSameVolume: the volume pattern (main:
+// --wait-for ready:sidecar.json; sidecar: --stop-on tombstone:main.json),
+// run once to its end, then again on the same directory with the records
+// of the first run still there, the sidecar first, the main first, and
+// both at once: the sidecar never stops on the main's old exited record,
+// the main never takes the sidecar's old one, and both end 0. Each vigil
+// is PID 1 of its own namespace, as containers sharing an emptyDir.
+func TestASidecarPairRunsAgainOnTheSameVolume(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	mainTomb, sideTomb, up := filepath.Join(dir, "main.json"), filepath.Join(dir, "sidecar.json"), filepath.Join(dir, "sidecar-up")
+	sidecar := func() *run {
+		os.Remove(up) // the child's own marker, not a record
+		return start(t, opts{pid1: true}, "--tombstone", sideTomb, "--ready-on", "file:"+up, "--stop-on", "tombstone:"+mainTomb,
+			"--exit-zero-on-stop", "--", self, "on-stop", up, "dies")
+	}
+	main := func() *run {
+		return start(t, opts{pid1: true}, "--tombstone", mainTomb, "--wait-for", "ready:"+sideTomb, "--wait-timeout", "10s",
+			"--", self, "exit", "0")
+	}
+	record := func(path string) (state, run string) {
+		var ts map[string]any
+		b, _ := os.ReadFile(path)
+		json.Unmarshal(b, &ts)
+		state, _ = ts["state"].(string)
+		run, _ = ts["run_id"].(string)
+		return state, run
+	}
+	pair := func(order string) {
+		var s, m *run
+		_, before := record(mainTomb)
+		switch order {
+		case "sidecar first":
+			s = sidecar()
+			// Up and ready in this run (the record of the last one says
+			// exited), before the main exists.
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if state, _ := record(sideTomb); state == "ready" && pathExists(up) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: the sidecar never became ready\n%s", order, s.stderr)
+				}
+			}
+			m = main()
+		case "main first":
+			m = main()
+			waitFile(t, mainTomb, `"starting"`, 10*time.Second)
+			s = sidecar()
+		default:
+			s, m = sidecar(), main()
+		}
+		if got := m.wait(30 * time.Second); got != 0 {
+			t.Errorf("%s: the main container's vigil exited %d, want 0\nstderr:\n%s\nsidecar's stderr:\n%s", order, got, m.stderr, s.stderr)
+		}
+		if got := s.wait(30 * time.Second); got != 0 {
+			t.Errorf("%s: the sidecar's vigil exited %d, want 0\nstderr:\n%s", order, got, s.stderr)
+		}
+		if _, id := record(mainTomb); id == "" || id == before {
+			t.Errorf("%s: the main's record is of run %q, the run before was %q", order, id, before)
+		}
+		readTombstone(t, mainTomb).check(t, map[string]any{"state": "exited", "class": "success"})
+		readTombstone(t, sideTomb).check(t, map[string]any{"state": "exited", "class": "stopped"})
+	}
+	pair("first run")
+	for _, order := range []string{"sidecar first", "main first", "both at once"} {
+		pair(order)
+	}
 }
