@@ -152,7 +152,13 @@ func (st *store) fill(f *os.File, data []byte) error {
 func (st *store) write(data []byte) error {
 	f := st.next
 	st.next = nil
-	if f != nil && !unused(f) {
+	switch {
+	case f == nil:
+	case !isAt(f, st.spare):
+		// Someone moved or replaced the spare: the exchange is by name.
+		f.Close()
+		f = nil
+	case !unused(f):
 		// Someone holds it open, a reader of the record it held: write
 		// elsewhere, so that reader never sees it change.
 		f.Close()
@@ -189,6 +195,12 @@ func (st *store) write(data []byte) error {
 		st.next = f
 		return &os.LinkError{Op: "exchange", Old: st.spare, New: st.path, Err: err}
 	}
+}
+
+// isAt reports whether name is f, not followed if a symlink.
+func isAt(f *os.File, name string) bool {
+	var a, b unix.Stat_t
+	return unix.Fstat(int(f.Fd()), &a) == nil && unix.Lstat(name, &b) == nil && a.Dev == b.Dev && a.Ino == b.Ino
 }
 
 // unused reports whether no one but vigil has f open, and keeps it so

@@ -103,3 +103,29 @@ func TestLivenessOf(t *testing.T) {
 		}
 	}
 }
+
+func TestStoreMakesANewSpareWhenItsSpareWasReplaced(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tomb.json")
+	st, err := openStore(path, 4096, func(bool) []byte { return []byte(`{"state":"starting"}` + "\n") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	victim := filepath.Join(dir, "victim")
+	os.WriteFile(victim, []byte("keep me"), 0o600)
+	os.Remove(st.spare)
+	if err := os.Symlink(victim, st.spare); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.write([]byte(`{"state":"running"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep me" {
+		t.Errorf("the file behind a planted spare was written: %q", b)
+	}
+	var ts Tombstone
+	if b, _ := os.ReadFile(path); json.Unmarshal(b, &ts) != nil || ts.State != "running" {
+		t.Errorf("record %q, want running", b)
+	}
+}
