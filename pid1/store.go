@@ -69,7 +69,8 @@ func openStore(path string, room int64, first func(locked bool) []byte) (*store,
 		return nil, fail(ExitUsage, "%s %q: %v", flag, path, unwrapPath(err))
 	}
 	st.locked = locked
-	if err := st.fill(f, first(locked)); err == nil {
+	err = st.fill(f, first(locked))
+	if err == nil {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
