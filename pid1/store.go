@@ -180,6 +180,7 @@ func (st *store) write(data []byte) error {
 	switch err := unix.Renameat2(unix.AT_FDCWD, st.spare, unix.AT_FDCWD, st.path, unix.RENAME_EXCHANGE); {
 	case err == nil:
 		st.next, st.cur = st.cur, f
+		syncDir(filepath.Dir(st.path))
 		return nil
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EOPNOTSUPP):
 		// PATH was removed, or no exchange here: a plain rename, and the
