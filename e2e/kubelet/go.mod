@@ -6,6 +6,7 @@ require (
 	golang.org/x/sys v0.49.0
 	k8s.io/api v0.34.4
 	k8s.io/apimachinery v0.34.4
+	sigs.k8s.io/yaml v1.6.0
 )
 
 require (
