@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -295,6 +296,72 @@ func TestNativeSidecarStoppedByItsPod(t *testing.T) {
 			wantReason := map[int32]string{0: "Completed", 143: "Error"}[tc.want]
 			if side2.Reason != wantReason {
 				t.Errorf("sidecar: reason %s, want %s", side2.Reason, wantReason)
+			}
+		})
+	}
+}
+
+// What a native sidecar gets of the pod's grace when the pod is deleted:
+// the kubelet sends it SIGTERM only once main has ended, with what main
+// left of terminationGracePeriodSeconds, and never less than 2s. The
+// kubelet's log (at -v=2) says the grace it gave each container.
+func TestSidecarGetsWhatMainLeavesOfTheGrace(t *testing.T) {
+	n := needNode(t)
+	t.Parallel()
+	const period = 10
+	for _, tc := range []struct {
+		mainStop string
+		min, max int // the sidecar's grace, in whole seconds as the kubelet counts
+	}{
+		{"4s", 2, period - 4},
+		{"9s", 2, 2}, // less than 2s left: the kubelet's floor
+	} {
+		t.Run("main_needs_"+tc.mainStop, func(t *testing.T) {
+			t.Parallel()
+			p := port(t)
+			pod := newPod("budget-"+tc.mainStop, period)
+			side := sidecar(container("proxy", "/vigil", "--name=proxy", "--tombstone=/run/vigil/proxy.json", "--",
+				"httpd", "-f", "-p", "127.0.0.1:"+p, "-h", "/www"))
+			side.StartupProbe = execProbe(1, 30, "/vigil", "--probe", "tcp:127.0.0.1:"+p)
+			pod.Spec.InitContainers = []corev1.Container{side}
+			pod.Spec.Containers = []corev1.Container{container("main", "/vigil", "--name=main", "--tombstone=/run/vigil/main.json", "--",
+				"/helper", "slowstop", tc.mainStop, "/run/vigil/main.done")}
+			sp := n.run(t, pod)
+			sp.waitTombstone(60*time.Second, "main.json", "running")
+			sp.delete()
+			if err := sp.waitStopped(2 * period * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			main := sp.waitTombstone(5*time.Second, "main.json", "exited")
+			proxy := sp.waitTombstone(5*time.Second, "proxy.json", "exited")
+			grace := map[string]int{}
+			for _, line := range strings.Split(grepLog(filepath.Join(n.dir, "kubelet.log"), "Killing container with a grace period", 1000), "\n") {
+				if !strings.Contains(line, `pod="default/`+pod.Name+"-"+nodeName+`"`) {
+					continue
+				}
+				var name string
+				var g int
+				for _, f := range strings.Fields(line) {
+					if v, ok := strings.CutPrefix(f, "containerName="); ok {
+						name = strings.Trim(v, `"`)
+					}
+					if v, ok := strings.CutPrefix(f, "gracePeriod="); ok {
+						fmt.Sscan(v, &g)
+					}
+				}
+				grace[name] = g
+			}
+			outcome("sidecar's grace, period 10s", "main needs "+tc.mainStop,
+				fmt.Sprintf("kubelet: main %ds, sidecar %ds; sidecar ended %.1fs after main",
+					grace["main"], grace["proxy"], proxy.EndedAt.Sub(main.EndedAt).Seconds()))
+			if grace["main"] != period {
+				t.Errorf("main's grace %ds, want the period %ds (kubelet log: %v)", grace["main"], period, grace)
+			}
+			if g := grace["proxy"]; g < tc.min || g > tc.max {
+				t.Errorf("the sidecar's grace %ds, want %d..%ds (kubelet log: %v)", g, tc.min, tc.max, grace)
+			}
+			if proxy.EndedAt.Before(main.EndedAt) {
+				t.Errorf("the sidecar ended (%v) before main (%v)", proxy.EndedAt, main.EndedAt)
 			}
 		})
 	}
