@@ -108,7 +108,15 @@ type node struct {
 	varLogCtrs bool              // /var/log/containers was created by the kubelet here
 	// hadCgroupParent: cgroupParent was there before the node started.
 	hadCgroupParent bool
+	// made: the fixed host paths the kubelet and containerd's shims use
+	// that did not exist before the node started.
+	made []string
 }
+
+// fixedPaths are the host paths the kubelet and containerd 1.6 use
+// whatever their configuration: the device plugin socket under
+// /var/lib/kubelet, the shims' sockets under /run/containerd/s.
+var fixedPaths = []string{"/var/lib/kubelet", "/run/containerd"}
 
 // cgroupParent is where containerd puts the pods' cgroups (in each v1
 // hierarchy) when the kubelet names no parent (cgroupsPerQOS false).
@@ -175,6 +183,11 @@ func (n *node) start() error {
 			return err
 		}
 		n.sysctls[k] = strings.TrimSpace(string(b))
+	}
+	for _, p := range fixedPaths {
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			n.made = append(n.made, p)
+		}
 	}
 	if ps, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupParent); len(ps) > 0 {
 		n.hadCgroupParent = true
@@ -287,13 +300,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = %[8]q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %[6]q
 [plugins."io.containerd.internal.v1.opt"]
   path = %[7]q
 `, filepath.Join(n.dir, "containerd-root"), filepath.Join(n.dir, "containerd-state"), n.sock,
-		n.sock+".ttrpc", pauseImage, cni, filepath.Join(n.dir, "opt"))
+		n.sock+".ttrpc", pauseImage, cni, filepath.Join(n.dir, "opt"), filepath.Join(n.dir, "runc"))
 	cfgPath := filepath.Join(n.dir, "containerd.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
@@ -433,7 +448,7 @@ func (n *node) startKubelet() error {
 		return err
 	}
 	n.kubeletCmd, err = startLogged(filepath.Join(n.dir, "kubelet.log"), n.kubelet,
-		"--config="+cfgPath, "--root-dir="+filepath.Join(n.dir, "kubelet"),
+		"--config="+cfgPath, "--root-dir="+filepath.Join(n.dir, "kubelet"), "--cert-dir="+filepath.Join(n.dir, "pki"),
 		"--hostname-override="+nodeName, "--v=2")
 	if err != nil {
 		return err

@@ -354,6 +354,6 @@ func printMatrix(versions string) {
 	})
 	fmt.Printf("\nkubelet matrix (%s):\n", versions)
 	for _, k := range keys {
-		fmt.Printf("  %-44s %-14s %s\n", k[0], k[1], matrix[k])
+		fmt.Printf("  %-52s %-26s %s\n", k[0], k[1], matrix[k])
 	}
 }

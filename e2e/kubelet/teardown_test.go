@@ -82,6 +82,11 @@ func (n *node) teardown() error {
 			errs = append(errs, fmt.Errorf("restoring %s=%s: %w", k, v, err))
 		}
 	}
+	for _, p := range n.made {
+		if err := removeMade(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := removeLogLinks(n.dir, n.varLogCtrs); err != nil {
 		errs = append(errs, err)
 	}
@@ -167,6 +172,26 @@ func removeCgroups(ids []string) error {
 		errs = append(errs, fmt.Errorf("%d cgroups were left: %q", len(left), left))
 	}
 	return errors.Join(errs...)
+}
+
+// removeMade removes a fixed path the node made: /var/lib/kubelet is the
+// kubelet's alone; /run/containerd may be shared with another containerd
+// started meanwhile, so only its empty directories go.
+func removeMade(p string) error {
+	if p == "/var/lib/kubelet" {
+		return os.RemoveAll(p)
+	}
+	var dirs []string
+	filepath.WalkDir(p, func(q string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, q)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		os.Remove(dirs[i]) // fails, as it should, when another's sockets are in it
+	}
+	return nil
 }
 
 // removeLogLinks removes the kubelet's symlinks in /var/log/containers
