@@ -310,25 +310,41 @@ func TestSidecarGetsWhatMainLeavesOfTheGrace(t *testing.T) {
 	t.Parallel()
 	const period = 10
 	for _, tc := range []struct {
-		mainStop string
-		min, max int // the sidecar's grace, in whole seconds as the kubelet counts
+		mainStop string // "": main ends by itself, the pod is not deleted
+		min, max int    // the sidecar's grace, in whole seconds as the kubelet counts
 	}{
 		{"4s", 2, period - 4},
-		{"9s", 2, 2}, // less than 2s left: the kubelet's floor
+		{"9s", 2, 2},         // less than 2s left: the kubelet's floor
+		{"", period, period}, // a Job's end: the sidecar gets the whole period
 	} {
-		t.Run("main_needs_"+tc.mainStop, func(t *testing.T) {
+		name := "main_needs_" + tc.mainStop
+		if tc.mainStop == "" {
+			name = "main_ends_by_itself"
+		}
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			p := port(t)
-			pod := newPod("budget-"+tc.mainStop, period)
+			pod := newPod("budget-"+strings.ToLower(strings.ReplaceAll(name, "_", "-")), period)
 			side := sidecar(container("proxy", "/vigil", "--name=proxy", "--tombstone=/run/vigil/proxy.json", "--",
 				"httpd", "-f", "-p", "127.0.0.1:"+p, "-h", "/www"))
 			side.StartupProbe = execProbe(1, 30, "/vigil", "--probe", "tcp:127.0.0.1:"+p)
 			pod.Spec.InitContainers = []corev1.Container{side}
-			pod.Spec.Containers = []corev1.Container{container("main", "/vigil", "--name=main", "--tombstone=/run/vigil/main.json", "--",
-				"/helper", "slowstop", tc.mainStop, "/run/vigil/main.done")}
+			app := []string{"/helper", "slowstop", tc.mainStop, "/run/vigil/main.done"}
+			if tc.mainStop == "" {
+				app = []string{"true"}
+			}
+			pod.Spec.Containers = []corev1.Container{container("main", append([]string{"/vigil", "--name=main", "--tombstone=/run/vigil/main.json", "--"}, app...)...)}
 			sp := n.run(t, pod)
-			sp.waitTombstone(60*time.Second, "main.json", "running")
-			sp.delete()
+			if tc.mainStop != "" {
+				sp.waitTombstone(60*time.Second, "main.json", "running")
+				sp.delete()
+			}
+			if err := waitFor(60*time.Second, "the sidecar's record says exited", func() (bool, error) {
+				b, err := sp.record("proxy.json")
+				return err == nil && strings.Contains(b, `"state":"exited"`), nil
+			}); err != nil {
+				t.Fatal(err)
+			}
 			if err := sp.waitStopped(2 * period * time.Second); err != nil {
 				t.Fatal(err)
 			}
@@ -351,10 +367,10 @@ func TestSidecarGetsWhatMainLeavesOfTheGrace(t *testing.T) {
 				}
 				grace[name] = g
 			}
-			outcome("sidecar's grace, period 10s", "main needs "+tc.mainStop,
+			outcome("sidecar's grace, period 10s", strings.ReplaceAll(name, "_", " "),
 				fmt.Sprintf("kubelet: main %ds, sidecar %ds; sidecar ended %.1fs after main",
 					grace["main"], grace["proxy"], proxy.EndedAt.Sub(main.EndedAt).Seconds()))
-			if grace["main"] != period {
+			if tc.mainStop != "" && grace["main"] != period {
 				t.Errorf("main's grace %ds, want the period %ds (kubelet log: %v)", grace["main"], period, grace)
 			}
 			if g := grace["proxy"]; g < tc.min || g > tc.max {
