@@ -40,8 +40,9 @@ go test -count=1 -v -timeout 10m ./e2e/
 
 echo "== vigil under a kubelet (e2e/kubelet, a module of its own: a kubelet standalone on containerd, static pods)"
 # The first run builds the kubelet (about 5 CPU-minutes) into
-# $HOME/.cache/vigil; later runs reuse it.
-(cd e2e/kubelet && go test -count=1 -v -timeout 20m ./...)
+# $HOME/.cache/vigil; later runs reuse it. -parallel 8: the pods mostly wait
+# (on probes, back-offs, grace periods), so 8 at a time fit on 2 cores.
+(cd e2e/kubelet && go test -count=1 -v -parallel 8 -timeout 20m ./...)
 
 echo "== quick benchmark (bench/: tiny counts, so that it never rots)"
 go test -count=1 -v -timeout 5m ./bench/

@@ -388,31 +388,31 @@ func (n *node) importImages(helper string) error {
 // kubeletConfig is the part of KubeletConfiguration (kubelet.config.k8s.io/
 // v1beta1) the node sets; the kubelet decodes it strictly.
 type kubeletConfig struct {
-	Kind                        string            `json:"kind"`
-	APIVersion                  string            `json:"apiVersion"`
-	StaticPodPath               string            `json:"staticPodPath"`
-	FileCheckFrequency          string            `json:"fileCheckFrequency"`
-	SyncFrequency               string            `json:"syncFrequency"`
-	Address                     string            `json:"address"`
-	Port                        int               `json:"port"`
-	ReadOnlyPort                int               `json:"readOnlyPort"`
-	HealthzBindAddress          string            `json:"healthzBindAddress"`
-	HealthzPort                 int               `json:"healthzPort"`
-	CgroupDriver                string            `json:"cgroupDriver"`
-	CgroupsPerQOS               bool              `json:"cgroupsPerQOS"`
-	EnforceNodeAllocatable      []string          `json:"enforceNodeAllocatable"`
-	FailSwapOn                  bool              `json:"failSwapOn"`
-	FailCgroupV1                bool              `json:"failCgroupV1"`
-	ContainerRuntimeEndpoint    string            `json:"containerRuntimeEndpoint"`
-	PodLogsDir                  string            `json:"podLogsDir"`
-	EvictionHard                map[string]string `json:"evictionHard"`
-	ImageGCHighThresholdPercent int               `json:"imageGCHighThresholdPercent"`
-	ImageGCLowThresholdPercent  int               `json:"imageGCLowThresholdPercent"`
-	Authentication              map[string]any    `json:"authentication"`
-	Authorization               map[string]any    `json:"authorization"`
-	ResolvConf                  string            `json:"resolvConf"`
-	ProtectKernelDefaults       bool              `json:"protectKernelDefaults"`
-	LocalStorageCapacityIsol    bool              `json:"localStorageCapacityIsolation"`
+	Kind                          string            `json:"kind"`
+	APIVersion                    string            `json:"apiVersion"`
+	StaticPodPath                 string            `json:"staticPodPath"`
+	FileCheckFrequency            string            `json:"fileCheckFrequency"`
+	SyncFrequency                 string            `json:"syncFrequency"`
+	Address                       string            `json:"address"`
+	Port                          int               `json:"port"`
+	ReadOnlyPort                  int               `json:"readOnlyPort"`
+	HealthzBindAddress            string            `json:"healthzBindAddress"`
+	HealthzPort                   int               `json:"healthzPort"`
+	CgroupDriver                  string            `json:"cgroupDriver"`
+	CgroupsPerQOS                 bool              `json:"cgroupsPerQOS"`
+	EnforceNodeAllocatable        []string          `json:"enforceNodeAllocatable"`
+	FailSwapOn                    bool              `json:"failSwapOn"`
+	FailCgroupV1                  bool              `json:"failCgroupV1"`
+	ContainerRuntimeEndpoint      string            `json:"containerRuntimeEndpoint"`
+	PodLogsDir                    string            `json:"podLogsDir"`
+	EvictionHard                  map[string]string `json:"evictionHard"`
+	ImageGCHighThresholdPercent   int               `json:"imageGCHighThresholdPercent"`
+	ImageGCLowThresholdPercent    int               `json:"imageGCLowThresholdPercent"`
+	Authentication                map[string]any    `json:"authentication"`
+	Authorization                 map[string]any    `json:"authorization"`
+	ResolvConf                    string            `json:"resolvConf"`
+	ProtectKernelDefaults         bool              `json:"protectKernelDefaults"`
+	LocalStorageCapacityIsolation bool              `json:"localStorageCapacityIsolation"`
 }
 
 func (n *node) startKubelet() error {
@@ -437,7 +437,13 @@ func (n *node) startKubelet() error {
 		ImageGCHighThresholdPercent: 100, ImageGCLowThresholdPercent: 99,
 		Authentication: map[string]any{"anonymous": map[string]any{"enabled": true}, "webhook": map[string]any{"enabled": false}},
 		Authorization:  map[string]any{"mode": "AlwaysAllow"},
-		ResolvConf:     "",
+		// The host's resolv.conf is not the pods' business here: no DNS.
+		ResolvConf: "",
+		// false: the kubelet sets the kernel settings it wants (restored
+		// at teardown) instead of refusing to start.
+		ProtectKernelDefaults: false,
+		// No ephemeral-storage accounting: nothing to evict a pod for.
+		LocalStorageCapacityIsolation: false,
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
