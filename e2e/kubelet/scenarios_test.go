@@ -93,6 +93,9 @@ func TestPodDeletionLetsTheAppFinish(t *testing.T) {
 			}
 			done, _ := sp.record("app.done")
 			took := time.Since(sp.deleted)
+			if took >= 10*time.Second {
+				t.Errorf("the app's record came %v after the deletion, not within the pod's 10s", took)
+			}
 			if err := sp.waitStopped(15 * time.Second); err != nil {
 				t.Fatal(err)
 			}
