@@ -385,3 +385,45 @@ func TestSidecarGetsWhatMainLeavesOfTheGrace(t *testing.T) {
 		})
 	}
 }
+
+// A native sidecar whose child dies of a TERM nobody sent through vigil
+// (here it kills itself) has crashed: it must end Error, flag or not, and
+// the kubelet restarts it. tini -e 143 cannot tell the two apart.
+func TestNativeSidecarThatCrashesStillFails(t *testing.T) {
+	n := needNode(t)
+	t.Parallel()
+	const scenario = "native sidecar's child TERMs itself"
+	// $$$$: the kubelet expands $(VAR) in a command and reads $$ as one $.
+	crash := []string{"sh", "-c", "sleep 1; kill -TERM $$$$"}
+	cases := []struct {
+		label string
+		argv  []string
+		want  int32
+	}{
+		{"vigil", []string{"/vigil", "--"}, 143},
+		{"vigil --exit-zero-on-stop", []string{"/vigil", "--exit-zero-on-stop", "--"}, 143},
+		{"tini -e 143", []string{"/tini", "-e", "143", "--"}, 0},
+	}
+	for i, tc := range cases {
+		t.Run(strings.ReplaceAll(tc.label, " ", "_"), func(t *testing.T) {
+			if strings.Contains(tc.label, "--exit-zero-on-stop") && !strings.Contains(n.vigilHelp, "--exit-zero-on-stop") {
+				outcome(scenario, tc.label, "skipped: this vigil has no --exit-zero-on-stop yet")
+				t.Skip("vigil --help lists no --exit-zero-on-stop (issue 17 item 3, on another branch)")
+			}
+			t.Parallel()
+			pod := newPod(fmt.Sprintf("sidecar-crash-%d", i), 2)
+			pod.Spec.InitContainers = []corev1.Container{sidecar(container("proxy", append(tc.argv, crash...)...))}
+			pod.Spec.Containers = []corev1.Container{container("main", "/vigil", "--", "sleep", "600")}
+			sp := n.run(t, pod)
+			st := sp.waitPod(60*time.Second, "the kubelet restarting the sidecar", func(p *corev1.Pod) bool {
+				s := containerStatus(p, "proxy")
+				return s != nil && s.RestartCount >= 1 && s.LastTerminationState.Terminated != nil
+			})
+			last := containerStatus(st, "proxy").LastTerminationState.Terminated
+			outcome(scenario, tc.label, fmt.Sprintf("sidecar %s, exit %d; restarted by the kubelet", last.Reason, last.ExitCode))
+			if last.ExitCode != tc.want {
+				t.Errorf("sidecar: %s, exit %d; want exit %d", last.Reason, last.ExitCode, tc.want)
+			}
+		})
+	}
+}
