@@ -388,6 +388,11 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 	} else {
 		cfg.CaptureTail = n
 	}
+	// The captured stderr is a pipe only vigil reads: a descendant left
+	// alone would die of SIGPIPE at its first write after vigil exits.
+	if cfg.CaptureTail > 0 && cfg.NoCleanup {
+		return cfg, usagef("--capture-tail and --no-cleanup contradict each other: what --no-cleanup leaves running would die of SIGPIPE at its first write to stderr once vigil exits")
+	}
 	for _, class := range append(pid1.Classes(), pid1.OnExit) {
 		for _, line := range nonEmpty(c.StringSlice("on-" + string(class))) {
 			argv, err := pid1.SplitWords(line)

@@ -931,3 +931,32 @@ func TestChildFailingDuringStopOnDrainIsAFailure(t *testing.T) {
 	r.expect(3)
 	readTombstone(t, tomb).check(t, map[string]any{"state": "exited", "class": "failure", "exit_status": 3})
 }
+
+// TestCaptureTailWithNoCleanupIsRefused: the captured stderr is a pipe
+// that only vigil reads, so a daemon --no-cleanup leaves running would die
+// of SIGPIPE at its next write once vigil has exited. The combination is
+// refused at start, as PID 1 and not: one line, exit 2, nothing started.
+func TestCaptureTailWithNoCleanupIsRefused(t *testing.T) {
+	for _, pid1 := range []bool{false, true} {
+		for _, o := range []opts{
+			{pid1: pid1},
+			{pid1: pid1, env: []string{"VIGIL_CAPTURE_TAIL=4096", "VIGIL_NO_CLEANUP=true"}},
+		} {
+			if pid1 {
+				needRoot(t)
+			}
+			never := filepath.Join(t.TempDir(), "never")
+			args := helper("started", never)
+			if len(o.env) == 0 {
+				args = append([]string{"--capture-tail", "4096", "--no-cleanup", "--"}, args...)
+			}
+			status, stderr := vigil(t, o, args...)
+			if status != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "--capture-tail and --no-cleanup") {
+				t.Errorf("pid1 %v, env %q: status %d, stderr %q; want 2 and one line naming both flags", pid1, o.env, status, stderr)
+			}
+			if _, err := os.Stat(never); !os.IsNotExist(err) {
+				t.Errorf("pid1 %v, env %q: the command started", pid1, o.env)
+			}
+		}
+	}
+}
