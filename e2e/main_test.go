@@ -242,22 +242,47 @@ func vigil(t *testing.T, o opts, args ...string) (int, string) {
 	return r.wait(30 * time.Second), r.stderr.String()
 }
 
+// poll is the suite's one poll loop, for tests and helpers alike: it
+// checks cond until it holds or d has passed, and reports whether it held.
+// It looks again after 1 ms, then less often, at most every 10 ms, so that
+// a quick event is seen at once and a slow one costs little.
+func poll(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for wait := time.Millisecond; !cond(); wait = min(2*wait, 10*time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(wait)
+	}
+	return true
+}
+
+// waitFor waits up to d for cond and fails the test, saying what it
+// waited for, when cond did not hold in time. A test that needs to show
+// the state it gave up in uses poll and says so itself.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !poll(d, cond) {
+		t.Fatalf("%s: not within %s", what, d)
+	}
+}
+
 // waitFile waits until path exists and holds want (a substring), and
 // returns its content. Helpers announce "ready" this way, so tests never
 // sleep and hope.
 func waitFile(t *testing.T, path, want string, d time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		b, err := os.ReadFile(path)
-		if err == nil && strings.Contains(string(b), want) {
-			return string(b)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not come to hold %q within %s; it holds %q (err %v)", path, want, d, b, err)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var (
+		b   []byte
+		err error
+	)
+	if !poll(d, func() bool {
+		b, err = os.ReadFile(path)
+		return err == nil && strings.Contains(string(b), want)
+	}) {
+		t.Fatalf("%s did not come to hold %q within %s; it holds %q (err %v)", path, want, d, b, err)
 	}
+	return string(b)
 }
 
 func atoi(t *testing.T, s string) int {
