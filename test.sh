@@ -13,7 +13,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 
 echo "== gofmt, go vet, staticcheck"
-test -z "$(gofmt -l . | tee /dev/stderr)"
+gofmt -l . | { ! grep . >&2; } # unformatted files, on the stderr we have (tee /dev/stderr reopened a log file at offset 0)
 go vet ./...
 go vet ./.ci/cross/
 (cd examples/kubernetes && go vet ./...)
