@@ -640,10 +640,13 @@ func (s *supervisor) setupNotify() error {
 		s.log.Warn("NOTIFY_SOCKET is not usable; not relaying readiness", "err", err)
 	}
 	self := os.Getpid()
+	// The socket's directory belongs to the child's user, the only one
+	// (with root) that can then reach it. Hooks are not given it.
 	s.listener, err = notify.Listen(notify.Config{
-		Accept: func(pid int) bool { return notify.InTree(pid, self) },
+		Accept: notify.Tree(self),
 		Log:    s.log,
 		Notify: func() { intake.Post(intake.Notify) },
+		Owner:  s.cred,
 	})
 	if err != nil {
 		return fail(ExitInternal, "--notify: %w", err)
@@ -703,7 +706,7 @@ func (s *supervisor) notified(now time.Time) {
 	}
 	s.m.notified(readiness{ready: u.Ready, stopping: u.Stopping, status: u.Status, pings: u.Pings,
 		trigger: u.WatchdogTrigger, interval: u.WatchdogInterval}, now)
-	if msg := u.Relay().Encode(); msg != "" {
+	for _, msg := range u.Relay().Datagrams() {
 		s.relay(msg)
 	}
 }
