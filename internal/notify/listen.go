@@ -252,6 +252,9 @@ func bindPath(fd int, dirs []string, owner *syscall.Credential) (string, string,
 		}
 		return path, dir, nil
 	}
+	if len(errs) == 0 {
+		return "", "", errors.New("no directory to make it in")
+	}
 	return "", "", errors.Join(errs...)
 }
 

@@ -27,6 +27,10 @@ func TestMain(m *testing.M) {
 		os.Exit(listenHelper())
 	case "send":
 		os.Exit(sendHelper())
+	case "send-and-wait":
+		code := sendHelper()
+		bufio.NewScanner(os.Stdin).Scan()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
@@ -573,6 +577,7 @@ func TestSenderOutsideThePidNamespace(t *testing.T) {
 	send(t, socket, []byte("READY=1\nSTATUS=from outside"))
 	barrier(t, socket)
 	fmt.Fprintln(in, "report")
+	in.Close()
 	if !out.Scan() {
 		t.Fatalf("the helper printed no report; stderr:\n%s", stderr.String())
 	}
@@ -584,12 +589,22 @@ func TestSenderOutsideThePidNamespace(t *testing.T) {
 		t.Errorf("helper in a new pid namespace: %+v, want not ready, 2 refused (message and barrier), predicate never asked; stderr:\n%s",
 			rep, stderr.String())
 	}
+	// The helper's /proc is this namespace's: its own child is placed
+	// by pidfd all the same.
+	if rep.ChildSent != "sent" || !rep.ChildReady || rep.ChildRefused != 0 {
+		t.Errorf("the helper's own child, with a /proc of another namespace: %+v, want its READY=1 to count; stderr:\n%s",
+			rep, stderr.String())
+	}
 }
 
 type helperReport struct {
 	Ready   bool
 	Refused int
 	Asked   int // times the predicate was asked
+
+	ChildSent    string // what the helper's own child said of its send
+	ChildReady   bool   // its READY=1 counted
+	ChildRefused int
 }
 
 // listenHelper is the listener of TestSenderOutsideThePidNamespace, as
@@ -604,9 +619,33 @@ func listenHelper() int {
 	}
 	go l.Serve()
 	fmt.Println(l.Socket())
-	bufio.NewScanner(os.Stdin).Scan()
+	in := bufio.NewScanner(os.Stdin)
+	in.Scan()
 	u := l.Take()
-	b, _ := json.Marshal(helperReport{Ready: u.Ready, Refused: u.Refused, Asked: int(asked.Load())})
+	askedOutside := int(asked.Load())
+	// Its own child, alive, sends READY=1: /proc here is the parent
+	// namespace's, where the child's pid names another process.
+	exe, _ := os.Executable()
+	child := exec.Command(exe)
+	child.Env = append(os.Environ(), "NOTIFY_TEST_HELPER=send-and-wait", "NOTIFY_SOCKET="+l.Socket())
+	stdin, _ := child.StdinPipe()
+	out, _ := child.StdoutPipe()
+	child.Start()
+	line := bufio.NewScanner(out)
+	line.Scan()
+	childSent := line.Text()
+	var p [2]int
+	unix.Pipe2(p[:], unix.O_CLOEXEC)
+	fd, _ := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	unix.Sendmsg(fd, []byte("BARRIER=1"), unix.UnixRights(p[1]), &unix.SockaddrUnix{Name: l.Socket()}, 0)
+	unix.Close(p[1])
+	var b1 [1]byte
+	unix.Read(p[0], b1[:])
+	c := l.Take()
+	stdin.Close()
+	child.Wait()
+	b, _ := json.Marshal(helperReport{Ready: u.Ready, Refused: u.Refused, Asked: askedOutside,
+		ChildSent: childSent, ChildReady: c.Ready, ChildRefused: c.Refused})
 	fmt.Println(string(b))
 	return 0
 }

@@ -57,7 +57,14 @@ const (
 // before its message is read passes both, and cannot be told apart.
 func Tree(root int) func(Sender) bool {
 	t := tree{root: root, procOurs: procIsOurs(), cgroup: ownCgroup()}
-	return func(s Sender) bool { return t.accept(s, t.place(s)) }
+	return func(s Sender) bool {
+		p := t.place(s)
+		var cg uint64
+		if p == gone {
+			cg = exitCgroup(s.pidfd)
+		}
+		return t.accept(s, p, cg)
+	}
 }
 
 // tree is what Tree's judge knows of the listener's process.
@@ -67,8 +74,9 @@ type tree struct {
 	cgroup   uint64 // the listener's cgroup (v2) id, 0 if the kernel does not say
 }
 
-// accept decides from a sender's placement.
-func (t tree) accept(s Sender, p placement) bool {
+// accept decides from a sender's placement and, for one that is gone,
+// the cgroup the kernel kept for it (0: none).
+func (t tree) accept(s Sender, p placement, exitCg uint64) bool {
 	switch p {
 	case inside:
 		return true
@@ -78,8 +86,7 @@ func (t tree) accept(s Sender, p placement) bool {
 		if s.Pid <= 0 {
 			return false
 		}
-		c := exitCgroup(s.pidfd)
-		return c == 0 || t.cgroup == 0 || c == t.cgroup
+		return exitCg == 0 || t.cgroup == 0 || exitCg == t.cgroup
 	}
 	panic(fmt.Sprintf("notify: placement %d", p))
 }
