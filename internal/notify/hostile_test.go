@@ -34,6 +34,8 @@ func lingering(t *testing.T, linger time.Duration) int {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { peer.Close() })
+	// A small window that nobody empties: the data stays unsent.
+	peer.(*net.TCPConn).SetReadBuffer(4096)
 	tc := c.(*net.TCPConn)
 	tc.SetWriteBuffer(4096)
 	f, err := tc.File() // a blocking duplicate
@@ -68,23 +70,34 @@ func lingering(t *testing.T, linger time.Duration) int {
 // 12 s to close, sent with a datagram by a stranger or by the tree, does
 // not hold up the messages after it.
 func TestLingeringDescriptorsNeverBlockTheReader(t *testing.T) {
-	var stranger atomic.Bool
-	l := listen(t, Config{Accept: func(Sender) bool { return !stranger.Load() }})
 	for _, who := range []string{"stranger", "tree"} {
-		stranger.Store(who == "stranger")
-		fd := lingering(t, 12*time.Second)
-		send(t, l.Socket(), []byte("FDSTORE=1"), fd)
-		unix.Close(fd) // the listener's copy is the last one
-		stranger.Store(false)
-		began := time.Now()
-		send(t, l.Socket(), []byte("READY=1"))
-		barrier(t, l.Socket())
-		if took := time.Since(began); took > 5*time.Second {
-			t.Errorf("%s: the message after a lingering socket was handled after %s, want at once", who, took)
-		}
-		if u := l.Take(); !u.Ready {
-			t.Errorf("%s: Take() = %+v, want ready", who, u)
-		}
+		t.Run(who, func(t *testing.T) {
+			var stranger atomic.Bool
+			stranger.Store(who == "stranger")
+			l, err := Listen(Config{Accept: func(Sender) bool { return !stranger.Load() }, Dirs: []string{t.TempDir()}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Queued before the listener reads, and the sender's own
+			// copy closed: the listener's close is the last, the one
+			// that lingers.
+			fd := lingering(t, 12*time.Second)
+			send(t, l.Socket(), []byte("FDSTORE=1"), fd)
+			unix.Close(fd)
+			errc := make(chan error, 1)
+			go func() { errc <- l.Serve() }()
+			defer func() { l.Close(); <-errc }()
+			began := time.Now()
+			stranger.Store(false)
+			send(t, l.Socket(), []byte("READY=1"))
+			barrier(t, l.Socket())
+			if took := time.Since(began); took > 5*time.Second {
+				t.Errorf("the message after a lingering socket was handled after %s, want at once", took)
+			}
+			if u := l.Take(); !u.Ready {
+				t.Errorf("Take() = %+v, want ready", u)
+			}
+		})
 	}
 }
 
