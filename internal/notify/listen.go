@@ -473,10 +473,19 @@ func (l *Listener) Serve() error {
 			}
 			return fmt.Errorf("notify socket: %w", err)
 		}
-		if rerr != nil {
-			if l.closed.Load() {
-				return nil
+		if l.closed.Load() {
+			// Shut down by Close: what was read is Close's to drain
+			// (an empty read), or a datagram that came just before.
+			c := controls(oob[:oobn])
+			if c.pidfd >= 0 {
+				unix.Close(c.pidfd)
 			}
+			if len(c.fds) > 0 {
+				go closeAll(c.fds)
+			}
+			return nil
+		}
+		if rerr != nil {
 			return fmt.Errorf("notify socket: recvmsg: %w", rerr)
 		}
 		l.handle(buf[:n], oob[:oobn], flags)

@@ -51,10 +51,11 @@ const (
 // A sender that has exited and been reaped before its datagram is read
 // has no parent left to follow (systemd-notify --no-block, reaped by its
 // shell at once). It is accepted when it was in the listener's PID
-// namespace and, where the kernel kept it (Linux 6.16), in the
-// listener's cgroup: a neighbour of another container fails one or the
-// other; a stranger of root's own container (docker exec) that exits
-// before its message is read passes both, and cannot be told apart.
+// namespace and, where the kernel kept a reaped process's cgroup
+// (PIDFD_INFO_EXIT), in the listener's cgroup: a neighbour of another
+// container fails one or the other; a stranger of root's own container
+// (docker exec) that exits before its message is read passes both, and
+// cannot be told apart.
 func Tree(root int) func(Sender) bool {
 	t := tree{root: root, procOurs: procIsOurs(), cgroup: ownCgroup()}
 	return func(s Sender) bool {
