@@ -222,13 +222,13 @@ func TestNotifySocketIsPrivate(t *testing.T) {
 
 // TestLingeringDescriptorsNeverBlockVigil: a neighbour sends TCP sockets
 // that take 12 s each to close; the child pinging every 200 ms under a
-// 1 s watchdog is never taken for hung, and vigil's exit, with more of
+// 2 s watchdog is never taken for hung, and vigil's exit, with more of
 // them just sent, is not held up.
 func TestLingeringDescriptorsNeverBlockVigil(t *testing.T) {
 	dir := t.TempDir()
 	tomb, file := filepath.Join(dir, "tomb.json"), filepath.Join(dir, "notifier")
-	r := start(t, opts{pid1: true}, "--notify", "--watchdog", "1s", "--tombstone", tomb,
-		"--", self, "notifier", file, "send:READY=1", "ping:200:15", "mark:done")
+	r := start(t, opts{pid1: true}, "--notify", "--watchdog", "2s", "--tombstone", tomb,
+		"--", self, "notifier", file, "send:READY=1", "ping:200:20", "mark:done")
 	socket := strings.Fields(waitFile(t, file, "env", 10*time.Second))[1]
 	linger := func(n int) *exec.Cmd {
 		cmd := neighbour(t, "notify-linger", socket, strconv.Itoa(n))
@@ -250,7 +250,7 @@ func TestLingeringDescriptorsNeverBlockVigil(t *testing.T) {
 		return cmd
 	}
 	linger(4)
-	// Fifteen pings 200 ms apart: 3 s, each second a watchdog's worth.
+	// Twenty pings 200 ms apart: 4 s, two watchdogs' worth.
 	waitFile(t, file, "done", 20*time.Second)
 	linger(4)
 	began := time.Now()
@@ -263,16 +263,16 @@ func TestLingeringDescriptorsNeverBlockVigil(t *testing.T) {
 }
 
 // TestStrangerInVigilsPidNamespaceSpendsNoTokens: a stranger entered
-// into vigil's PID namespace floods the socket for 3 s; it is refused
-// before the rate bound, so the child's pings every 100 ms under a 1 s
+// into vigil's PID namespace floods the socket for 4 s; it is refused
+// before the rate bound, so the child's pings every 100 ms under a 2 s
 // watchdog all count, and its forged status never does.
 func TestStrangerInVigilsPidNamespaceSpendsNoTokens(t *testing.T) {
 	dir := t.TempDir()
 	tomb, file := filepath.Join(dir, "tomb.json"), filepath.Join(dir, "notifier")
-	r := start(t, opts{pid1: true}, "--notify", "--watchdog", "1s", "--tombstone", tomb,
-		"--", self, "notifier", file, "send:READY=1", "ping:100:40", "mark:done")
+	r := start(t, opts{pid1: true}, "--notify", "--watchdog", "2s", "--tombstone", tomb,
+		"--", self, "notifier", file, "send:READY=1", "ping:100:50", "mark:done")
 	socket := strings.Fields(waitFile(t, file, "env", 10*time.Second))[1]
-	flood := stranger(t, r.cmd.Process.Pid, "notify-flood", socket, "3000", `WATCHDOG=1\nSTATUS=forged`)
+	flood := stranger(t, r.cmd.Process.Pid, "notify-flood", socket, "4000", `WATCHDOG=1\nSTATUS=forged`)
 	// Its error is not the test's: a vigil that ended its child as hung
 	// kills whatever is left in its namespace, the stranger too.
 	out, err := flood.CombinedOutput()

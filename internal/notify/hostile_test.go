@@ -215,7 +215,7 @@ func TestExitedSenderIsRecognised(t *testing.T) {
 
 // TestGoneSenders: what is known of a sender that is gone decides.
 func TestGoneSenders(t *testing.T) {
-	tr := tree{root: 1, cgroup: 7}
+	tr := &tree{root: 1, cgroup: 7}
 	for _, tc := range []struct {
 		name string
 		s    Sender
@@ -231,7 +231,7 @@ func TestGoneSenders(t *testing.T) {
 			t.Errorf("%s: accept = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if (tree{root: 1}).accept(Sender{Pid: 40}, unknown, 0) || (tree{root: 1}).accept(Sender{Pid: 40}, outside, 0) {
+	if (&tree{root: 1}).accept(Sender{Pid: 40}, unknown, 0) || (&tree{root: 1}).accept(Sender{Pid: 40}, outside, 0) {
 		t.Error("a sender outside the tree, or that cannot be placed, was accepted")
 	}
 }
@@ -287,5 +287,61 @@ func TestTreeByPidfd(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("%s: placePidfd = %d, want %d", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestGoneStrangerStaysAStranger: a stranger placed outside the tree
+// while it lived is refused when a later datagram of its own is read
+// after it has been reaped; one that was never seen alive would pass as
+// gone (TestGoneSenders).
+func TestGoneStrangerStaysAStranger(t *testing.T) {
+	// The tree is a sleep's: the test and its other children are outside.
+	root := exec.Command("sleep", "60")
+	if err := root.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Process.Kill(); root.Wait() })
+	judge := Tree(root.Process.Pid)
+	a := listen(t, Config{Accept: judge, Dirs: []string{t.TempDir()}})
+	b, err := Listen(Config{Accept: judge, Dirs: []string{t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "NOTIFY_TEST_HELPER=send-twice", "NOTIFY_SOCKET="+a.Socket(), "NOTIFY_SOCKET2="+b.Socket())
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Its first datagram, read while it lives: outside.
+	deadline := time.Now().Add(bound)
+	var refused int
+	for refused == 0 && time.Now().Before(deadline) {
+		refused += a.Take().Refused
+		time.Sleep(time.Millisecond)
+	}
+	if refused != 1 {
+		t.Fatalf("the stranger's first datagram: %d refused, want 1", refused)
+	}
+	in.Write([]byte("go\n"))
+	in.Close()
+	cmd.Wait() // sent to b, exited, reaped
+	if !strings.Contains(out.String(), "sent\nsent") {
+		t.Fatalf("the stranger said %q", out.String())
+	}
+	go b.Serve()
+	barrier(t, b.Socket())
+	if u := b.Take(); u.Ready || u.Refused != 2 {
+		t.Errorf("the stranger's datagram read after it was reaped: Take() = %+v, want refused (and the barrier's)", u)
 	}
 }

@@ -27,6 +27,12 @@ func TestMain(m *testing.M) {
 		os.Exit(listenHelper())
 	case "send":
 		os.Exit(sendHelper())
+	case "send-twice":
+		// To NOTIFY_SOCKET, then after a line on stdin to NOTIFY_SOCKET2.
+		sendHelper()
+		bufio.NewScanner(os.Stdin).Scan()
+		os.Setenv("NOTIFY_SOCKET", os.Getenv("NOTIFY_SOCKET2"))
+		os.Exit(sendHelper())
 	case "send-and-wait":
 		code := sendHelper()
 		bufio.NewScanner(os.Stdin).Scan()

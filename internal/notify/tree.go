@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,20 +53,68 @@ const (
 // has no parent left to follow (systemd-notify --no-block, reaped by its
 // shell at once). It is accepted when it was in the listener's PID
 // namespace and, where the kernel kept a reaped process's cgroup
-// (PIDFD_INFO_EXIT), in the listener's cgroup: a neighbour of another
-// container fails one or the other; a stranger of root's own container
-// (docker exec) that exits before its message is read passes both, and
-// cannot be told apart.
+// (PIDFD_INFO_EXIT), in the listener's cgroup, unless it was placed
+// outside the tree while it lived: a flooding stranger's last datagrams,
+// read after it exited, are refused like the others. A neighbour of
+// another container fails one test or the other; a stranger of root's
+// own container (docker exec) that sends once and is reaped before its
+// message is read passes them all, and cannot be told apart.
 func Tree(root int) func(Sender) bool {
-	t := tree{root: root, procOurs: procIsOurs(), cgroup: ownCgroup()}
+	t := &tree{root: root, procOurs: procIsOurs(), cgroup: ownCgroup(), strangers: map[uint64]bool{}}
 	return func(s Sender) bool {
 		p := t.place(s)
+		ino := pidfdIno(s.pidfd)
+		t.mu.Lock()
+		defer t.mu.Unlock()
 		var cg uint64
-		if p == gone {
+		switch p {
+		case outside:
+			t.remember(ino)
+		case gone:
+			if ino != 0 && t.strangers[ino] {
+				return false
+			}
 			cg = exitCgroup(s.pidfd)
 		}
 		return t.accept(s, p, cg)
 	}
+}
+
+// maxStrangers bounds the strangers a tree remembers; the oldest is
+// forgotten first.
+const maxStrangers = 1024
+
+// remember notes a process placed outside the tree, by its pidfd's
+// inode number, which names one process for the whole boot (pidfs,
+// Linux 6.9); 0 (no pidfs) is not remembered.
+func (t *tree) remember(ino uint64) {
+	if ino == 0 || t.strangers[ino] {
+		return
+	}
+	if len(t.order) >= maxStrangers {
+		delete(t.strangers, t.order[0])
+		t.order = t.order[1:]
+	}
+	t.strangers[ino] = true
+	t.order = append(t.order, ino)
+}
+
+// pidfdIno is the inode number of a pidfd of pidfs, unique to its
+// process; 0 for none, or for an older kernel's pidfd, whose inode all
+// pidfds share.
+func pidfdIno(pidfd int) uint64 {
+	if pidfd < 0 {
+		return 0
+	}
+	var fs unix.Statfs_t
+	if unix.Fstatfs(pidfd, &fs) != nil || fs.Type != unix.PID_FS_MAGIC {
+		return 0
+	}
+	var st unix.Stat_t
+	if unix.Fstat(pidfd, &st) != nil {
+		return 0
+	}
+	return st.Ino
 }
 
 // tree is what Tree's judge knows of the listener's process.
@@ -73,11 +122,15 @@ type tree struct {
 	root     int
 	procOurs bool   // /proc is this PID namespace's
 	cgroup   uint64 // the listener's cgroup (v2) id, 0 if the kernel does not say
+
+	mu        sync.Mutex
+	strangers map[uint64]bool // pidfd inodes of senders placed outside
+	order     []uint64        // the same, oldest first
 }
 
 // accept decides from a sender's placement and, for one that is gone,
 // the cgroup the kernel kept for it (0: none).
-func (t tree) accept(s Sender, p placement, exitCg uint64) bool {
+func (t *tree) accept(s Sender, p placement, exitCg uint64) bool {
 	switch p {
 	case inside:
 		return true
@@ -94,7 +147,7 @@ func (t tree) accept(s Sender, p placement, exitCg uint64) bool {
 
 // place finds where s stands: by its pidfd where the kernel allows it,
 // else by its pid in /proc.
-func (t tree) place(s Sender) placement {
+func (t *tree) place(s Sender) placement {
 	if s.Pid <= 0 {
 		return outside
 	}
