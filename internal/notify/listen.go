@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -255,7 +256,12 @@ func bindPath(fd int, dirs []string, owner *syscall.Credential) (string, string,
 	if len(errs) == 0 {
 		return "", "", errors.New("no directory to make it in")
 	}
-	return "", "", errors.Join(errs...)
+	// One line for the log, not errors.Join's one per directory.
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return "", "", errors.New(strings.Join(msgs, "; "))
 }
 
 // passable reports whether owner may pass through base and every
