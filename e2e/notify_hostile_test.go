@@ -429,3 +429,29 @@ func TestReadinessWithAProcOfAnotherNamespace(t *testing.T) {
 	r.expect(0)
 	readTombstone(t, tomb).check(t, map[string]any{"state": "exited", "status": "placed by pidfd"})
 }
+
+// TestNotifyWithoutAWritableDirectory: in a scratch image on a read-only
+// root, with no /run, /tmp or /dev/shm to make a directory in, the
+// socket is abstract, and vigil says so once.
+func TestNotifyWithoutAWritableDirectory(t *testing.T) {
+	needRoot(t)
+	root := t.TempDir()
+	for src, dst := range map[string]string{"/usr/bin/busybox": "bin/busybox", vigilBin: "vigil"} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Skipf("no %s: %v", src, err)
+		}
+		os.MkdirAll(filepath.Join(root, filepath.Dir(dst)), 0o755)
+		if err := os.WriteFile(filepath.Join(root, dst), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := `case "$NOTIFY_SOCKET" in @vigil-notify-*) exit 7;; esac; echo "NOTIFY_SOCKET=$NOTIFY_SOCKET"; exit 1`
+	r := startVia(t, via{argv: []string{self, "chroot-shim", root, "ro", "/vigil", "--notify", "--", "/bin/busybox", "sh", "-c", script}, pid1: true})
+	if got := r.wait(30 * time.Second); got != 7 {
+		t.Errorf("vigil exited %d, want 7 (the child got an abstract socket)\nstdout:\n%s\nstderr:\n%s", got, r.stdout, r.stderr)
+	}
+	if n := strings.Count(r.stderr.String(), "abstract"); n != 1 {
+		t.Errorf("vigil warned %d times of the abstract socket, want once\nstderr:\n%s", n, r.stderr)
+	}
+}
