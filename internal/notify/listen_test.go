@@ -650,6 +650,7 @@ func listenHelper() int {
 	c := l.Take()
 	stdin.Close()
 	child.Wait()
+	l.Close()
 	b, _ := json.Marshal(helperReport{Ready: u.Ready, Refused: u.Refused, Asked: askedOutside,
 		ChildSent: childSent, ChildReady: c.Ready, ChildRefused: c.Refused})
 	fmt.Println(string(b))
