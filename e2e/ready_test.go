@@ -120,8 +120,8 @@ func TestReadinessMovesTheTombstoneThroughItsStates(t *testing.T) {
 	if status, line := probe(t, "ready:"+tomb); status != 0 || !strings.Contains(line, `status "serving 3 clients"`) {
 		t.Errorf("--probe ready: after READY=1 = %d %q, want 0 with the status", status, line)
 	}
-	if env := waitFile(t, file, "env", time.Second); !strings.Contains(env, "env @") {
-		t.Errorf("the child's NOTIFY_SOCKET is not an abstract socket: %q", env)
+	if env := waitFile(t, file, "env", time.Second); !strings.Contains(env, "env /run/vigil-notify-") {
+		t.Errorf("the child's NOTIFY_SOCKET is not a path in a directory of its own under /run: %q", env)
 	}
 	r.signal(unix.SIGTERM)
 	r.expect(0)
@@ -160,7 +160,7 @@ func TestWatchdogEndsAHungChild(t *testing.T) {
 		t.Fatalf("vigil exited %d, want %d (the watchdog's SIGABRT)\nstderr:\n%s", status, 128+int(unix.SIGABRT), r.stderr)
 	}
 	got := waitFile(t, file, "hung", time.Second)
-	if !strings.Contains(got, "env @") || !strings.Contains(got, " 400000\n") {
+	if !strings.Contains(got, "env /") || !strings.Contains(got, " 400000\n") {
 		t.Errorf("the child did not get NOTIFY_SOCKET and WATCHDOG_USEC=400000: %q", got)
 	}
 	// Ten pings 100 ms apart kept it alive for about a second.
