@@ -176,20 +176,6 @@ func TestLoopbackTargetsNeedNoResolver(t *testing.T) {
 	}
 }
 
-// cpuTicks is the user and system time of pid, in clock ticks, from
-// /proc/PID/stat.
-func cpuTicks(t *testing.T, pid int) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The fields after the command's closing parenthesis: state is the
-	// first, utime the 12th, stime the 13th.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	return mustAtoi(f[11]) + mustAtoi(f[12])
-}
-
 // readCalls is the number of read system calls pid has made, from
 // /proc/PID/io.
 func readCalls(t *testing.T, pid int) int {
@@ -439,13 +425,8 @@ func TestASidecarPairRunsAgainOnTheSameVolume(t *testing.T) {
 			s = sidecar()
 			// Up and ready in this run (the record of the last one says
 			// exited), before the main exists.
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-				if state, _ := record(sideTomb); state == "ready" && pathExists(up) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: the sidecar never became ready\n%s", order, s.stderr)
-				}
+			if !poll(10*time.Second, func() bool { state, _ := record(sideTomb); return state == "ready" && pathExists(up) }) {
+				t.Fatalf("%s: the sidecar never became ready\n%s", order, s.stderr)
 			}
 			m = main()
 		case "main first":
