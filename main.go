@@ -156,6 +156,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 		dur("drain", "VIGIL_DRAIN", "on a stop signal, wait `DURATION` before forwarding it", 0),
 		list("stop-signal", "VIGIL_STOP_SIGNAL", "`SIGNAL` that begins a graceful stop (repeatable; default TERM and INT)"),
 		boolean("no-cleanup", "VIGIL_NO_CLEANUP", "exit without killing descendants left when the child ends"),
+		boolean("exit-zero-on-stop", "VIGIL_EXIT_ZERO_ON_STOP", "exit 0 (class stopped) when the child dies of a stop signal vigil forwarded, or exits 128+N for it"),
 
 		str("restart", "VIGIL_RESTART", "`POLICY`: no, on-failure (any class but success and stopped) or always; never after a stop from outside", "no"),
 		&intFlag{&cli.IntFlag{Name: "restart-max", EnvVars: []string{"VIGIL_RESTART_MAX"}, Usage: "stop restarting after `N` restarts and exit with the last status (0: no limit)"}, names("restart-max", nil)},
@@ -268,6 +269,7 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 		Group:          c.Bool("group"),
 		WarnOnReap:     c.Bool("warn-on-reap"),
 		NoCleanup:      c.Bool("no-cleanup"),
+		ExitZeroOnStop: c.Bool("exit-zero-on-stop"),
 		HooksDir:       c.String("hooks-dir"),
 		Name:           c.String("name"),
 		Tombstone:      c.String("tombstone"),

@@ -68,8 +68,21 @@ func writeFile(path, s string) {
 func pid1Shim(args []string) int {
 	env := []string{}
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "E2E_CGROUP_PROCS=") {
+		if !strings.HasPrefix(kv, "E2E_CGROUP_PROCS=") && !strings.HasPrefix(kv, "E2E_HIDE_ETC=") {
 			env = append(env, kv)
+		}
+	}
+	if os.Getenv("E2E_HIDE_ETC") != "" {
+		// An image that holds only vigil: no /etc at all, so no
+		// /etc/hosts, resolv.conf or nsswitch.conf. Private first, so the
+		// host's /etc is untouched.
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			fmt.Fprintln(os.Stderr, "shim: make / private:", err)
+			return 98
+		}
+		if err := unix.Mount("tmpfs", "/etc", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=64k,mode=0755"); err != nil {
+			fmt.Fprintln(os.Stderr, "shim: hide /etc:", err)
+			return 98
 		}
 	}
 	err := nsinit.Exec(args, env, os.Getenv("E2E_CGROUP_PROCS"))

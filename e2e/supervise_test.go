@@ -183,7 +183,9 @@ func TestStopSignalDuringTheBackoffEndsVigilAtOnce(t *testing.T) {
 	file, tomb := filepath.Join(dir, "runs"), filepath.Join(dir, "tomb.json")
 	r := start(t, opts{pid1: true}, "--restart", "on-failure", "--restart-delay", "20s", "--tombstone", tomb,
 		"--", self, "runs", file, "exit:3")
-	waitFile(t, tomb, `"state":"starting"`, 10*time.Second)
+	// In the backoff: starting again, with the first run's end (starting
+	// alone is also what vigil writes at start).
+	waitFile(t, tomb, `"exit_status":3`, 10*time.Second)
 	began := time.Now()
 	r.signal(unix.SIGTERM)
 	r.expect(3)

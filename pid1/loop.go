@@ -10,7 +10,9 @@ package pid1
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"strconv"
@@ -47,6 +49,12 @@ type supervisor struct {
 	records   *writer
 	termLog   *os.File // opened (and so checked) at start
 	oomBefore uint64
+
+	// Which run of vigil this is, for the tombstone: readers never act on
+	// a record of an earlier run.
+	runID      string
+	runStarted time.Time
+	tombLocked bool // the tombstone's files carry vigil's lock
 
 	pend  intake.Pending
 	buf   []reaper.Exit // reused by every drain
@@ -101,6 +109,9 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	s.m.waitingFor = s.deps.waiting()
 	s.feed(now) // a stop signal that came during start-up ends vigil here
 	s.m.begin(now)
+	if s.m.phase == phaseWaiting {
+		s.log.Info("waiting before starting the command", "for", s.deps.describe())
+	}
 	// The watchers may have had news before the machine could take it.
 	if ready, fired := s.deps.state(); ready {
 		s.m.depsReady()
@@ -134,7 +145,8 @@ func newSupervisor(cfg Config) (*supervisor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &supervisor{cfg: cfg, log: log, isInit: os.Getpid() == 1}
+	s := &supervisor{cfg: cfg, log: log, isInit: os.Getpid() == 1,
+		runID: fmt.Sprintf("%016x", rand.Uint64()), runStarted: time.Now()}
 	s.m = newMachine(rules{
 		stopSignals: cfg.StopSignals, rewrite: cfg.Rewrite, group: cfg.Group,
 		timeout: cfg.Timeout, timeoutSignal: cfg.TimeoutSignal, grace: cfg.Grace, graceSet: cfg.GraceSet,
@@ -143,7 +155,7 @@ func newSupervisor(cfg Config) (*supervisor, error) {
 		waitFor: len(cfg.WaitFor) > 0, waitTimeout: cfg.WaitTimeout, tail: cfg.CaptureTail > 0,
 		restart: cfg.Restart, restartMax: cfg.RestartMax, restartDelay: cfg.RestartDelay,
 		restartDelayMax: cfg.RestartDelayMax, waitAll: cfg.WaitAll,
-		watchdog: cfg.Watchdog, watchdogSignal: cfg.WatchdogSignal,
+		watchdog: cfg.Watchdog, watchdogSignal: cfg.WatchdogSignal, exitZeroOnStop: cfg.ExitZeroOnStop,
 	})
 	return s, nil
 }
@@ -192,18 +204,27 @@ func (s *supervisor) setup() error {
 			return &Error{Code: ExitUsage, Err: err}
 		}
 	}
-	// The records' paths are checked now, not found wanting at the end.
-	if s.cfg.Tombstone != "" {
-		if err := checkRecordPath("--tombstone", s.cfg.Tombstone, true); err != nil {
-			return err
-		}
-	}
+	// The records' paths are proven now, room included, not found wanting
+	// at the end. The first tombstone says starting.
 	if s.cfg.TerminationLog != "" {
 		if s.termLog, err = openTerminationLog(s.cfg.TerminationLog); err != nil {
 			return err
 		}
 	}
 	s.records = newWriter(s.log)
+	if s.cfg.Tombstone != "" {
+		st, err := openStore(s.cfg.Tombstone, s.tombstoneSize(), func(locked bool) []byte {
+			s.tombLocked = locked
+			return s.tombstoneBytes()
+		})
+		if err != nil {
+			return err
+		}
+		s.records.store = st
+		if !st.locked {
+			s.log.Debug("the tombstone's file system takes no locks: readers cannot tell whether this vigil runs", "path", s.cfg.Tombstone)
+		}
+	}
 	if err := s.setupNotify(); err != nil {
 		return err
 	}
@@ -224,6 +245,9 @@ func (s *supervisor) close() {
 	}
 	if s.termLog != nil {
 		s.termLog.Close()
+	}
+	if s.records != nil && s.records.idle() {
+		s.records.store.close()
 	}
 	if s.tailFile != "" {
 		os.Remove(s.tailFile)

@@ -290,15 +290,15 @@ func TestReadRecordFileIsBounded(t *testing.T) {
 	dir := t.TempDir()
 	big := filepath.Join(dir, "big")
 	os.WriteFile(big, make([]byte, recordMax+1), 0o644)
-	if _, err := readRecordFile(big); err == nil {
+	if _, _, err := readRecordFile(big); err == nil {
 		t.Error("an oversized record was read")
 	}
 	link := filepath.Join(dir, "link")
 	os.Symlink(big, link)
-	if _, err := readRecordFile(link); err == nil {
+	if _, _, err := readRecordFile(link); err == nil {
 		t.Error("a symlink was followed")
 	}
-	if _, err := readRecordFile(dir); err == nil {
+	if _, _, err := readRecordFile(dir); err == nil {
 		t.Error("a directory was read as a record")
 	}
 }
