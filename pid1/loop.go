@@ -39,14 +39,18 @@ type supervisor struct {
 	cred *syscall.Credential // --user, resolved before anything starts
 	home string
 
-	deps      *deps
-	readyOn   *deps // the --ready-on targets of the current run
-	listener  *notify.Listener
-	upstream  chan string // messages for the service manager vigil reports to
-	tail      *tail
-	records   *writer
-	termLog   *os.File // opened (and so checked) at start
-	oomBefore uint64
+	deps     *deps
+	readyOn  *deps // the --ready-on targets of the current run
+	listener *notify.Listener
+	upstream chan string // messages for the service manager vigil reports to
+	tail     *tail
+	records  *writer
+	termLog  *os.File  // opened (and so checked) at start
+	oom      *oomWatch // nil: no memory cgroup to read
+	// childOOMScore is the oom_score_adj vigil started with, which its
+	// children get when --oom-protect lowered vigil's own (protected).
+	childOOMScore int
+	protected     bool
 
 	pend  intake.Pending
 	buf   []reaper.Exit // reused by every drain
@@ -204,6 +208,9 @@ func (s *supervisor) setup() error {
 		}
 	}
 	s.records = newWriter(s.log)
+	if err := s.setupOOM(); err != nil {
+		return err
+	}
 	if err := s.setupNotify(); err != nil {
 		return err
 	}
@@ -216,6 +223,7 @@ func (s *supervisor) setup() error {
 func (s *supervisor) close() {
 	s.deps.close()
 	s.readyOn.close()
+	s.oom.close()
 	if s.listener != nil {
 		s.listener.Close()
 	}
@@ -272,6 +280,9 @@ func (s *supervisor) feed(now time.Time) {
 		}
 	}
 	s.perform()
+	if p.Has(intake.OOM) {
+		s.readOOM(now)
+	}
 	if p.Signals[unix.SIGCHLD] > 0 {
 		s.reap(now)
 	}
@@ -310,7 +321,12 @@ func (s *supervisor) reap(now time.Time) {
 	var err error
 	var alive bool
 	untraced := s.m.r.jobControl && s.m.phase == phaseRunning
-	s.buf, alive, err = reaper.Drain(s.buf[:0], untraced)
+	// The counter before the drain: an OOM victim's kill is counted
+	// before it can exit, so every victim in this drain is counted by now
+	// (with no event to say so, on a read-only cgroup v1, this is where
+	// kills are learnt), and a pending kill asks the drain for names.
+	s.readOOM(now)
+	s.buf, alive, err = reaper.Drain(s.buf[:0], untraced, s.m.oomPending > 0)
 	if err != nil {
 		s.log.Error("reaping failed", "err", err)
 	}
@@ -336,7 +352,7 @@ func (s *supervisor) reap(now time.Time) {
 			s.hookEnded(*e, now)
 		}
 	}
-	s.m.reaped(s.buf, alive, func() bool { return oomCounter() > s.oomBefore }, now)
+	s.m.reaped(s.buf, alive, now)
 }
 
 // hookEnded logs how the running hook ended; nothing a hook does changes
@@ -430,6 +446,12 @@ func (s *supervisor) note(a action) {
 			"signal", signals.Name(s.cfg.WatchdogSignal))
 	case "hook stuck":
 		s.log.Error("hook did not die after SIGKILL; going on", "pid", a.pid)
+	case "oom victim":
+		s.log.Warn("the OOM killer ended a process", "pid", a.pid, "command", a.comm, "oom_kills", s.m.oomRun)
+	case "oom kills":
+		s.log.Warn("the OOM killer ended processes vigil did not reap", "count", a.n, "oom_kills", s.m.oomRun)
+	default:
+		s.log.Error("unknown decision of the supervisor", "why", a.why)
 	}
 }
 
@@ -473,8 +495,8 @@ func (s *supervisor) spawnChild(now time.Time) {
 		p.attr.Ctty = 0
 		s.tookTerminal = true
 	}
-	s.oomBefore = oomCounter()
-	pid, err := spawn(p)
+	s.readOOM(now) // the base for this run's count
+	pid, err := s.spawn(p)
 	if s.tail != nil && s.cfg.Restart == RestartNo {
 		// No run will follow: the child has its copy, and the tail sees
 		// the end of file when the child's tree is done with it.
