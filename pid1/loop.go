@@ -64,6 +64,44 @@ type supervisor struct {
 	procNote  bool   // the untrusted /proc was reported
 
 	tookTerminal bool // a run's group was given the terminal's foreground
+
+	// The executable's pages, dropped each time vigil goes idle once the
+	// child runs (dropIdle); nil before the first spawn.
+	pages    *slim.Pages
+	noPages  bool      // they cannot be found (no /proc): never try again
+	busy     bool      // vigil ran since the last drop
+	lastDrop time.Time // when they were last dropped
+}
+
+// dropGap is the least time between two drops of the executable's pages:
+// in a storm of exits vigil wakes thousands of times a second, and each
+// drop makes the next wake-up fault its code back in.
+const dropGap = 100 * time.Millisecond
+
+// dropIdle drops the executable's pages when vigil is about to sleep and
+// has run since the last drop, so that between events vigil holds little
+// more than its heap and stacks, whatever the last event needed: the OOM
+// killer picks the process with the most resident memory, file pages
+// included, and an init that just wrote its tombstone (encoding/json,
+// the file system) has mapped most of its binary again. Not while a
+// record is being written (its goroutine would fault the pages back at
+// once; its end wakes vigil), and not more often than dropGap: then the
+// drop is due at the returned time, which the sleep honours (zero: no
+// drop due).
+func (s *supervisor) dropIdle() time.Time {
+	if s.pages == nil || !s.busy || !s.records.idle() {
+		return time.Time{}
+	}
+	now := time.Now()
+	if due := s.lastDrop.Add(dropGap); now.Before(due) {
+		return due
+	}
+	if _, err := s.pages.Drop(); err != nil {
+		s.pages = nil // the mappings changed under vigil: stop
+		return time.Time{}
+	}
+	s.busy, s.lastDrop = false, now
+	return time.Time{}
 }
 
 // Run supervises cfg.Command until it has ended and everything after it
@@ -242,7 +280,12 @@ func (s *supervisor) close() {
 // a signal nor a deadline vigil sleeps without a timer: an idle init does
 // not wake up.
 func (s *supervisor) sleep() {
-	if next := s.m.next(); !next.IsZero() {
+	next := s.m.next()
+	if at := s.dropIdle(); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+		next = at
+	}
+	defer func() { s.busy = true }()
+	if !next.IsZero() {
 		s.timer.Reset(max(0, time.Until(next)))
 		defer s.timer.Stop()
 		select {
@@ -518,15 +561,15 @@ func (s *supervisor) spawnChild(now time.Time) {
 		// A --stop-on target that held before the child started.
 		s.m.stopOnFired(now)
 	}
-	// What the start-up needed (flag parsing, help templates, package
-	// initialisation) is resident for nothing from now on: drop it, so that
-	// vigil is never the heaviest process of a small container (slim).
-	// Whether to log is asked before: asking after would bring the
-	// logger's pages straight back.
-	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
-	n, err := slim.AfterSpawn()
-	if debug {
-		s.log.Debug("dropped the start-up's pages", "mapped_bytes", n, "err", err)
+	if s.pages == nil && !s.noPages {
+		// From now on vigil's pages are dropped whenever it goes idle
+		// (sleep): found once, here, where the start-up is over.
+		var err error
+		if s.pages, err = slim.ExecutablePages(); err != nil {
+			s.noPages = true
+			s.log.Debug("cannot drop the executable's pages", "err", err)
+		}
+		s.busy = true
 	}
 }
 
