@@ -14,9 +14,9 @@ import (
 
 // oomWatch reads the OOM-kill counter of vigil's memory cgroup and, where
 // the kernel can say when it changes, posts intake.OOM then: the loop reads
-// the counter and hands the machine the value. The counter is read, too,
-// when it can have changed without a word: after each drain that reaped a
-// process killed by SIGKILL, and when the main child ends.
+// the counter and hands the machine the value. The loop reads it, too,
+// before each drain (a victim's kill is counted before it can exit) and
+// before each spawn (the base of the run's count).
 type oomWatch struct {
 	cg     memCgroup
 	counts *os.File // kept open: one pread per reading
@@ -52,7 +52,7 @@ func startOOMWatch(cg memCgroup) (*oomWatch, error) {
 		w.how = "eventfd on " + cg.counts
 	}
 	if err != nil {
-		w.how = fmt.Sprintf("no events (%v): read at reaps of SIGKILLed processes and at the end", err)
+		w.how = fmt.Sprintf("no events (%v): read before each reap and each spawn", err)
 		return w, nil
 	}
 	go w.relay(w.events)
