@@ -369,7 +369,7 @@ func (s *supervisor) reap(now time.Time) {
 	// (with no event to say so, on a read-only cgroup v1, this is where
 	// kills are learnt), and a pending kill asks the drain for names.
 	s.readOOM(now)
-	s.buf, alive, err = reaper.Drain(s.buf[:0], untraced, s.m.oomPending > 0)
+	s.buf, alive, err = reaper.Drain(s.buf[:0], untraced, s.m.oomWaiting())
 	if err != nil {
 		s.log.Error("reaping failed", "err", err)
 	}
@@ -490,9 +490,9 @@ func (s *supervisor) note(a action) {
 	case "hook stuck":
 		s.log.Error("hook did not die after SIGKILL; going on", "pid", a.pid)
 	case "oom victim":
-		s.log.Warn("the OOM killer ended a process", "pid", a.pid, "command", a.comm, "oom_kills", s.m.oomRun)
+		s.log.Warn("the OOM killer ended a process", "pid", a.pid, "command", a.comm, "oom_kills", a.oom)
 	case "oom kills":
-		s.log.Warn("the OOM killer ended processes vigil did not reap", "count", a.n, "oom_kills", s.m.oomRun)
+		s.log.Warn("the OOM killer ended processes vigil did not reap", "count", a.n, "oom_kills", a.oom)
 	default:
 		s.log.Error("unknown decision of the supervisor", "why", a.why)
 	}

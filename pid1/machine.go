@@ -64,6 +64,7 @@ type action struct {
 	n    int
 	why  string // for the log line of a kill vigil decided on
 	comm string // "oom victim": the process's name, when known
+	oom  int    // "oom victim", "oom kills": the OOM kills of the run so far
 }
 
 // rules are the parts of Config the machine decides with.
@@ -571,12 +572,12 @@ func (m *machine) reaped(exits []reaper.Exit, alive bool, now time.Time) {
 			m.end(*e, m.cause(), m.oomVictim(e), now)
 		case e.Pid == m.hookPid && m.hookPid != 0:
 			if m.oomVictim(e) {
-				m.do(action{kind: actNote, why: "oom victim", pid: e.Pid, comm: e.Comm})
+				m.do(action{kind: actNote, why: "oom victim", pid: e.Pid, comm: e.Comm, oom: m.oomRun})
 			}
 			m.hookPid = 0
 			m.nextHook(now)
 		case m.oomVictim(e):
-			m.do(action{kind: actNote, why: "oom victim", pid: e.Pid, comm: e.Comm})
+			m.do(action{kind: actNote, why: "oom victim", pid: e.Pid, comm: e.Comm, oom: m.oomRun})
 		}
 	}
 	switch {
@@ -614,6 +615,10 @@ func (m *machine) oomCounted(total uint64, now time.Time) {
 	}
 }
 
+// oomWaiting reports whether an OOM kill waits for its victim: the next
+// drain should name the processes killed by SIGKILL.
+func (m *machine) oomWaiting() bool { return m.oomPending > 0 }
+
 // oomVictim reports whether e is the victim of a pending OOM kill, and if
 // so ties the kill to it: killed by SIGKILL, which vigil did not send it.
 func (m *machine) oomVictim(e *reaper.Exit) bool {
@@ -648,7 +653,7 @@ func (m *machine) killedBySelf(pid int) bool {
 // not processes vigil reaped in time.
 func (m *machine) reportOOM() {
 	if m.oomPending > 0 {
-		m.do(action{kind: actNote, why: "oom kills", n: m.oomPending})
+		m.do(action{kind: actNote, why: "oom kills", n: m.oomPending, oom: m.oomRun})
 	}
 	m.oomPending, m.oomReportAt = 0, time.Time{}
 }

@@ -210,8 +210,8 @@ func TestAWorkersOOMKillIsNamedAndCountedAndTheChildKeepsItsClass(t *testing.T) 
 	}
 	m.reaped([]reaper.Exit{{Pid: 300, Signal: unix.SIGKILL, Comm: "worker"}}, true, at(time.Second))
 	got := m.take()
-	if len(got) != 1 || got[0].why != "oom victim" || got[0].pid != 300 || got[0].comm != "worker" {
-		t.Fatalf("actions %+v, want one note naming the victim 300 (worker)", got)
+	if len(got) != 1 || got[0].why != "oom victim" || got[0].pid != 300 || got[0].comm != "worker" || got[0].oom != 1 {
+		t.Fatalf("actions %+v, want one note naming the victim 300 (worker), the run's first kill", got)
 	}
 	if !m.oomReportAt.IsZero() {
 		t.Errorf("the victim was found, and still a report of a count is due at %v", m.oomReportAt)
