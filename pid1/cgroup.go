@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 )
 
@@ -71,7 +70,9 @@ type oomCounts struct {
 
 // parseOOMCounts reads the "oom_kill N" and "oom_group_kill N" lines of
 // memory.events or memory.oom_control; ok is false without an oom_kill
-// line.
+// line. It allocates nothing: the loop reads the file before every drain,
+// and in a storm of exits garbage would grow the heap by megabytes before
+// the first collection.
 func parseOOMCounts(b []byte) (c oomCounts, ok bool) {
 	for len(b) > 0 {
 		line := b
@@ -84,11 +85,11 @@ func parseOOMCounts(b []byte) (c oomCounts, ok bool) {
 		if !found {
 			continue
 		}
-		n, err := strconv.ParseUint(string(bytes.TrimSpace(val)), 10, 64)
-		if err != nil {
+		n, valid := parseCount(bytes.TrimSpace(val))
+		if !valid {
 			continue
 		}
-		switch string(key) {
+		switch string(key) { // no allocation: the compiler compares in place
 		case "oom_kill":
 			c.kills, ok = n, true
 		case "oom_group_kill":
@@ -96,4 +97,23 @@ func parseOOMCounts(b []byte) (c oomCounts, ok bool) {
 		}
 	}
 	return c, ok
+}
+
+// parseCount parses a decimal uint64 without allocating.
+func parseCount(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, d := range b {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		next := n*10 + uint64(d-'0')
+		if next/10 != n {
+			return 0, false // overflow
+		}
+		n = next
+	}
+	return n, true
 }

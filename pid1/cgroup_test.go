@@ -100,6 +100,8 @@ func TestParseOOMCounts(t *testing.T) {
 		{v1OldKnl, oomCounts{}, false},
 		{"oom_kill 18446744073709551615", oomCounts{kills: 1<<64 - 1}, true}, // no final newline
 		{"oom_kill x\noom 2\n", oomCounts{}, false},
+		{"oom_kill 18446744073709551616\n", oomCounts{}, false}, // 2^64: overflow
+		{"oom_kill -1\n", oomCounts{}, false},
 		{"", oomCounts{}, false},
 	}
 	for _, tt := range tests {
@@ -150,5 +152,13 @@ func TestOOMWatchV2PostsOnModify(t *testing.T) {
 	}
 	if c, ok := w.read(); !ok || c.kills != 4 {
 		t.Errorf("reading after the event %+v, %v; want 4 kills", c, ok)
+	}
+}
+
+// The loop parses the counter before every drain: no garbage.
+func TestParseOOMCountsAllocatesNothing(t *testing.T) {
+	b := []byte(v2Events)
+	if n := testing.AllocsPerRun(100, func() { parseOOMCounts(b) }); n != 0 {
+		t.Errorf("parseOOMCounts allocates %v times per call, want 0", n)
 	}
 }
