@@ -28,7 +28,7 @@ type oomWatch struct {
 // startOOMWatch opens the counter and the event source of cg.
 //
 // cgroup v2: memory.events is a file the kernel marks modified when one of
-// its counters changes (at most every 20 ms per file), so an inotify
+// its counters changes (at most 100 times a second per file), so an inotify
 // IN_MODIFY watch on it wakes vigil for each OOM kill.
 //
 // cgroup v1: memory.oom_control notifies through an eventfd registered by
