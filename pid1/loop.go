@@ -42,7 +42,7 @@ type supervisor struct {
 	deps     *deps
 	readyOn  *deps // the --ready-on targets of the current run
 	listener *notify.Listener
-	upstream chan string // messages for the service manager vigil reports to
+	upstream chan []string // messages for the service manager vigil reports to, a merge's datagrams together
 	tail     *tail
 	records  *writer
 	termLog  *os.File  // opened (and so checked) at start
@@ -705,10 +705,13 @@ func (s *supervisor) setupNotify() error {
 		s.log.Warn("NOTIFY_SOCKET is not usable; not relaying readiness", "err", err)
 	}
 	self := os.Getpid()
+	// The socket's directory belongs to the child's user, the only one
+	// (with root) that can then reach it. Hooks are not given it.
 	s.listener, err = notify.Listen(notify.Config{
-		Accept: func(pid int) bool { return notify.InTree(pid, self) },
+		Accept: notify.Tree(self),
 		Log:    s.log,
 		Notify: func() { intake.Post(intake.Notify) },
+		Owner:  s.cred,
 	})
 	if err != nil {
 		return fail(ExitInternal, "--notify: %w", err)
@@ -721,11 +724,13 @@ func (s *supervisor) setupNotify() error {
 	if up != nil {
 		// One goroutine sends, in order; the loop never waits for a
 		// service manager. A manager that lags this far loses news.
-		s.upstream = make(chan string, 16)
-		go func(c <-chan string) {
-			for msg := range c {
-				if err := up.Send(msg, notify.SendTimeout); err != nil {
-					s.log.Debug("relaying to NOTIFY_SOCKET", "err", err)
+		s.upstream = make(chan []string, 16)
+		go func(c <-chan []string) {
+			for msgs := range c {
+				for _, msg := range msgs {
+					if err := up.Send(msg, notify.SendTimeout); err != nil {
+						s.log.Debug("relaying to NOTIFY_SOCKET", "err", err)
+					}
 				}
 			}
 		}(s.upstream)
@@ -768,19 +773,21 @@ func (s *supervisor) notified(now time.Time) {
 	}
 	s.m.notified(readiness{ready: u.Ready, stopping: u.Stopping, status: u.Status, pings: u.Pings,
 		trigger: u.WatchdogTrigger, interval: u.WatchdogInterval}, now)
-	if msg := u.Relay().Encode(); msg != "" {
-		s.relay(msg)
+	if msgs := u.Relay().Datagrams(); len(msgs) > 0 {
+		s.relay(msgs...)
 	}
 }
 
-// relay passes msg to the service manager vigil reports to, if any.
-func (s *supervisor) relay(msg string) {
+// relay passes msgs, the datagrams of one merge, to the service manager
+// vigil reports to, if any: together, so that a lagging manager loses a
+// merge whole or not at all, never its READY=1 without its STATUS=.
+func (s *supervisor) relay(msgs ...string) {
 	if s.upstream == nil {
 		return
 	}
 	select {
-	case s.upstream <- msg:
+	case s.upstream <- msgs:
 	default:
-		s.log.Debug("NOTIFY_SOCKET is not keeping up; message dropped", "message", msg)
+		s.log.Debug("NOTIFY_SOCKET is not keeping up; message dropped", "messages", len(msgs), "first", msgs[0])
 	}
 }

@@ -351,7 +351,9 @@ func TestRunReadinessRestartAndRelay(t *testing.T) {
 		t.Errorf("tombstone %+v: want exited after 1 restart, with ready_at", ts)
 	}
 	b, _ := os.ReadFile(env)
-	for _, want := range []string{"NOTIFY_SOCKET=@vigil-notify-", "WATCHDOG_USEC=5000000"} {
+	// The socket is a path in a private directory (/run as root, else
+	// TMPDIR or /tmp).
+	for _, want := range []string{"NOTIFY_SOCKET=/", "/vigil-notify-", "WATCHDOG_USEC=5000000"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("the child's environment lacks %s", want)
 		}
