@@ -132,12 +132,25 @@ func TestAWorkersOOMKillIsCountedAndTheChildKeepsItsClass(t *testing.T) {
 	for _, pid1 := range []bool{true, false} {
 		for _, mode := range []string{"orphan", "child"} {
 			t.Run(fmt.Sprintf("pid1=%v/%s", pid1, mode), func(t *testing.T) {
-				dir := t.TempDir()
-				tomb, report, pidFile := filepath.Join(dir, "tomb.json"), filepath.Join(dir, "report"), filepath.Join(dir, "worker")
-				r := oomRun(t, pid1, "--tombstone", tomb, "--on-failure", hookLine(helper("hookdump", report)...),
-					"--", self, "oom-a-worker", mode, pidFile, "5")
-				status := r.wait(60 * time.Second)
-				stderr := r.stderr.String()
+				var dir, tomb, report, pidFile, stderr string
+				var status int
+				// The main child is the test's scaffolding, a Go test binary:
+				// now and then, under load, the kernel kills it too right
+				// after the worker (vigil survives and hands back its 137).
+				// That run says nothing about the worker: run it again,
+				// a bounded number of times.
+				for attempt := 1; ; attempt++ {
+					dir = t.TempDir()
+					tomb, report, pidFile = filepath.Join(dir, "tomb.json"), filepath.Join(dir, "report"), filepath.Join(dir, "worker")
+					r := oomRun(t, pid1, "--tombstone", tomb, "--on-failure", hookLine(helper("hookdump", report)...),
+						"--", self, "oom-a-worker", mode, pidFile, "5")
+					status = r.wait(60 * time.Second)
+					stderr = r.stderr.String()
+					if status != 137 || !strings.Contains(stderr, "class=oom") || attempt == 3 {
+						break
+					}
+					t.Logf("attempt %d: the kernel killed the main child too; again\n%s", attempt, clipLog(stderr))
+				}
 				if status != 5 {
 					t.Fatalf("vigil exited %d, want the child's 5\nstderr:\n%s", status, clipLog(stderr))
 				}
