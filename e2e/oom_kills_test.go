@@ -108,7 +108,12 @@ func oomScores(args []string) int {
 // before it is executed.
 func oomRun(t *testing.T, pid1 bool, args ...string) *run {
 	t.Helper()
-	procs := memoryCgroup(t, 32<<20)
+	return oomRunIn(t, memoryCgroup(t, 32<<20), pid1, args...)
+}
+
+// oomRunIn is oomRun in the cgroup whose cgroup.procs is procs.
+func oomRunIn(t *testing.T, procs string, pid1 bool, args ...string) *run {
+	t.Helper()
 	if pid1 {
 		return start(t, opts{pid1: true, env: []string{"E2E_CGROUP_PROCS=" + procs}}, args...)
 	}
@@ -139,10 +144,11 @@ func TestAWorkersOOMKillIsCountedAndTheChildKeepsItsClass(t *testing.T) {
 				// after the worker (vigil survives and hands back its 137).
 				// That run says nothing about the worker: run it again,
 				// a bounded number of times.
+				procs := memoryCgroup(t, 32<<20)
 				for attempt := 1; ; attempt++ {
 					dir = t.TempDir()
 					tomb, report, pidFile = filepath.Join(dir, "tomb.json"), filepath.Join(dir, "report"), filepath.Join(dir, "worker")
-					r := oomRun(t, pid1, "--tombstone", tomb, "--on-failure", hookLine(helper("hookdump", report)...),
+					r := oomRunIn(t, procs, pid1, "--tombstone", tomb, "--on-failure", hookLine(helper("hookdump", report)...),
 						"--", self, "oom-a-worker", mode, pidFile, "5")
 					status = r.wait(60 * time.Second)
 					stderr = r.stderr.String()
