@@ -186,6 +186,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 
 		str("user", "VIGIL_USER", "run the child as `USER[:GROUP]` (names or numbers)", "", "u"),
 		boolean("no-new-privs", "VIGIL_NO_NEW_PRIVS", "set no_new_privs so the child cannot gain privileges through exec"),
+		boolean("oom-protect", "VIGIL_OOM_PROTECT", "set vigil's own oom_score_adj to -1000 (needs CAP_SYS_RESOURCE) so that it outlives an OOM kill of the whole cgroup (memory.oom.group) and records it; the child and hooks keep the score vigil started with"),
 		boolean("version", "", "print one line, NAME version X - git.COMMIT, as docker reads it (with -v: build details too)", "V"),
 	}
 	for _, c := range pid1.Classes() {
@@ -276,6 +277,7 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 		TerminationLog: c.String("termination-log"),
 		User:           c.String("user"),
 		NoNewPrivs:     c.Bool("no-new-privs"),
+		OOMProtect:     c.Bool("oom-protect"),
 		Hooks:          map[pid1.Class][][]string{},
 	}
 	if len(cfg.Command) == 0 {

@@ -34,6 +34,7 @@ func TestDocker(t *testing.T) {
 	t.Run("job with sidecar", func(t *testing.T) { t.Parallel(); dockerJobWithSidecar(t, e, m) })
 	t.Run("memory limit", func(t *testing.T) { t.Parallel(); dockerOOM(t, e, m) })
 	t.Run("the Dockerfile with the legacy builder", func(t *testing.T) { t.Parallel(); dockerLegacyBuild(t, e, m) })
+	t.Run("a worker OOM-killed", func(t *testing.T) { t.Parallel(); dockerWorkerOOM(t, e, m) })
 }
 
 // TestPodman runs the core of the matrix under podman.
@@ -344,5 +345,43 @@ func dockerOOM(t *testing.T, e *engine, m *matrix) {
 		"state": "exited", "class": "oom", "signal": "SIGKILL", "exit_status": 137})
 	if string(hook) != "oom 137\n" {
 		t.Errorf("the --on-oom hook wrote %q, want \"oom 137\\n\"\n%s", hook, c.logs())
+	}
+}
+
+// dockerWorkerOOM: in a 32 MiB container a worker is OOM-killed while the
+// main child lives on and then exits 5. The container's cgroup file
+// system is read-only there, so on cgroup v1 vigil has no OOM event and
+// reads the counter at its reaps: the kill is still in its log (with the
+// worker's pid, vigil reaps it: it is an orphan) and in the tombstone, and
+// the class stays failure.
+func dockerWorkerOOM(t *testing.T, e *engine, m *matrix) {
+	limits := strings.Fields(e.must(t, time.Minute, "info", "--format", "{{.MemoryLimit}} {{.SwapLimit}}"))
+	if len(limits) != 2 || limits[0] != "true" {
+		t.Skipf("dockerd reports no memory limit support on this kernel (docker info MemoryLimit SwapLimit: %v)", limits)
+	}
+	dir, v := shared(t)
+	opts := append(v, "--memory", "32m")
+	if limits[1] == "true" {
+		opts = append(opts, "--memory-swap", "32m")
+	}
+	c := e.start(t, opts, "localhost/vigil-e2e:base", "/vigil", "-v", "--tombstone", "/shared/tomb.json",
+		"--", "/e2e", "oom-a-worker", "orphan", "/shared/worker", "5")
+	status := c.wait(2 * time.Minute)
+	tomb, _ := os.ReadFile(filepath.Join(dir, "tomb.json"))
+	m.set("--memory 32m, a worker OOM-killed, the child exits 5 → 5, counted", "vigil", fmt.Sprintf("%d, %s", status, strings.TrimSpace(string(tomb))))
+	if status != 5 {
+		t.Fatalf("%s exited %d, want the child's 5\n%s", c, status, c.logs())
+	}
+	readTombstone(t, filepath.Join(dir, "tomb.json")).check(t, map[string]any{
+		"state": "exited", "class": "failure", "exit_status": 5, "oom_kills": 1})
+	worker, _ := os.ReadFile(filepath.Join(dir, "worker"))
+	_, stderr := c.output()
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, "counting OOM kills") {
+			t.Logf("how vigil learns of OOM kills here: %s", l)
+		}
+	}
+	if want := "pid=" + strings.TrimSpace(string(worker)) + " command=e2e oom_kills=1"; !logSays(stderr, `msg="the OOM killer ended a process"`, want) {
+		t.Errorf("vigil's log does not name the worker (%s)\n%s", want, c.logs())
 	}
 }

@@ -243,6 +243,7 @@ type hookFacts struct {
 	pid     int
 	command []string
 	tail    *string // nil: no --capture-tail
+	oom     int     // OOM kills counted during the run
 }
 
 // checkFacts compares, field by field, the environment and the JSON a hook
@@ -264,6 +265,7 @@ func checkFacts(t *testing.T, rep hookReport, want hookFacts, before, after time
 		"VIGIL_CORE_DUMPED": want.core,
 		"VIGIL_PID":         strconv.Itoa(want.pid),
 		"VIGIL_COMMAND":     strings.Join(want.command, " "),
+		"VIGIL_OOM_KILLS":   strconv.Itoa(want.oom),
 	}
 	for k, v := range wantEnv {
 		got, ok := env[k]
@@ -316,7 +318,7 @@ func checkFacts(t *testing.T, rep hookReport, want hookFacts, before, after time
 		t.Fatalf("the hook's stdin is not one JSON object: %v\n%q", err, rep.Stdin)
 	}
 	keys := []string{"class", "exit_status", "exit_code", "signal", "core_dumped", "pid", "command",
-		"started_at", "ended_at", "duration_ms", "restarts", "ready", "ready_at", "status"}
+		"started_at", "ended_at", "duration_ms", "restarts", "oom_kills", "ready", "ready_at", "status"}
 	if want.tail != nil {
 		keys = append(keys, "stderr_tail")
 	}
@@ -724,7 +726,7 @@ func TestOOMKillIsClassifiedOOM(t *testing.T) {
 		t.Errorf("vigil exited %d, want 137 (SIGKILL by the OOM killer)\nstderr:\n%s", h.status, clipLog(h.stderr))
 	}
 	checkFacts(t, h.report, hookFacts{class: "oom", status: 137, signal: "SIGKILL", core: "0",
-		pid: h.pid, command: h.command}, h.before, h.after, h.stderr)
+		pid: h.pid, command: h.command, oom: 1}, h.before, h.after, h.stderr)
 }
 
 func TestHangingHookIsKilledAfterHookTimeout(t *testing.T) {

@@ -207,7 +207,7 @@ func (ts tombstone) check(t *testing.T, want map[string]any) {
 	}
 	// The ten above always; these only when they say something.
 	optional := map[string]bool{"error": true, "restarts": true, "status": true, "ready_at": true,
-		"run_id": true, "run_started_at": true, "locked": true}
+		"run_id": true, "run_started_at": true, "locked": true, "oom_kills": true}
 	for k := range ts {
 		if !optional[k] && !slices.Contains([]string{"name", "state", "pid", "started_at", "ended_at", "class",
 			"exit_status", "exit_code", "signal", "core_dumped"}, k) {

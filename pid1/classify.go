@@ -16,7 +16,7 @@ const (
 	Signal   Class = "signal"   // killed by a signal that is neither a fault nor KILL
 	Fault    Class = "fault"    // killed by SEGV, BUS, ILL, FPE, ABRT, SYS or TRAP
 	Kill     Class = "kill"     // killed by KILL, no OOM evidence
-	OOM      Class = "oom"      // killed by KILL while the cgroup's OOM-kill counter rose
+	OOM      Class = "oom"      // killed by KILL, the victim of an OOM kill the cgroup counted
 	Timeout  Class = "timeout"  // vigil ended it because --timeout expired
 	Watchdog Class = "watchdog" // vigil ended it as hung: no WATCHDOG=1 within --watchdog
 	Stopped  Class = "stopped"  // vigil ended it on purpose: a --stop-on target fired, or (--exit-zero-on-stop) it honoured a stop from outside
@@ -41,9 +41,10 @@ const (
 	CauseWatchdog       // no WATCHDOG=1 within --watchdog
 )
 
-// Classify decides the class of one termination. oomRose reports whether the
-// OOM-kill counter of vigil's memory cgroup went up while the child ran and
-// the SIGKILL was not vigil's own: a kill vigil sent is never an OOM, even
+// Classify decides the class of one termination. oomRose reports whether
+// the child was the victim of an OOM kill that vigil's memory cgroup
+// counted (a kill not yet tied to another process vigil reaped) and the
+// SIGKILL was not vigil's own: a kill vigil sent is never an OOM, even
 // when some other process of the cgroup was OOM-killed before.
 func Classify(e reaper.Exit, cause Cause, oomRose bool) Class {
 	switch cause {

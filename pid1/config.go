@@ -79,6 +79,12 @@ type Config struct {
 
 	User       string // USER[:GROUP] for the child; "" keeps vigil's
 	NoNewPrivs bool
+
+	// OOMProtect sets vigil's own oom_score_adj to -1000 (it needs
+	// CAP_SYS_RESOURCE), so that vigil outlives an OOM kill of the whole
+	// cgroup (memory.oom.group) and records it; the child and the hooks
+	// keep the score vigil started with.
+	OOMProtect bool
 }
 
 // OnExit is the Hooks key for hooks that run whatever the class.

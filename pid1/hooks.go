@@ -89,7 +89,7 @@ func withoutHookVars(env []string) []string {
 		switch k {
 		case "VIGIL_CLASS", "VIGIL_EXIT_STATUS", "VIGIL_EXIT_CODE", "VIGIL_SIGNAL", "VIGIL_CORE_DUMPED",
 			"VIGIL_PID", "VIGIL_COMMAND", "VIGIL_STARTED_AT", "VIGIL_ENDED_AT", "VIGIL_DURATION_MS",
-			"VIGIL_ERROR", "VIGIL_RESTARTS", "VIGIL_STATUS", "VIGIL_STDERR_TAIL",
+			"VIGIL_ERROR", "VIGIL_RESTARTS", "VIGIL_OOM_KILLS", "VIGIL_STATUS", "VIGIL_STDERR_TAIL",
 			// A hook is vigil's helper, not the service: it does not talk
 			// to vigil's supervisor, nor take part in the child's watchdog.
 			"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID":
@@ -112,7 +112,7 @@ func (s *supervisor) startHook(n int) (int, bool) {
 	}
 	p := &proc{argv: h.argv, env: s.hookEnv, files: []uintptr{pr.Fd(), 1, 2}}
 	p.attr.Setpgid = true
-	pid, err := spawn(p)
+	pid, err := s.spawn(p)
 	pr.Close()
 	if err != nil {
 		pw.Close()

@@ -16,14 +16,14 @@ func TestUnreachableLeftoversAreNotWaitedFor(t *testing.T) {
 	// namespace) goes on at once, after the child and after the hooks,
 	// instead of waiting the cleanup grace and killWait for nothing.
 	m := running(t, defaults())
-	m.reaped(exited(child, 0), true, no, t0)
+	m.reaped(exited(child, 0), true, t0)
 	expect(t, m, "tombstone; leftovers SIGTERM")
 	m.leftoversUnreachable(t0)
 	expect(t, m, "ended; list hooks")
 	m.hooksListed(1, t0)
 	expect(t, m, "hook 0")
 	m.hookStarted(200, t0)
-	m.reaped(exited(200, 0), true, no, t0)
+	m.reaped(exited(200, 0), true, t0)
 	expect(t, m, "leftovers SIGTERM")
 	m.leftoversUnreachable(t0)
 	expect(t, m, "flush")

@@ -41,14 +41,18 @@ type supervisor struct {
 	cred *syscall.Credential // --user, resolved before anything starts
 	home string
 
-	deps      *deps
-	readyOn   *deps // the --ready-on targets of the current run
-	listener  *notify.Listener
-	upstream  chan []string // messages for the service manager vigil reports to, a merge's datagrams together
-	tail      *tail
-	records   *writer
-	termLog   *os.File // opened (and so checked) at start
-	oomBefore uint64
+	deps     *deps
+	readyOn  *deps // the --ready-on targets of the current run
+	listener *notify.Listener
+	upstream chan []string // messages for the service manager vigil reports to, a merge's datagrams together
+	tail     *tail
+	records  *writer
+	termLog  *os.File  // opened (and so checked) at start
+	oom      *oomWatch // nil: no memory cgroup to read
+	// childOOMScore is the oom_score_adj vigil started with, which its
+	// children get when --oom-protect lowered vigil's own (protected).
+	childOOMScore int
+	protected     bool
 
 	// Which run of vigil this is, for the tombstone: readers never act on
 	// a record of an earlier run.
@@ -68,6 +72,44 @@ type supervisor struct {
 	procNote  bool   // the untrusted /proc was reported
 
 	tookTerminal bool // a run's group was given the terminal's foreground
+
+	// The executable's pages, dropped each time vigil goes idle once the
+	// child runs (dropIdle); nil before the first spawn.
+	pages    *slim.Pages
+	noPages  bool      // they cannot be found (no /proc): never try again
+	busy     bool      // vigil ran since the last drop
+	lastDrop time.Time // when they were last dropped
+}
+
+// dropGap is the least time between two drops of the executable's pages:
+// in a storm of exits vigil wakes thousands of times a second, and each
+// drop makes the next wake-up fault its code back in.
+const dropGap = 100 * time.Millisecond
+
+// dropIdle drops the executable's pages when vigil is about to sleep and
+// has run since the last drop, so that between events vigil holds little
+// more than its heap and stacks, whatever the last event needed: the OOM
+// killer picks the process with the most resident memory, file pages
+// included, and an init that just wrote its tombstone (encoding/json,
+// the file system) has mapped most of its binary again. Not while a
+// record is being written (its goroutine would fault the pages back at
+// once; its end wakes vigil), and not more often than dropGap: then the
+// drop is due at the returned time, which the sleep honours (zero: no
+// drop due).
+func (s *supervisor) dropIdle() time.Time {
+	if s.pages == nil || !s.busy || !s.records.idle() {
+		return time.Time{}
+	}
+	now := time.Now()
+	if due := s.lastDrop.Add(dropGap); now.Before(due) {
+		return due
+	}
+	if _, err := s.pages.Drop(); err != nil {
+		s.pages = nil // the mappings changed under vigil: stop
+		return time.Time{}
+	}
+	s.busy, s.lastDrop = false, now
+	return time.Time{}
 }
 
 // Run supervises cfg.Command until it has ended and everything after it
@@ -225,6 +267,9 @@ func (s *supervisor) setup() error {
 			s.log.Debug("the tombstone's file system takes no locks: readers cannot tell whether this vigil runs", "path", s.cfg.Tombstone)
 		}
 	}
+	if err := s.setupOOM(); err != nil {
+		return err
+	}
 	if err := s.setupNotify(); err != nil {
 		return err
 	}
@@ -237,6 +282,7 @@ func (s *supervisor) setup() error {
 func (s *supervisor) close() {
 	s.deps.close()
 	s.readyOn.close()
+	s.oom.close()
 	if s.listener != nil {
 		s.listener.Close()
 	}
@@ -258,7 +304,12 @@ func (s *supervisor) close() {
 // a signal nor a deadline vigil sleeps without a timer: an idle init does
 // not wake up.
 func (s *supervisor) sleep() {
-	if next := s.m.next(); !next.IsZero() {
+	next := s.m.next()
+	if at := s.dropIdle(); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+		next = at
+	}
+	defer func() { s.busy = true }()
+	if !next.IsZero() {
 		s.timer.Reset(max(0, time.Until(next)))
 		defer s.timer.Stop()
 		select {
@@ -296,6 +347,9 @@ func (s *supervisor) feed(now time.Time) {
 		}
 	}
 	s.perform()
+	if p.Has(intake.OOM) {
+		s.readOOM(now)
+	}
 	if p.Signals[unix.SIGCHLD] > 0 {
 		s.reap(now)
 	}
@@ -334,7 +388,12 @@ func (s *supervisor) reap(now time.Time) {
 	var err error
 	var alive bool
 	untraced := s.m.r.jobControl && s.m.phase == phaseRunning
-	s.buf, alive, err = reaper.Drain(s.buf[:0], untraced)
+	// The counter before the drain: an OOM victim's kill is counted
+	// before it can exit, so every victim in this drain is counted by now
+	// (with no event to say so, on a read-only cgroup v1, this is where
+	// kills are learnt), and a pending kill asks the drain for names.
+	s.readOOM(now)
+	s.buf, alive, err = reaper.Drain(s.buf[:0], untraced, s.m.oomWaiting())
 	if err != nil {
 		s.log.Error("reaping failed", "err", err)
 	}
@@ -360,7 +419,7 @@ func (s *supervisor) reap(now time.Time) {
 			s.hookEnded(*e, now)
 		}
 	}
-	s.m.reaped(s.buf, alive, func() bool { return oomCounter() > s.oomBefore }, now)
+	s.m.reaped(s.buf, alive, now)
 }
 
 // hookEnded logs how the running hook ended; nothing a hook does changes
@@ -454,6 +513,12 @@ func (s *supervisor) note(a action) {
 			"signal", signals.Name(s.cfg.WatchdogSignal))
 	case "hook stuck":
 		s.log.Error("hook did not die after SIGKILL; going on", "pid", a.pid)
+	case "oom victim":
+		s.log.Warn("the OOM killer ended a process", "pid", a.pid, "command", a.comm, "oom_kills", a.oom)
+	case "oom kills":
+		s.log.Warn("the OOM killer ended processes vigil did not reap", "count", a.n, "oom_kills", a.oom)
+	default:
+		s.log.Error("unknown decision of the supervisor", "why", a.why)
 	}
 }
 
@@ -497,8 +562,8 @@ func (s *supervisor) spawnChild(now time.Time) {
 		p.attr.Ctty = 0
 		s.tookTerminal = true
 	}
-	s.oomBefore = oomCounter()
-	pid, err := spawn(p)
+	s.readOOM(now) // the base for this run's count
+	pid, err := s.spawn(p)
 	if s.tail != nil && s.cfg.Restart == RestartNo {
 		// No run will follow: the child has its copy, and the tail sees
 		// the end of file when the child's tree is done with it.
@@ -520,15 +585,15 @@ func (s *supervisor) spawnChild(now time.Time) {
 		// A --stop-on target that held before the child started.
 		s.m.stopOnFired(now)
 	}
-	// What the start-up needed (flag parsing, help templates, package
-	// initialisation) is resident for nothing from now on: drop it, so that
-	// vigil is never the heaviest process of a small container (slim).
-	// Whether to log is asked before: asking after would bring the
-	// logger's pages straight back.
-	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
-	n, err := slim.AfterSpawn()
-	if debug {
-		s.log.Debug("dropped the start-up's pages", "mapped_bytes", n, "err", err)
+	if s.pages == nil && !s.noPages {
+		// From now on vigil's pages are dropped whenever it goes idle
+		// (sleep): found once, here, where the start-up is over.
+		var err error
+		if s.pages, err = slim.ExecutablePages(); err != nil {
+			s.noPages = true
+			s.log.Debug("cannot drop the executable's pages", "err", err)
+		}
+		s.busy = true
 	}
 }
 

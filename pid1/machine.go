@@ -63,6 +63,8 @@ type action struct {
 	sig  unix.Signal
 	n    int
 	why  string // for the log line of a kill vigil decided on
+	comm string // "oom victim": the process's name, when known
+	oom  int    // "oom victim", "oom kills": the OOM kills of the run so far
 }
 
 // rules are the parts of Config the machine decides with.
@@ -127,6 +129,12 @@ const tailWait = 2 * time.Second
 // flushWait bounds the wait for the records to be written at the end.
 const flushWait = 5 * time.Second
 
+// oomVictimWait is how long an OOM kill the counter showed waits for its
+// victim to be reaped by vigil, so that the log can name it; after that it
+// is reported as a count (a process vigil does not reap, such as a
+// shell's subprocess, or one whose exit is slow).
+const oomVictimWait = 500 * time.Millisecond
+
 // stop is a graceful stop of the main child: drain, forward, grace, kill.
 type stop struct {
 	cause     Cause       // why; CauseNone until a stop begins
@@ -187,6 +195,13 @@ type machine struct {
 	tailEnds  time.Time
 	flushEnds time.Time
 
+	// OOM kills in vigil's memory cgroup, from the counter the loop reads.
+	oomKnown    bool      // the counter has been read once: later rises are kills
+	oomTotal    uint64    // the counter as last read
+	oomPending  int       // kills not yet tied to a reaped process nor reported
+	oomReportAt time.Time // when the pending ones are reported as a count
+	oomRun      int       // kills counted since the current run began
+
 	out []action
 }
 
@@ -237,6 +252,9 @@ func (m *machine) depsReady() {
 func (m *machine) spawned(pid int, jobControl bool, now time.Time) {
 	m.child, m.started, m.alive = pid, now, true
 	m.r.jobControl = jobControl
+	// A kill from before this run is not its child's.
+	m.reportOOM()
+	m.oomRun = 0
 	if m.r.timeout > 0 {
 		m.timeoutAt = now.Add(m.r.timeout)
 	}
@@ -549,9 +567,11 @@ func (m *machine) cause() Cause {
 }
 
 // reaped takes one drain's worth of exits. alive is what the drain said
-// about the children left; oomRose is asked only when the main child's
-// exit is among them (it reads the cgroup's counter).
-func (m *machine) reaped(exits []reaper.Exit, alive bool, oomRose func() bool, now time.Time) {
+// about the children left. The loop hands the machine the OOM-kill counter
+// (oomCounted) before the drain: a victim's kill is counted before it can
+// exit, so a pending kill and a process killed by SIGKILL that vigil did
+// not kill belong together.
+func (m *machine) reaped(exits []reaper.Exit, alive bool, now time.Time) {
 	m.alive = alive
 	for i := range exits {
 		e := &exits[i]
@@ -561,10 +581,15 @@ func (m *machine) reaped(exits []reaper.Exit, alive bool, oomRose func() bool, n
 				m.childStopped()
 			}
 		case e.Pid == m.child && m.child != 0 && m.rec == nil:
-			m.end(*e, m.cause(), oomRose(), now)
+			m.end(*e, m.cause(), m.oomVictim(e), now)
 		case e.Pid == m.hookPid && m.hookPid != 0:
+			if m.oomVictim(e) {
+				m.do(action{kind: actNote, why: "oom victim", pid: e.Pid, comm: e.Comm, oom: m.oomRun})
+			}
 			m.hookPid = 0
 			m.nextHook(now)
+		case m.oomVictim(e):
+			m.do(action{kind: actNote, why: "oom victim", pid: e.Pid, comm: e.Comm, oom: m.oomRun})
 		}
 	}
 	switch {
@@ -574,6 +599,75 @@ func (m *machine) reaped(exits []reaper.Exit, alive bool, oomRose func() bool, n
 	case m.phase == phaseWaitAll:
 		m.waitAllDone(now)
 	}
+}
+
+// oomCounted takes the OOM-kill counter of vigil's memory cgroup, as the
+// loop read it. The first reading is the base; each rise is that many
+// kills, pending until a reaped process is found to be the victim or
+// oomVictimWait has passed.
+func (m *machine) oomCounted(total uint64, now time.Time) {
+	if !m.oomKnown || total < m.oomTotal {
+		// A counter that went down is another cgroup's (vigil was moved):
+		// a new base.
+		m.oomKnown, m.oomTotal = true, total
+		return
+	}
+	if total == m.oomTotal {
+		return
+	}
+	n := int(min(total-m.oomTotal, 1<<20))
+	m.oomTotal = total
+	m.oomPending += n
+	m.oomRun += n
+	if m.oomReportAt.IsZero() {
+		m.oomReportAt = now.Add(oomVictimWait)
+	}
+	if m.phase == phaseRunning && m.rec == nil {
+		m.do(action{kind: actTombstone}) // the count is in it
+	}
+}
+
+// oomWaiting reports whether an OOM kill waits for its victim: the next
+// drain should name the processes killed by SIGKILL.
+func (m *machine) oomWaiting() bool { return m.oomPending > 0 }
+
+// oomVictim reports whether e is the victim of a pending OOM kill, and if
+// so ties the kill to it: killed by SIGKILL, which vigil did not send it.
+func (m *machine) oomVictim(e *reaper.Exit) bool {
+	if m.oomPending == 0 || e.Signal != unix.SIGKILL || e.Stopped || m.killedBySelf(e.Pid) {
+		return false
+	}
+	m.oomPending--
+	if m.oomPending == 0 {
+		m.oomReportAt = time.Time{}
+	}
+	return true
+}
+
+// killedBySelf reports whether a SIGKILL that ended pid may have been
+// vigil's own: the child's group after the grace, the leftovers, a hook
+// after --hook-timeout.
+func (m *machine) killedBySelf(pid int) bool {
+	switch {
+	case m.stop.killed && m.rec == nil:
+		return true // the child's group; its workers with it under -g
+	case m.phase == phaseCleanup && m.cleanupKill:
+		return true
+	case m.phase == phaseWaitAll && !m.stop.landBy.IsZero():
+		return true
+	case pid == m.hookPid && m.hookKill:
+		return true
+	}
+	return false
+}
+
+// reportOOM reports the pending OOM kills as a count: their victims were
+// not processes vigil reaped in time.
+func (m *machine) reportOOM() {
+	if m.oomPending > 0 {
+		m.do(action{kind: actNote, why: "oom kills", n: m.oomPending, oom: m.oomRun})
+	}
+	m.oomPending, m.oomReportAt = 0, time.Time{}
 }
 
 // end records how the main child ended and moves on to cleaning up.
@@ -595,7 +689,7 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 	if m.r.remapExit[status] {
 		status = 0
 	}
-	m.rec = &record{class: class, exit: e, status: status, started: m.started, ended: now, restarts: m.restarts}
+	m.rec = &record{class: class, exit: e, status: status, started: m.started, ended: now, restarts: m.restarts, oomKills: m.oomRun}
 	if m.err != nil {
 		m.rec.err = m.err.Error()
 	}
@@ -754,6 +848,7 @@ func (m *machine) finishTail() {
 // is logged and written, and the hooks run.
 func (m *machine) ended() {
 	m.tailEnds = time.Time{}
+	m.reportOOM() // before the class line and the hooks
 	m.do(action{kind: actEnded})
 	m.phase = phaseHooks
 	m.do(action{kind: actListHooks})
@@ -811,6 +906,9 @@ func (m *machine) flushed() {
 // tick handles the clock: every deadline at or before now fires.
 func (m *machine) tick(now time.Time) {
 	due := func(t time.Time) bool { return !t.IsZero() && !now.Before(t) }
+	if due(m.oomReportAt) {
+		m.reportOOM()
+	}
 	switch m.phase {
 	case phaseWaiting:
 		if due(m.waitEnds) {
@@ -916,7 +1014,9 @@ func (m *machine) next() time.Time {
 	case phaseFlush:
 		ts = []time.Time{m.flushEnds}
 	}
-	var first time.Time
+	// In every phase; apart, as append would move ts to the heap on every
+	// sleep (garbage that grew the heap by 4 MB in an orphan storm).
+	first := m.oomReportAt
 	for _, t := range ts {
 		if !t.IsZero() && (first.IsZero() || t.Before(first)) {
 			first = t

@@ -92,8 +92,15 @@ func killedBy(pid int, sig unix.Signal) []reaper.Exit {
 	return []reaper.Exit{{Pid: pid, Signal: sig}}
 }
 
-func no() bool  { return false }
-func yes() bool { return true }
+// oomKill tells m that the memory cgroup's OOM-kill counter rose by one,
+// as the loop does when it reads it, and drops the tombstone that says so.
+func oomKill(m *machine, now time.Time) {
+	if !m.oomKnown {
+		m.oomCounted(10, now) // the base, read at start
+	}
+	m.oomCounted(m.oomTotal+1, now)
+	m.take()
+}
 
 // finish walks a machine whose child has ended through to done with no
 // leftovers, no tail and no hooks, and returns its record.
@@ -110,7 +117,7 @@ func finish(t *testing.T, m *machine) *record {
 
 func TestChildExitIsRecordedAndHooked(t *testing.T) {
 	m := running(t, defaults())
-	m.reaped(exited(child, 3), false, no, at(time.Second))
+	m.reaped(exited(child, 3), false, at(time.Second))
 	expect(t, m, "tombstone; ended; list hooks")
 	r := finish(t, m)
 	if r.class != Failure || r.status != 3 || r.ended.Sub(r.started) != time.Second {
@@ -120,7 +127,7 @@ func TestChildExitIsRecordedAndHooked(t *testing.T) {
 
 func TestOrphanExitsDoNotEndTheRun(t *testing.T) {
 	m := running(t, defaults())
-	m.reaped(append(exited(7, 1), exited(8, 0)...), true, no, t0)
+	m.reaped(append(exited(7, 1), exited(8, 0)...), true, t0)
 	expect(t, m, "")
 	if m.phase != phaseRunning || m.rec != nil {
 		t.Fatalf("phase %s, record %v after orphans ended", m.phase, m.rec)
@@ -153,7 +160,7 @@ func TestOutsideStopHasNoSIGKILLOfVigilsOwnByDefault(t *testing.T) {
 	}
 	m.tick(at(time.Hour))
 	expect(t, m, "")
-	m.reaped(exited(child, 0), false, no, at(15*time.Second))
+	m.reaped(exited(child, 0), false, at(15*time.Second))
 	expect(t, m, "tombstone; ended; list hooks")
 	if r := finish(t, m); r.class != Success || r.status != 0 {
 		t.Errorf("class %s status %d, want success 0", r.class, r.status)
@@ -173,8 +180,9 @@ func TestExplicitGraceEndsAnOutsideStopWithSIGKILL(t *testing.T) {
 	expect(t, m, "note grace over; kill -100 SIGKILL")
 	// Another process of the cgroup was OOM-killed earlier: vigil's own
 	// SIGKILL is still a kill, not an OOM.
-	m.reaped(killedBy(child, unix.SIGKILL), false, yes, at(5*time.Second))
-	expect(t, m, "tombstone; ended; list hooks")
+	oomKill(m, at(5*time.Second))
+	m.reaped(killedBy(child, unix.SIGKILL), false, at(5*time.Second))
+	expect(t, m, "tombstone; note oom kills; ended; list hooks")
 	if r := finish(t, m); r.class != Kill || r.status != 137 {
 		t.Errorf("class %s status %d, want kill 137", r.class, r.status)
 	}
@@ -182,11 +190,92 @@ func TestExplicitGraceEndsAnOutsideStopWithSIGKILL(t *testing.T) {
 
 func TestSIGKILLVigilDidNotSendWithOOMEvidenceIsOOM(t *testing.T) {
 	m := running(t, defaults())
-	m.reaped(killedBy(child, unix.SIGKILL), false, yes, t0)
+	oomKill(m, t0)
+	m.reaped(killedBy(child, unix.SIGKILL), false, t0)
 	m.take()
-	if r := finish(t, m); r.class != OOM {
-		t.Errorf("class %s, want oom", r.class)
+	if r := finish(t, m); r.class != OOM || r.oomKills != 1 {
+		t.Errorf("class %s, %d OOM kills, want oom and 1", r.class, r.oomKills)
 	}
+}
+
+// A worker vigil reaps is named as the victim; the main child, which
+// exits later, keeps its own class, and the record counts the kill.
+func TestAWorkersOOMKillIsNamedAndCountedAndTheChildKeepsItsClass(t *testing.T) {
+	m := running(t, defaults())
+	m.oomCounted(3, t0)
+	expect(t, m, "")
+	m.oomCounted(4, at(time.Second))
+	expect(t, m, "tombstone") // the count is in the tombstone at once
+	if m.oomRun != 1 || m.next().IsZero() {
+		t.Fatalf("after the counter rose: %d kills this run, next deadline %v; want 1 and the victim's wait", m.oomRun, m.next())
+	}
+	m.reaped([]reaper.Exit{{Pid: 300, Signal: unix.SIGKILL, Comm: "worker"}}, true, at(time.Second))
+	got := m.take()
+	if len(got) != 1 || got[0].why != "oom victim" || got[0].pid != 300 || got[0].comm != "worker" || got[0].oom != 1 {
+		t.Fatalf("actions %+v, want one note naming the victim 300 (worker), the run's first kill", got)
+	}
+	if !m.oomReportAt.IsZero() {
+		t.Errorf("the victim was found, and still a report of a count is due at %v", m.oomReportAt)
+	}
+	m.reaped(exited(child, 5), false, at(2*time.Second))
+	m.take()
+	if r := finish(t, m); r.class != Failure || r.status != 5 || r.oomKills != 1 {
+		t.Errorf("class %s status %d with %d OOM kills, want failure 5 with 1", r.class, r.status, r.oomKills)
+	}
+}
+
+// A kill whose victim vigil does not reap (a shell's subprocess, reaped
+// by the shell) is reported as a count after oomVictimWait; a SIGKILL the
+// main child gets afterwards is then not an OOM.
+func TestAnOOMKillVigilDoesNotReapIsReportedAsACount(t *testing.T) {
+	m := running(t, defaults())
+	oomKill(m, t0)
+	oomKill(m, t0)
+	if got := m.next(); !got.Equal(at(oomVictimWait)) {
+		t.Fatalf("next deadline %v, want the victim's wait %v", got.Sub(t0), oomVictimWait)
+	}
+	m.tick(at(oomVictimWait))
+	got := m.take()
+	if len(got) != 1 || got[0].why != "oom kills" || got[0].n != 2 {
+		t.Fatalf("actions %+v, want one note counting 2 kills", got)
+	}
+	m.reaped(killedBy(child, unix.SIGKILL), false, at(time.Second))
+	m.take()
+	if r := finish(t, m); r.class != Kill || r.oomKills != 2 {
+		t.Errorf("class %s with %d OOM kills, want kill (docker kill, say) with 2", r.class, r.oomKills)
+	}
+}
+
+// The SIGKILL vigil sends its leftovers is never an OOM victim's, and a
+// kill still pending when the child's end is recorded is reported before
+// the hooks.
+func TestLeftoversVigilKilledAreNotOOMVictims(t *testing.T) {
+	r := defaults()
+	r.cleanupGrace = time.Second
+	m := running(t, r)
+	m.reaped(exited(child, 0), true, t0)
+	expect(t, m, "tombstone; leftovers SIGTERM")
+	m.tick(at(time.Second))
+	expect(t, m, "leftovers SIGKILL")
+	oomKill(m, at(time.Second))
+	m.reaped(killedBy(400, unix.SIGKILL), false, at(time.Second))
+	got := m.take()
+	if show(got) != "note oom kills; ended; list hooks" || got[0].n != 1 {
+		t.Fatalf("actions %+v, want the pending kill counted (1), then the end", got)
+	}
+}
+
+// The counter is the cgroup's, and vigil may be moved to another: a
+// counter that goes down is a new base, not a kill.
+func TestAnOOMCounterThatGoesDownIsANewBase(t *testing.T) {
+	m := running(t, defaults())
+	m.oomCounted(50, t0)
+	m.oomCounted(2, t0)
+	m.oomCounted(2, t0)
+	if m.oomRun != 0 || m.oomPending != 0 {
+		t.Errorf("%d kills counted, %d pending, want none", m.oomRun, m.oomPending)
+	}
+	expect(t, m, "")
 }
 
 func TestRepeatedStopSignalIsForwardedWithoutRestartingTheClock(t *testing.T) {
@@ -230,7 +319,7 @@ func TestDrainDelaysTheStopAndAFailureDuringItIsAFailure(t *testing.T) {
 	if got := m.next(); !got.Equal(at(5 * time.Second)) {
 		t.Fatalf("next %s, want the drain's end", got.Sub(t0))
 	}
-	m.reaped(exited(child, 1), false, no, at(time.Second))
+	m.reaped(exited(child, 1), false, at(time.Second))
 	m.take()
 	if r := finish(t, m); r.class != Failure || r.status != 1 {
 		t.Errorf("class %s status %d: a child failing during the drain is a failure", r.class, r.status)
@@ -240,7 +329,7 @@ func TestDrainDelaysTheStopAndAFailureDuringItIsAFailure(t *testing.T) {
 	m.stopOnFired(t0)
 	m.tick(at(5 * time.Second))
 	expect(t, m, "tombstone; kill 100 SIGTERM")
-	m.reaped(killedBy(child, unix.SIGTERM), false, no, at(6*time.Second))
+	m.reaped(killedBy(child, unix.SIGTERM), false, at(6*time.Second))
 	m.take()
 	if r := finish(t, m); r.class != Stopped || r.status != 0 {
 		t.Errorf("class %s status %d, want stopped, exit 0", r.class, r.status)
@@ -256,7 +345,7 @@ func TestTimeoutSendsItsSignalUnrewrittenThenKills(t *testing.T) {
 	expect(t, m, "note timeout; tombstone; kill 100 SIGUSR1")
 	m.tick(at(time.Minute + 10*time.Second))
 	expect(t, m, "note grace over; kill -100 SIGKILL")
-	m.reaped(killedBy(child, unix.SIGKILL), false, no, at(71*time.Second))
+	m.reaped(killedBy(child, unix.SIGKILL), false, at(71*time.Second))
 	m.take()
 	if r := finish(t, m); r.class != Timeout || r.status != 137 {
 		t.Errorf("class %s status %d, want timeout 137", r.class, r.status)
@@ -271,7 +360,7 @@ func TestTheFirstStopWins(t *testing.T) {
 	m.signal(unix.SIGTERM, at(9*time.Second))
 	m.tick(at(10 * time.Second))
 	expect(t, m, "tombstone; kill 100 SIGTERM")
-	m.reaped(killedBy(child, unix.SIGTERM), false, no, at(11*time.Second))
+	m.reaped(killedBy(child, unix.SIGTERM), false, at(11*time.Second))
 	m.take()
 	if r := finish(t, m); r.class != Signal {
 		t.Errorf("class %s, want signal", r.class)
@@ -283,7 +372,7 @@ func TestTheFirstStopWins(t *testing.T) {
 	expect(t, m, "note timeout; tombstone; kill 100 SIGTERM; kill 100 SIGTERM")
 	m.stopOnFired(at(12 * time.Second))
 	expect(t, m, "")
-	m.reaped(killedBy(child, unix.SIGTERM), false, no, at(12*time.Second))
+	m.reaped(killedBy(child, unix.SIGTERM), false, at(12*time.Second))
 	m.take()
 	if r := finish(t, m); r.class != Timeout {
 		t.Errorf("class %s, want timeout", r.class)
@@ -300,7 +389,7 @@ func TestAChildThatDoesNotDieOfSIGKILLDoesNotHangTheShutdown(t *testing.T) {
 	m.tick(at(11*time.Second + killWait))
 	// It is still vigil's child, so the cleanup has a go at it too.
 	expect(t, m, "note child stuck; tombstone; leftovers SIGTERM")
-	m.reaped(nil, false, no, at(12*time.Second+killWait))
+	m.reaped(nil, false, at(12*time.Second+killWait))
 	expect(t, m, "ended; list hooks")
 	if r := finish(t, m); r.exit.Signal != unix.SIGKILL || r.class != Timeout {
 		t.Errorf("record %+v, want a timeout ending in SIGKILL", r)
@@ -359,14 +448,14 @@ func TestExecFailureIsRecordedLikeAnyEnd(t *testing.T) {
 
 func TestLeftoversGetTERMThenABoundThenKILL(t *testing.T) {
 	m := running(t, defaults())
-	m.reaped(exited(child, 0), true, no, t0)
+	m.reaped(exited(child, 0), true, t0)
 	expect(t, m, "tombstone; leftovers SIGTERM")
 	if got := m.next(); !got.Equal(at(2 * time.Second)) {
 		t.Fatalf("leftovers get until %s, want the 2s cleanup grace", got.Sub(t0))
 	}
 	m.tick(at(2 * time.Second))
 	expect(t, m, "leftovers SIGKILL")
-	m.reaped(exited(9, 137), false, no, at(2*time.Second))
+	m.reaped(exited(9, 137), false, at(2*time.Second))
 	expect(t, m, "ended; list hooks")
 
 	// They do not outlast what is left of an explicit grace.
@@ -374,7 +463,7 @@ func TestLeftoversGetTERMThenABoundThenKILL(t *testing.T) {
 	r.graceSet, r.grace = true, 3*time.Second
 	m = running(t, r)
 	m.signal(unix.SIGTERM, t0)
-	m.reaped(exited(child, 0), true, no, at(2500*time.Millisecond))
+	m.reaped(exited(child, 0), true, at(2500*time.Millisecond))
 	m.take()
 	if got := m.next(); !got.Equal(at(3 * time.Second)) {
 		t.Errorf("leftovers get until %s, want the grace's end at 3s", got.Sub(t0))
@@ -382,7 +471,7 @@ func TestLeftoversGetTERMThenABoundThenKILL(t *testing.T) {
 
 	// Survivors of SIGKILL are given up on after killWait.
 	m = running(t, defaults())
-	m.reaped(exited(child, 0), true, no, t0)
+	m.reaped(exited(child, 0), true, t0)
 	m.tick(at(2 * time.Second))
 	m.take()
 	m.tick(at(2*time.Second + killWait))
@@ -393,7 +482,7 @@ func TestNoCleanupLeavesLeftoversAndDoesNotWaitForTheTail(t *testing.T) {
 	r := defaults()
 	r.noCleanup, r.tail = true, true
 	m := running(t, r)
-	m.reaped(exited(child, 0), true, no, t0)
+	m.reaped(exited(child, 0), true, t0)
 	expect(t, m, "tombstone; finish tail; ended; list hooks")
 }
 
@@ -401,13 +490,13 @@ func TestTailIsAwaitedBoundedly(t *testing.T) {
 	r := defaults()
 	r.tail = true
 	m := running(t, r)
-	m.reaped(exited(child, 0), false, no, t0)
+	m.reaped(exited(child, 0), false, t0)
 	expect(t, m, "tombstone; close tail")
 	m.tailDone()
 	expect(t, m, "finish tail; ended; list hooks")
 
 	m = running(t, r)
-	m.reaped(exited(child, 0), false, no, t0)
+	m.reaped(exited(child, 0), false, t0)
 	m.take()
 	m.tick(at(tailWait))
 	expect(t, m, "finish tail; ended; list hooks")
@@ -416,26 +505,26 @@ func TestTailIsAwaitedBoundedly(t *testing.T) {
 	rr := restarting(RestartAlways, 0)
 	rr.tail = true
 	m = running(t, rr)
-	m.reaped(exited(child, 1), false, no, t0)
+	m.reaped(exited(child, 1), false, t0)
 	expect(t, m, "tombstone; finish tail; ended; list hooks")
 
 	// End of file before the child's end was even seen.
 	m = running(t, r)
 	m.tailDone()
-	m.reaped(exited(child, 0), false, no, t0)
+	m.reaped(exited(child, 0), false, t0)
 	expect(t, m, "tombstone; finish tail; ended; list hooks")
 }
 
 func TestHooksRunOneAtATimeBoundedThenTheirLeftoversGo(t *testing.T) {
 	m := running(t, defaults())
-	m.reaped(exited(child, 0), false, no, t0)
+	m.reaped(exited(child, 0), false, t0)
 	m.take()
 	m.hooksListed(3, t0)
 	expect(t, m, "hook 0")
 	m.hookStarted(200, t0)
 	m.signal(unix.SIGTERM, t0) // hooks are bounded; stop signals wait
 	expect(t, m, "")
-	m.reaped(exited(200, 1), true, no, at(time.Second))
+	m.reaped(exited(200, 1), true, at(time.Second))
 	expect(t, m, "hook 1")
 	m.hookFailed(at(time.Second))
 	expect(t, m, "hook 2")
@@ -444,7 +533,7 @@ func TestHooksRunOneAtATimeBoundedThenTheirLeftoversGo(t *testing.T) {
 	expect(t, m, "note hook timeout; kill -201 SIGKILL")
 	m.tick(at(11*time.Second + killWait))
 	expect(t, m, "note hook stuck; leftovers SIGTERM")
-	m.reaped(nil, false, no, at(17*time.Second))
+	m.reaped(nil, false, at(17*time.Second))
 	expect(t, m, "flush")
 	m.tick(at(17*time.Second + flushWait))
 	if m.phase != phaseDone {
@@ -457,7 +546,7 @@ func TestRemapExitAndStoppedStatus(t *testing.T) {
 	r.remapExit = map[int]bool{143: true}
 	m := running(t, r)
 	m.signal(unix.SIGTERM, t0)
-	m.reaped(killedBy(child, unix.SIGTERM), false, no, t0)
+	m.reaped(killedBy(child, unix.SIGTERM), false, t0)
 	m.take()
 	if r := finish(t, m); r.status != 0 || r.exit.Status() != 143 {
 		t.Errorf("status %d (child %d), want 0 for a remapped 143", r.status, r.exit.Status())
@@ -472,7 +561,7 @@ func TestJobControlFollowsTheChildWithoutStaleStops(t *testing.T) {
 	m.take()
 	// Ctrl-Z reaches the child's group; vigil follows.
 	stoppedReport := []reaper.Exit{{Pid: child, Signal: unix.SIGTSTP, Stopped: true}}
-	m.reaped(stoppedReport, true, no, t0)
+	m.reaped(stoppedReport, true, t0)
 	expect(t, m, "stop self")
 	m.signal(unix.SIGCONT, t0)
 	expect(t, m, "resume")
@@ -480,12 +569,12 @@ func TestJobControlFollowsTheChildWithoutStaleStops(t *testing.T) {
 	// again, the child's stop report of that same stop is stale.
 	m.signal(unix.SIGTSTP, t0)
 	expect(t, m, "kill -100 SIGTSTP; stop self")
-	m.reaped(stoppedReport, true, no, t0)
+	m.reaped(stoppedReport, true, t0)
 	expect(t, m, "")
 	m.signal(unix.SIGCONT, t0)
 	expect(t, m, "resume")
 	// A new stop after that is followed again.
-	m.reaped(stoppedReport, true, no, t0)
+	m.reaped(stoppedReport, true, t0)
 	expect(t, m, "stop self")
 
 	// Without job control, TSTP is forwarded like any signal.
@@ -509,7 +598,7 @@ func TestCancelIsAStop(t *testing.T) {
 
 func TestSignalsAfterTheEndAreNotForwarded(t *testing.T) {
 	m := running(t, defaults())
-	m.reaped(exited(child, 0), false, no, t0)
+	m.reaped(exited(child, 0), false, t0)
 	m.take()
 	m.signal(unix.SIGUSR1, t0)
 	m.signal(unix.SIGTERM, t0)
@@ -535,7 +624,7 @@ func restarting(policy RestartPolicy, maxRestarts int) rules {
 // actions that follow the hooks.
 func endRun(t *testing.T, m *machine, exits []reaper.Exit, now time.Time) string {
 	t.Helper()
-	m.reaped(exits, true, no, now)
+	m.reaped(exits, true, now)
 	m.take()
 	m.hooksListed(0, now)
 	return show(m.take())
@@ -560,9 +649,9 @@ func TestOnFailureRestartsUpToTheMaximumThenExitsWithTheLastStatus(t *testing.T)
 	}
 	// The third run fails too: two restarts were all there was, and the
 	// one cleanup comes now.
-	m.reaped(exited(m.child, 4), true, no, now)
+	m.reaped(exited(m.child, 4), true, now)
 	expect(t, m, "tombstone; leftovers SIGTERM")
-	m.reaped(nil, false, no, now)
+	m.reaped(nil, false, now)
 	expect(t, m, "ended; list hooks")
 	finish(t, m)
 	if m.phase != phaseDone || m.rec.status != 4 || m.rec.restarts != 2 {
@@ -601,7 +690,7 @@ func TestNoRestartAfterAStopFromOutsideOrDuringTheBackoff(t *testing.T) {
 	m := running(t, restarting(RestartAlways, 0))
 	m.signal(unix.SIGTERM, t0)
 	m.take()
-	m.reaped(killedBy(child, unix.SIGTERM), true, no, t0)
+	m.reaped(killedBy(child, unix.SIGTERM), true, t0)
 	if got := show(m.take()); got != "tombstone; leftovers SIGTERM" || m.again {
 		t.Errorf("after a stop signal: %q, again %v; want the cleanup, no restart", got, m.again)
 	}
@@ -625,7 +714,7 @@ func TestNoRestartAfterAStopFromOutsideOrDuringTheBackoff(t *testing.T) {
 	// A stop signal during the backoff ends vigil at once.
 	m.signal(unix.SIGTERM, at(2*time.Second))
 	expect(t, m, "tombstone; leftovers SIGTERM")
-	m.reaped(nil, false, no, at(2*time.Second))
+	m.reaped(nil, false, at(2*time.Second))
 	expect(t, m, "flush")
 	if m.rec.class != Timeout || m.again {
 		t.Errorf("class %s again %v after a stop in the backoff", m.rec.class, m.again)
@@ -636,7 +725,7 @@ func TestWaitAllWaitsForEveryDescendant(t *testing.T) {
 	r := defaults()
 	r.waitAll = true
 	m := running(t, r)
-	m.reaped(exited(child, 5), true, no, t0)
+	m.reaped(exited(child, 5), true, t0)
 	expect(t, m, "")
 	if m.phase != phaseWaitAll || !m.next().IsZero() {
 		t.Fatalf("phase %s next %v, want wait-all with no deadline", m.phase, m.next())
@@ -647,7 +736,7 @@ func TestWaitAllWaitsForEveryDescendant(t *testing.T) {
 	expect(t, m, "leftovers SIGTERM")
 	m.tick(at(10 * time.Second))
 	expect(t, m, "note grace over; leftovers SIGKILL")
-	m.reaped(exited(300, 137), false, no, at(10*time.Second))
+	m.reaped(exited(300, 137), false, at(10*time.Second))
 	expect(t, m, "tombstone; ended; list hooks")
 	if m.rec.status != 5 {
 		t.Errorf("status %d, want the main child's 5", m.rec.status)
@@ -703,14 +792,14 @@ func TestWatcherNewsBeforeBeginStartsTheCommandOnce(t *testing.T) {
 
 func TestAStopBetweenRunsIsNotFollowedByARestart(t *testing.T) {
 	m := running(t, restarting(RestartAlways, 0))
-	m.reaped(exited(child, 1), true, no, t0)
+	m.reaped(exited(child, 1), true, t0)
 	m.take()
 	m.hooksListed(1, t0)
 	m.hookStarted(200, t0)
 	m.take()
 	m.signal(unix.SIGTERM, t0)
 	expect(t, m, "tombstone")
-	m.reaped(exited(200, 0), true, no, t0)
+	m.reaped(exited(200, 0), true, t0)
 	// The hook ran to its end; then the one cleanup, no backoff.
 	expect(t, m, "leftovers SIGTERM")
 	if m.again || m.phase != phaseCleanup {
@@ -754,7 +843,7 @@ func TestWaitAllKeepsAStopRewrittenToNone(t *testing.T) {
 	r := defaults()
 	r.waitAll, r.rewrite = true, signals.Rewrite{unix.SIGTERM: 0}
 	m := running(t, r)
-	m.reaped(exited(child, 0), true, no, t0)
+	m.reaped(exited(child, 0), true, t0)
 	m.take()
 	m.signal(unix.SIGTERM, t0)
 	m.tick(at(time.Minute))
@@ -815,7 +904,7 @@ func TestExitZeroOnStopOnlyForAStopTheChildHonoured(t *testing.T) {
 				m.tick(at(time.Second))
 			}
 			m.take()
-			m.reaped([]reaper.Exit{tt.exit}, false, no, at(2*time.Second))
+			m.reaped([]reaper.Exit{tt.exit}, false, at(2*time.Second))
 			m.take()
 			r := finish(t, m)
 			if r.class != tt.class || r.status != tt.status || r.exit.Status() != tt.childStatus {
@@ -917,7 +1006,7 @@ func TestExitZeroOnStopOverRandomHistories(t *testing.T) {
 			}
 		}
 		if m.phase == phaseRunning && m.rec == nil {
-			m.reaped([]reaper.Exit{e}, false, no, now)
+			m.reaped([]reaper.Exit{e}, false, now)
 		} else {
 			e = m.rec.exit
 		}
@@ -930,5 +1019,15 @@ func TestExitZeroOnStopOverRandomHistories(t *testing.T) {
 		if !ok || (!r.exitZeroOnStop && rec.class == Stopped) || (rec.class == Stopped) != (rec.status == 0 && e.Status() != 0) {
 			t.Fatalf("history %d %v, child %+v, flag %v: class %s status %d (vigil sent %b)", i, history, e, r.exitZeroOnStop, rec.class, rec.status, sent)
 		}
+	}
+}
+
+// next runs before every sleep: in a storm of exits, garbage there grows
+// the heap by megabytes before the first collection.
+func TestNextAllocatesNothing(t *testing.T) {
+	m := running(t, defaults())
+	oomKill(m, t0)
+	if n := testing.AllocsPerRun(100, func() { m.next() }); n != 0 {
+		t.Errorf("next allocates %v times per call, want 0", n)
 	}
 }

@@ -31,6 +31,7 @@ type record struct {
 	command  []string
 	tail     []byte // the end of the captured stderr, at most tailJSONMax bytes
 	restarts int    // runs before this one (--restart)
+	oomKills int    // OOM kills in vigil's memory cgroup during the run, the child's own included
 
 	ready      bool      // it said READY=1 or its --ready-on targets held
 	readyAt    time.Time // when
@@ -63,6 +64,7 @@ type hookFacts struct {
 	DurationMS int64    `json:"duration_ms"`
 	Error      string   `json:"error,omitempty"`
 	Restarts   int      `json:"restarts"`
+	OOMKills   int      `json:"oom_kills"`
 	Ready      bool     `json:"ready"`
 	ReadyAt    *string  `json:"ready_at"`
 	Status     string   `json:"status"`
@@ -74,7 +76,7 @@ func (r *record) facts() hookFacts {
 		Class: r.class, ExitStatus: r.status, Signal: sigName(r.exit.Signal), CoreDumped: r.exit.CoreDumped,
 		Pid: r.exit.Pid, Command: r.command, StartedAt: r.started.Format(time.RFC3339Nano),
 		EndedAt: r.ended.Format(time.RFC3339Nano), DurationMS: r.ended.Sub(r.started).Milliseconds(),
-		Error: r.err, Restarts: r.restarts, Ready: r.ready, Status: r.statusText,
+		Error: r.err, Restarts: r.restarts, OOMKills: r.oomKills, Ready: r.ready, Status: r.statusText,
 	}
 	if r.ready {
 		at := r.readyAt.Format(time.RFC3339Nano)
@@ -111,6 +113,7 @@ func (r *record) env() []string {
 		"VIGIL_DURATION_MS=" + strconv.FormatInt(f.DurationMS, 10),
 		"VIGIL_ERROR=" + truncate(f.Error, commandEnvMax),
 		"VIGIL_RESTARTS=" + strconv.Itoa(f.Restarts),
+		"VIGIL_OOM_KILLS=" + strconv.Itoa(f.OOMKills),
 		"VIGIL_STATUS=" + truncate(f.Status, commandEnvMax),
 	}
 }
@@ -137,8 +140,11 @@ type Tombstone struct {
 	CoreDumped *bool   `json:"core_dumped"`
 	Error      string  `json:"error,omitempty"`
 	Restarts   int     `json:"restarts,omitempty"`
-	Status     string  `json:"status,omitempty"`   // the child's last STATUS=
-	ReadyAt    *string `json:"ready_at,omitempty"` // when it became ready
+	// OOMKills counts the OOM kills in vigil's memory cgroup during the
+	// run (workers', and the child's own when its class is oom).
+	OOMKills int     `json:"oom_kills,omitempty"`
+	Status   string  `json:"status,omitempty"`   // the child's last STATUS=
+	ReadyAt  *string `json:"ready_at,omitempty"` // when it became ready
 
 	// Which run of vigil wrote it: readers never act on a record of an
 	// earlier run (see tombstoneHolds).
@@ -153,7 +159,7 @@ type Tombstone struct {
 func (s *supervisor) tombstone() Tombstone {
 	m := s.m
 	ts := Tombstone{Name: s.name(), State: m.state(), Pid: m.child, Restarts: m.restarts, Status: m.status,
-		RunID: s.runID, RunStartedAt: s.runStarted.Format(time.RFC3339Nano), Locked: s.tombLocked}
+		RunID: s.runID, RunStartedAt: s.runStarted.Format(time.RFC3339Nano), Locked: s.tombLocked, OOMKills: m.oomRun}
 	if !m.started.IsZero() {
 		ts.StartedAt = m.started.Format(time.RFC3339Nano)
 	}
@@ -165,7 +171,7 @@ func (s *supervisor) tombstone() Tombstone {
 		f := r.facts()
 		ts.StartedAt, ts.Status, ts.ReadyAt = f.StartedAt, f.Status, f.ReadyAt
 		ts.EndedAt, ts.Class, ts.ExitStatus, ts.ExitCode = &f.EndedAt, &f.Class, &f.ExitStatus, f.ExitCode
-		ts.Signal, ts.CoreDumped, ts.Error = &f.Signal, &f.CoreDumped, f.Error
+		ts.Signal, ts.CoreDumped, ts.Error, ts.OOMKills = &f.Signal, &f.CoreDumped, f.Error, f.OOMKills
 		if ts.State == "starting" {
 			ts.Pid = 0 // between runs: the last end is kept, the next run is starting
 		}

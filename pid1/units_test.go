@@ -116,32 +116,6 @@ func TestLookupUser(t *testing.T) {
 	}
 }
 
-func TestOOMFiles(t *testing.T) {
-	v1 := "12:pids:/\n4:memory:/kubepods/pod1/abc\n1:name=systemd:/\n"
-	v2 := "0::/kubepods.slice/pod1\n"
-	if got, want := oomFiles(v1), []string{
-		"/sys/fs/cgroup/memory/kubepods/pod1/abc/memory.oom_control",
-		"/sys/fs/cgroup/memory/memory.oom_control",
-	}; !reflect.DeepEqual(got, want) {
-		t.Errorf("v1: %q, want %q", got, want)
-	}
-	if got, want := oomFiles(v2), []string{
-		"/sys/fs/cgroup/kubepods.slice/pod1/memory.events",
-		"/sys/fs/cgroup/memory.events",
-	}; !reflect.DeepEqual(got, want) {
-		t.Errorf("v2: %q, want %q", got, want)
-	}
-	dir := t.TempDir()
-	f := filepath.Join(dir, "memory.oom_control")
-	os.WriteFile(f, []byte("oom_kill_disable 0\nunder_oom 0\noom_kill 7\n"), 0o644)
-	if n, ok := readOOMKill(f); !ok || n != 7 {
-		t.Errorf("readOOMKill = %d, %v; want 7, true", n, ok)
-	}
-	if _, ok := readOOMKill(filepath.Join(dir, "missing")); ok {
-		t.Error("readOOMKill of a missing file says ok")
-	}
-}
-
 func TestTailKeepsTheLastBytes(t *testing.T) {
 	var all strings.Builder
 	tl := &tail{ring: make([]byte, 10)}

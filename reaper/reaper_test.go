@@ -54,7 +54,7 @@ func TestDrainReapsEveryChildWithItsStatus(t *testing.T) {
 	for {
 		var alive bool
 		var err error
-		got, alive, err = Drain(got, false)
+		got, alive, err = Drain(got, false, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,5 +73,45 @@ func TestDrainReapsEveryChildWithItsStatus(t *testing.T) {
 		if code, ok := want[e.Pid]; !ok || e.Code != code || e.Signal != 0 {
 			t.Errorf("pid %d: %+v, want exit %d", e.Pid, e, code)
 		}
+	}
+}
+
+// TestDrainNamesProcessesKilledBySIGKILL: with names, a child killed by
+// SIGKILL comes with its name, read before it was reaped; one that exited
+// comes without, and both are reaped.
+func TestDrainNamesProcessesKilledBySIGKILL(t *testing.T) {
+	start := func(argv ...string) int {
+		t.Helper()
+		pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	killed := start("/bin/sleep", "60")
+	exited := start("/bin/sh", "-c", "exit 3")
+	if err := syscall.Kill(killed, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	got := map[int]Exit{}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(got) < 2 {
+		exits, _, err := Drain(nil, false, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range exits {
+			got[e.Pid] = e
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reaped %v within 10s, want pids %d and %d", got, killed, exited)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if e := got[killed]; e.Signal != syscall.SIGKILL || e.Comm != "sleep" {
+		t.Errorf("the SIGKILLed sleep reaped as %+v, want Signal SIGKILL and Comm \"sleep\"", e)
+	}
+	if e := got[exited]; e.Code != 3 || e.Comm != "" {
+		t.Errorf("the exited sh reaped as %+v, want Code 3 and no Comm", e)
 	}
 }

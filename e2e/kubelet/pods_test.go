@@ -236,6 +236,7 @@ type tombstone struct {
 	ExitStatus *int      `json:"exit_status"`
 	Signal     string    `json:"signal"`
 	EndedAt    time.Time `json:"ended_at"`
+	OOMKills   int       `json:"oom_kills"`
 }
 
 // waitTombstone waits for vigil's record at name to reach state.

@@ -191,6 +191,48 @@ func TestOOMKillIsNamedByKubeletAndVigil(t *testing.T) {
 	}
 }
 
+// The case: a worker is OOM-killed while the main child lives on,
+// and the main child exits 5 later. The kubelet cannot tell (on cgroup v1
+// there is no group kill, and the container did not die of the OOM
+// killer); vigil's record counts the kill and keeps the class failure.
+func TestAWorkersOOMKillIsInVigilsRecord(t *testing.T) {
+	n := needNode(t)
+	t.Parallel()
+	const scenario = "memory limit 48Mi, a worker allocates 512 MiB, the main child exits 5"
+	for _, init := range []string{"vigil", "tini"} {
+		t.Run(init, func(t *testing.T) {
+			t.Parallel()
+			app := []string{"/helper", "worker", "536870912", "5"}
+			pod := newPod("worker-oom-"+init, 10)
+			var c corev1.Container
+			switch init {
+			case "vigil":
+				c = container("app", append([]string{"/vigil", "--name=app", "--tombstone=/run/vigil/app.json",
+					"--termination-log=/dev/termination-log", "--"}, app...)...)
+			case "tini":
+				c = container("app", append([]string{"/tini", "--"}, app...)...)
+			}
+			c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("48Mi")}
+			pod.Spec.Containers = []corev1.Container{c}
+			sp := n.run(t, pod)
+			st := sp.waitPod(60*time.Second, "app terminated", func(p *corev1.Pod) bool { return terminated(p, "app") != nil })
+			term := terminated(st, "app")
+			what := fmt.Sprintf("kubelet: %s, exit %d", term.Reason, term.ExitCode)
+			if init == "vigil" {
+				ts := sp.waitTombstone(5*time.Second, "app.json", "exited")
+				what += fmt.Sprintf("; vigil: class %s, exit %d, oom_kills %d", ts.Class, *ts.ExitStatus, ts.OOMKills)
+				if ts.Class != "failure" || ts.OOMKills != 1 {
+					t.Errorf("tombstone class %q with %d OOM kills, want failure with 1", ts.Class, ts.OOMKills)
+				}
+			}
+			outcome(scenario, init, what)
+			if term.ExitCode != 5 {
+				t.Errorf("kubelet: %s, exit %d; want the child's 5", term.Reason, term.ExitCode)
+			}
+		})
+	}
+}
+
 // The pod's restartPolicy and vigil --restart together: vigil restarts in
 // place (the kubelet sees nothing) until --restart-max, then exits with
 // the child's status, and the kubelet restarts the container.

@@ -37,6 +37,7 @@ const (
 	Tail                       // the --capture-tail copier reached end of file
 	Notify                     // a readiness message arrived
 	Cancel                     // Run's context was cancelled
+	OOM                        // the memory cgroup's OOM-kill counter may have changed
 )
 
 var (

@@ -1,63 +1,74 @@
 package slim
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // oomScoreAdjFile is where a process reads and sets its own oom_score_adj.
 const oomScoreAdjFile = "/proc/self/oom_score_adj"
 
-// ChildOOMScoreAdj returns the oom_score_adj for vigil's children when
-// they are to be raised by delta above vigil's own: own+delta, at most
-// 1000, the kernel's maximum. A delta below 0 counts as 0: lowering a
-// score takes CAP_SYS_RESOURCE, and children less likely to be killed
-// than vigil are the opposite of the point.
-//
-// An own score of -1000 is kept: it switches the OOM killer off for the
-// process, and whoever set it on vigil (the runtime, for the container)
-// meant the container's processes never to be picked; raising the
-// children would make them killable against that choice.
-func ChildOOMScoreAdj(own, delta int) int {
-	if own <= -1000 {
-		return own
-	}
-	return min(own+max(delta, 0), 1000)
-}
+// Unkillable is the oom_score_adj that switches the OOM killer off for a
+// process, and spares it from a cgroup v2 group kill (memory.oom.group).
+const Unkillable = -1000
 
-// RaiseOOMScoreAdj sets this process's oom_score_adj to
-// ChildOOMScoreAdj(own, delta) and returns a function that puts own back.
-// Call it right before forking the child and the function right after:
-// the child inherits the raised score at fork, so it has it from its first
-// instruction, before it can exec or fork anything of its own. Writing
-// /proc/CHILD/oom_score_adj after the fork instead would race with the
-// child's own forks, and fail for an unprivileged vigil once the child has
-// run a setuid program.
-//
-// No privilege is needed: any process may raise its score, and may lower
-// it again down to the lowest value a privileged process set
-// (oom_score_adj_min), which vigil's own score is not below. Between the
-// two calls vigil itself carries the raised score; the window is one
-// fork.
-//
-// With delta 0, or nothing to change, it writes nothing and the returned
-// function does nothing.
-func RaiseOOMScoreAdj(delta int) (restore func() error, err error) {
-	nothing := func() error { return nil }
-	if delta <= 0 {
-		return nothing, nil
-	}
+// ErrNoCapSysResource says that lowering oom_score_adj below the lowest
+// value a privileged process set needs CAP_SYS_RESOURCE.
+var ErrNoCapSysResource = errors.New("lowering oom_score_adj needs CAP_SYS_RESOURCE")
+
+// OOMScoreAdj returns this process's oom_score_adj.
+func OOMScoreAdj() (int, error) {
 	b, err := os.ReadFile(oomScoreAdjFile)
 	if err != nil {
-		return nothing, err
+		return 0, err
 	}
-	own, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		return nothing, fmt.Errorf("%s: %q: %w", oomScoreAdjFile, b, err)
+		return 0, fmt.Errorf("%s: %q: %w", oomScoreAdjFile, b, err)
 	}
-	child := ChildOOMScoreAdj(own, delta)
+	return v, nil
+}
+
+// Protect sets this process's oom_score_adj to Unkillable and returns the
+// score it had. It needs CAP_SYS_RESOURCE, unless whoever started the
+// process allowed that score already (oom_score_adj_min); without it the
+// error wraps ErrNoCapSysResource.
+func Protect() (was int, err error) {
+	if was, err = OOMScoreAdj(); err != nil || was == Unkillable {
+		return was, err
+	}
+	if err := writeOOMScoreAdj(Unkillable); err != nil {
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			return was, fmt.Errorf("%w: %w", ErrNoCapSysResource, err)
+		}
+		return was, err
+	}
+	return was, nil
+}
+
+// ScoreForFork sets this process's oom_score_adj from own to child and
+// returns a function that puts own back. Call it right before forking and
+// the function right after: the child inherits the score at fork, so it
+// has it from its first instruction, before it can exec or fork anything
+// of its own. Writing /proc/CHILD/oom_score_adj after the fork instead
+// would race with the child's own forks, and fail once the child has run
+// a setuid program.
+//
+// Raising needs no privilege; putting a lower own back needs what own
+// needed (CAP_SYS_RESOURCE for Unkillable, which Protect checked). With
+// the capability the kernel also makes each score written the lowest the
+// process may set itself (oom_score_adj_min), and the child inherits that:
+// a child forked at child cannot lower itself back to own. Between the two
+// calls this process carries the child's score; the window is one fork.
+//
+// With child equal to own it writes nothing.
+func ScoreForFork(own, child int) (restore func() error, err error) {
+	nothing := func() error { return nil }
 	if child == own {
 		return nothing, nil
 	}

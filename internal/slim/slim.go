@@ -19,33 +19,63 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// AfterSpawn gives back what the start-up used, once the child runs, and
-// returns the bytes of the executable's mappings it advised the kernel to
-// drop. An error leaves vigil as it was, only heavier: log it at debug
-// level and go on. Whatever the caller runs right after brings its own
-// pages back: ask the logger whether debug is enabled before calling, not
-// after (a disabled Debug call after it cost 190 kB of RssFile).
-//
-// It drops the pages of the executable (DropExecutablePages) and nothing
-// else. debug.FreeOSMemory, the obvious companion, was measured and left
-// out (bench/, -add variants): the start-up heap is a few hundred kB of
-// small objects spread over many size classes, so a collection frees few
-// whole pages to return, while the collection itself costs more than it
-// returns (mark workers and their stacks, work buffers, mark bits, another
-// thread or two; RssAnon rose by 150 to 250 kB). And a first collection
-// starts the runtime's two-minute forced collections: a vigil that never
-// collects, because it never allocates 4 MB, never has them.
-func AfterSpawn() (int, error) {
-	return DropExecutablePages()
+// DropExecutablePages finds the executable's read-only mappings
+// (ExecutablePages) and drops their pages once (Pages.Drop).
+func DropExecutablePages() (int, error) {
+	p, err := ExecutablePages()
+	if err != nil {
+		return 0, err
+	}
+	return p.Drop()
 }
 
-// DropExecutablePages tells the kernel, with madvise(MADV_DONTNEED), that
-// the read-only mappings of the running executable (its code, r-x, and its
-// constants and tables, r--) are not needed, and returns how many bytes
-// those mappings span. The pages leave the resident set (RssFile falls)
-// and stay in the page cache; the few the process touches again come back
-// with a minor fault each, on first use. Under memory pressure the page
-// cache may have let them go, and that first use reads them from disk.
+// Pages are the read-only mappings of the running executable: its code,
+// r-x, and its constants and tables, r--.
+type Pages struct{ spans []span }
+
+// ExecutablePages finds the read-only mappings of the running executable
+// in /proc/self/maps by the device and inode of /proc/self/exe, which
+// holds even for a binary deleted or replaced while it runs. The
+// mappings do not change while the program runs, so the result can be
+// kept and dropped again and again without reading /proc. Without /proc
+// it returns an error.
+func ExecutablePages() (*Pages, error) {
+	var exe unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &exe); err != nil {
+		return nil, fmt.Errorf("stat /proc/self/exe: %w", err)
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return nil, err
+	}
+	ranges, err := exeReadOnly(maps, unix.Major(exe.Dev), unix.Minor(exe.Dev), exe.Ino)
+	if err != nil {
+		return nil, err
+	}
+	if len(ranges) == 0 {
+		return nil, errors.New("/proc/self/maps: no read-only mapping of the executable")
+	}
+	return &Pages{spans: ranges}, nil
+}
+
+// Drop tells the kernel, with madvise(MADV_DONTNEED), that the pages of
+// the mappings are not needed, and returns how many bytes the mappings
+// span. The pages leave the resident set (RssFile falls) and stay in the
+// page cache; those the process touches again come back with a minor
+// fault each, on first use, and the kernel maps the neighbours of each
+// (fault-around, 64 kB by default): a burst of work after a drop brings
+// back a few MB. Under memory pressure the page cache may have let them
+// go, and that first use reads them from disk.
+//
+// It drops the executable's pages and nothing else. debug.FreeOSMemory,
+// the obvious companion, was measured and left out (bench/, -add
+// variants): the start-up heap is a few hundred kB of small objects spread
+// over many size classes, so a collection frees few whole pages to return,
+// while the collection itself costs more than it returns (mark workers and
+// their stacks, work buffers, mark bits, another thread or two; RssAnon
+// rose by 150 to 250 kB). And a first collection starts the runtime's
+// two-minute forced collections: a vigil that never collects, because it
+// never allocates 4 MB, never has them.
 //
 // Only mappings that are not writable are touched: for a private file
 // mapping, MADV_DONTNEED throws away any page the process has written (a
@@ -53,28 +83,9 @@ func AfterSpawn() (int, error) {
 // their initial values. Read-only mappings hold no such copies, with one
 // exception: a debugger's breakpoint is a copied code page, and dropping
 // it drops the breakpoint.
-//
-// The mappings are found in /proc/self/maps by the device and inode of
-// /proc/self/exe, which holds even for a binary deleted or replaced while
-// it runs. Without /proc it returns an error and changes nothing.
-func DropExecutablePages() (int, error) {
-	var exe unix.Stat_t
-	if err := unix.Stat("/proc/self/exe", &exe); err != nil {
-		return 0, fmt.Errorf("stat /proc/self/exe: %w", err)
-	}
-	maps, err := os.ReadFile("/proc/self/maps")
-	if err != nil {
-		return 0, err
-	}
-	ranges, err := exeReadOnly(maps, unix.Major(exe.Dev), unix.Minor(exe.Dev), exe.Ino)
-	if err != nil {
-		return 0, err
-	}
-	if len(ranges) == 0 {
-		return 0, errors.New("/proc/self/maps: no read-only mapping of the executable")
-	}
+func (p *Pages) Drop() (int, error) {
 	dropped := 0
-	for _, r := range ranges {
+	for _, r := range p.spans {
 		// madvise on the address range alone: no Go slice may stand for
 		// memory the runtime does not own.
 		if _, _, e := unix.Syscall(unix.SYS_MADVISE, r.start, r.end-r.start, unix.MADV_DONTNEED); e != 0 {

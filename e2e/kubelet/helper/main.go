@@ -4,11 +4,13 @@
 //	helper pause                 the pod sandbox: wait for TERM or INT, exit 0
 //	helper slowstop DUR FILE     on TERM, spend DUR finishing, write FILE, exit 0
 //	helper alloc BYTES           touch BYTES of memory, then wait to be killed
+//	helper worker BYTES CODE     run "alloc BYTES" as a child, reap it, exit CODE
 package main
 
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -17,7 +19,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: helper pause | slowstop DURATION FILE | alloc BYTES")
+		fmt.Fprintln(os.Stderr, "usage: helper pause | slowstop DURATION FILE | alloc BYTES | worker BYTES CODE")
 		os.Exit(2)
 	}
 	var err error
@@ -28,6 +30,8 @@ func main() {
 		err = slowstop(os.Args[2:])
 	case "alloc":
 		err = alloc(os.Args[2:])
+	case "worker":
+		err = worker(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -101,4 +105,22 @@ func alloc(args []string) error {
 	for {
 		time.Sleep(time.Hour)
 	}
+}
+
+// worker is a server whose worker is OOM-killed while it lives on: it runs
+// "alloc BYTES" as its child, reaps it (so vigil does not), says how it
+// ended and exits CODE.
+func worker(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("worker BYTES CODE: got %q", args)
+	}
+	code, err := strconv.Atoi(args[1])
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(os.Args[0], "alloc", args[0])
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	fmt.Printf("worker: %v\n", cmd.Run())
+	os.Exit(code)
+	return nil
 }
