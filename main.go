@@ -181,6 +181,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 		// No VIGIL_PROBE: an exec probe runs with the container's
 		// environment, so such a variable would turn the container's own
 		// vigil into a probe too.
+		boolean("pause", "VIGIL_PAUSE", "run no command: reap every process that ends, until a stop signal, then exit 0 (the PID 1 of a shared PID namespace; catatonit's -P)", "P"),
 		&stringFlag{&cli.StringFlag{Name: "probe", Usage: "evaluate `TARGET` once and exit 0 if it holds, 1 if not (ready:PATH, tombstone:PATH, file:PATH, tcp:HOST:PORT); runs no command"}, names("probe", nil)},
 
 		str("user", "VIGIL_USER", "run the child as `USER[:GROUP]` (names or numbers)", "", "u"),
@@ -228,6 +229,11 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 				*status = start.probe(c.String("probe"), stdout)
 				return nil
 			}
+			if c.Bool("pause") {
+				if err := pauseAlone(c); err != nil {
+					return err
+				}
+			}
 			cfg, err := config(c, int(*verbose), sink)
 			if err != nil {
 				return err
@@ -237,6 +243,26 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 			return err
 		},
 	}
+}
+
+// pauseFlags are the flags that mean something to --pause; the others act
+// on a command, and --pause has none.
+var pauseFlags = map[string]bool{"pause": true, "subreaper": true, "no-subreaper": true, "pdeathsig": true,
+	"verbose": true, "log-level": true, "log-format": true, "warn-on-reap": true, "stop-signal": true}
+
+// pauseAlone refuses a command, and the flags that need one, beside
+// --pause: a --restart or a hook that would silently do nothing is a
+// mistake to report.
+func pauseAlone(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("--pause runs no command; got %q", c.Args().First())
+	}
+	for _, f := range c.App.Flags {
+		if name := f.Names()[0]; !pauseFlags[name] && c.IsSet(name) {
+			return usagef("--pause runs no command, so --%s has nothing to act on", name)
+		}
+	}
+	return nil
 }
 
 // counter is a flag that counts how often it is given (-v -v, -vv).
@@ -265,6 +291,7 @@ func (c *counter) IsBoolFlag() bool { return true }
 func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error) {
 	cfg := pid1.Config{
 		Command:        c.Args().Slice(),
+		Pause:          c.Bool("pause"),
 		Group:          c.Bool("group"),
 		WarnOnReap:     c.Bool("warn-on-reap"),
 		NoCleanup:      c.Bool("no-cleanup"),
@@ -276,7 +303,7 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 		NoNewPrivs:     c.Bool("no-new-privs"),
 		Hooks:          map[pid1.Class][][]string{},
 	}
-	if len(cfg.Command) == 0 {
+	if len(cfg.Command) == 0 && !cfg.Pause {
 		return cfg, usagef("no command given (usage: vigil [flags] [--] COMMAND [ARGS...])")
 	}
 	log, err := logger(c, verbose, sink)

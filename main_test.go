@@ -61,6 +61,9 @@ func TestMalformedInputStartsNothing(t *testing.T) {
 		{name: "user syntax: empty user", args: []string{"--user", ":0"}, mention: ":0"},
 		{name: "unknown user", args: []string{"--user", "vigil-no-such-user"}, mention: "vigil-no-such-user"},
 		{name: "unknown group", args: []string{"--user", "0:vigil-no-such-group"}, mention: "vigil-no-such-group"},
+		{name: "pause with a command", args: []string{"--pause"}, mention: "--pause runs no command"},
+		{name: "pause with restart", args: []string{"-P", "--restart", "always"}, noCmd: true, mention: "--restart"},
+		{name: "VIGIL_PAUSE with a hook", args: []string{"--on-exit", "true"}, env: []string{"VIGIL_PAUSE=1"}, noCmd: true, mention: "--on-exit"},
 		{name: "newline in a flag name", args: []string{"--x\ny"}, mention: `x\ny`},
 	}
 	for _, tt := range tests {

@@ -24,6 +24,11 @@ const (
 type Config struct {
 	Command []string
 	Env     []string // the child's environment; nil means vigil's own
+	// Pause runs no command: vigil only reaps, until a stop signal, and
+	// exits 0 (the PID 1 of a pod with a shared PID namespace). Command
+	// must be empty; of the rest only Subreaper, PdeathSig, StopSignals,
+	// WarnOnReap and Log apply.
+	Pause bool
 
 	Group      bool // forward to the child's process group
 	Subreaper  SubreaperMode

@@ -69,6 +69,12 @@ type supervisor struct {
 // before it started (128+N), --wait-for timed out (124), or vigil could not
 // set itself up (2, 125; then nothing was started).
 func Run(ctx context.Context, cfg Config) (int, error) {
+	if cfg.Pause {
+		if len(cfg.Command) > 0 {
+			return ExitUsage, fail(ExitUsage, "--pause runs no command; got %q", cfg.Command[0])
+		}
+		return pause(ctx, cfg)
+	}
 	// With --no-new-privs or --pdeathsig the supervisor keeps one OS thread
 	// for its whole life: prctl sets both on the calling thread only, and
 	// every fork (child and hooks) happens on this one, so what it starts
