@@ -176,6 +176,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 
 		boolean("notify", "VIGIL_NOTIFY", "give the child an sd_notify socket (NOTIFY_SOCKET) for READY=1, STATUS=, STOPPING=1, WATCHDOG=1; relayed to vigil's own NOTIFY_SOCKET"),
 		list("ready-on", "VIGIL_READY_ON", "mark the child ready once `TARGET` holds: tcp:HOST:PORT accepts or file:PATH exists (repeatable; all must hold)"),
+		&intFlag{&cli.IntFlag{Name: "ready-fd", EnvVars: []string{"VIGIL_READY_FD"}, Usage: "give the child descriptor `N` (3 or more) and mark it ready when it writes a line there (s6's notification-fd)"}, names("ready-fd", nil)},
 		dur("watchdog", "VIGIL_WATCHDOG", "with --notify: end the child as hung (class watchdog) when no WATCHDOG=1 arrives within `DURATION`", 0),
 		str("watchdog-signal", "VIGIL_WATCHDOG_SIGNAL", "`SIGNAL` that ends a hung child, before the grace and SIGKILL", "ABRT"),
 		// No VIGIL_PROBE: an exec probe runs with the container's
@@ -406,6 +407,9 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 	cfg.RestartDelay, cfg.RestartDelayMax = c.Duration("restart-delay"), c.Duration("restart-delay-max")
 	if cfg.RestartDelay < 0 || cfg.RestartDelayMax < cfg.RestartDelay {
 		return cfg, usagef("--restart-delay %s, --restart-delay-max %s: want 0 <= delay <= max", cfg.RestartDelay, cfg.RestartDelayMax)
+	}
+	if cfg.ReadyFd = c.Int("ready-fd"); cfg.ReadyFd != 0 && (cfg.ReadyFd < 3 || cfg.ReadyFd > pid1.ReadyFdMax) {
+		return cfg, usagef("--ready-fd %d: want a descriptor from 3 to %d (0, 1 and 2 are the child's stdio)", cfg.ReadyFd, pid1.ReadyFdMax)
 	}
 	cfg.WaitAll = c.Bool("wait-all")
 	if cfg.WaitAll && cfg.NoCleanup {

@@ -64,6 +64,8 @@ func TestMalformedInputStartsNothing(t *testing.T) {
 		{name: "pause with a command", args: []string{"--pause"}, mention: "--pause runs no command"},
 		{name: "pause with restart", args: []string{"-P", "--restart", "always"}, noCmd: true, mention: "--restart"},
 		{name: "VIGIL_PAUSE with a hook", args: []string{"--on-exit", "true"}, env: []string{"VIGIL_PAUSE=1"}, noCmd: true, mention: "--on-exit"},
+		{name: "ready-fd on stdout", args: []string{"--ready-fd", "1"}, mention: "--ready-fd 1"},
+		{name: "VIGIL_READY_FD=x", env: []string{"VIGIL_READY_FD=x"}, mention: `"x"`},
 		{name: "newline in a flag name", args: []string{"--x\ny"}, mention: `x\ny`},
 	}
 	for _, tt := range tests {

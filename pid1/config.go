@@ -69,8 +69,11 @@ type Config struct {
 	// Readiness: --notify opens an sd_notify socket for the child;
 	// --ready-on targets mark it ready for programs that do not speak it;
 	// --watchdog ends it as hung when no WATCHDOG=1 comes in time.
-	Notify         bool
-	ReadyOn        []Target
+	Notify  bool
+	ReadyOn []Target
+	// ReadyFd, when above 0, is the descriptor on which the child writes
+	// a line when it is ready (s6's notification-fd); 3 to 1023.
+	ReadyFd        int
 	Watchdog       time.Duration
 	WatchdogSignal unix.Signal
 

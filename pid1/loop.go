@@ -40,7 +40,8 @@ type supervisor struct {
 	home string
 
 	deps      *deps
-	readyOn   *deps // the --ready-on targets of the current run
+	readyOn   *deps    // the --ready-on targets of the current run
+	readyFd   *readyFd // the --ready-fd pipe of the current run
 	listener  *notify.Listener
 	upstream  chan string // messages for the service manager vigil reports to
 	tail      *tail
@@ -136,6 +137,9 @@ func newSupervisor(cfg Config) (*supervisor, error) {
 	if len(cfg.StopSignals) == 0 {
 		cfg.StopSignals = []unix.Signal{unix.SIGTERM, unix.SIGINT}
 	}
+	if cfg.ReadyFd != 0 && (cfg.ReadyFd < 3 || cfg.ReadyFd > ReadyFdMax) {
+		return nil, fail(ExitUsage, "--ready-fd %d: want a descriptor from 3 to %d (0, 1 and 2 are the child's stdio)", cfg.ReadyFd, ReadyFdMax)
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -222,6 +226,7 @@ func (s *supervisor) setup() error {
 func (s *supervisor) close() {
 	s.deps.close()
 	s.readyOn.close()
+	s.readyFd.close()
 	if s.listener != nil {
 		s.listener.Close()
 	}
@@ -286,6 +291,9 @@ func (s *supervisor) feed(now time.Time) {
 	}
 	if p.Has(intake.Notify) && s.listener != nil {
 		s.notified(now)
+	}
+	if p.Has(intake.Notify) && s.readyFd.ready() {
+		s.m.readyFdWritten(now)
 	}
 	if p.Has(intake.Deps) {
 		if ready, _ := s.readyOn.state(); ready && s.readyOn != nil {
@@ -431,6 +439,9 @@ func (s *supervisor) note(a action) {
 	case "ready":
 		s.log.Debug("every --ready-on target holds: the child is ready")
 		s.relay("READY=1")
+	case "ready-fd":
+		s.log.Debug("the child wrote to --ready-fd: it is ready", "fd", s.cfg.ReadyFd)
+		s.relay("READY=1")
 	case "watchdog":
 		s.log.Warn("no WATCHDOG=1 in time; ending the child as hung", "watchdog", s.m.watchdog,
 			"signal", signals.Name(s.cfg.WatchdogSignal))
@@ -479,8 +490,18 @@ func (s *supervisor) spawnChild(now time.Time) {
 		p.attr.Ctty = 0
 		s.tookTerminal = true
 	}
+	if n := s.cfg.ReadyFd; n > 0 {
+		s.readyFd.close() // the previous run's
+		var err error
+		if s.readyFd, err = newReadyFd(); err != nil {
+			s.m.spawnFailed(fail(ExitInternal, "--ready-fd: %w", err), now)
+			return
+		}
+		p.files = placeFd(p.files, n, s.readyFd.w.Fd())
+	}
 	s.oomBefore = oomCounter()
 	pid, err := spawn(p)
+	s.readyFd.closeWriter()
 	if s.tail != nil && s.cfg.Restart == RestartNo {
 		// No run will follow: the child has its copy, and the tail sees
 		// the end of file when the child's tree is done with it.
@@ -491,6 +512,9 @@ func (s *supervisor) spawnChild(now time.Time) {
 		return
 	}
 	s.log.Debug("spawned", "pid", pid, "command", s.cfg.Command, "group", s.cfg.Group)
+	if s.readyFd != nil {
+		s.readyFd.watch()
+	}
 	if len(s.cfg.ReadyOn) > 0 {
 		s.readyOn.close() // the previous run's
 		if s.readyOn, err = startDeps(s.cfg.ReadyOn, nil, s.log); err != nil {
@@ -563,6 +587,17 @@ func reclaimTerminal(fd int) {
 func ownsTerminal(fd int) bool {
 	fg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
 	return err == nil && fg == unix.Getpgrp()
+}
+
+// placeFd returns files with fd at index n, the descriptor the child gets
+// it as; the slots between are closed in the child (syscall.ForkExec reads
+// -1 so).
+func placeFd(files []uintptr, n int, fd uintptr) []uintptr {
+	for len(files) <= n {
+		files = append(files, ^uintptr(0))
+	}
+	files[n] = fd
+	return files
 }
 
 func setEnv(env []string, key, val string) []string {
@@ -638,27 +673,31 @@ func reserveDescriptors(n int) error {
 // a systemd service of Type=notify, podman --sdnotify=container), the
 // relay that passes the child's news on.
 func (s *supervisor) setupNotify() error {
-	if !s.cfg.Notify {
+	// --ready-fd relays too: a child of s6's convention under a systemd
+	// service of Type=notify.
+	if !s.cfg.Notify && s.cfg.ReadyFd == 0 {
 		return nil
 	}
 	up, err := notify.NewUpstream(os.Getenv("NOTIFY_SOCKET"))
 	if err != nil {
 		s.log.Warn("NOTIFY_SOCKET is not usable; not relaying readiness", "err", err)
 	}
-	self := os.Getpid()
-	s.listener, err = notify.Listen(notify.Config{
-		Accept: func(pid int) bool { return notify.InTree(pid, self) },
-		Log:    s.log,
-		Notify: func() { intake.Post(intake.Notify) },
-	})
-	if err != nil {
-		return fail(ExitInternal, "--notify: %w", err)
-	}
-	go func() {
-		if err := s.listener.Serve(); err != nil {
-			s.log.Error("notification socket", "err", err)
+	if s.cfg.Notify {
+		self := os.Getpid()
+		s.listener, err = notify.Listen(notify.Config{
+			Accept: func(pid int) bool { return notify.InTree(pid, self) },
+			Log:    s.log,
+			Notify: func() { intake.Post(intake.Notify) },
+		})
+		if err != nil {
+			return fail(ExitInternal, "--notify: %w", err)
 		}
-	}()
+		go func() {
+			if err := s.listener.Serve(); err != nil {
+				s.log.Error("notification socket", "err", err)
+			}
+		}()
+	}
 	if up != nil {
 		// One goroutine sends, in order; the loop never waits for a
 		// service manager. A manager that lags this far loses news.
