@@ -170,12 +170,12 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 		str("name", "VIGIL_NAME", "`NAME` in the tombstone (default: the command's base name)", ""),
 		str("tombstone", "VIGIL_TOMBSTONE", "write a JSON termination record to `PATH`", ""),
 		str("termination-log", "VIGIL_TERMINATION_LOG", "write a summary of how the child ended to `PATH` (e.g. /dev/termination-log)", ""),
-		list("wait-for", "VIGIL_WAIT_FOR", "before starting, wait for `TARGET`: file:PATH, tombstone:PATH (running or ready), ready:PATH (a tombstone saying ready) or tcp:HOST:PORT (repeatable)"),
+		list("wait-for", "VIGIL_WAIT_FOR", "before starting, wait for `TARGET`: file:PATH, tombstone:PATH (running or ready), ready:PATH (a tombstone saying ready), tcp:HOST:PORT or http:HOST:PORT/PATH (a GET answering 2xx or 3xx) (repeatable)"),
 		dur("wait-timeout", "VIGIL_WAIT_TIMEOUT", "give up waiting after `DURATION` (0: forever) and exit 124", 0),
 		list("stop-on", "VIGIL_STOP_ON", "stop the child gracefully when `TARGET` fires: file:PATH appears or tombstone:PATH says exited (repeatable)"),
 
 		boolean("notify", "VIGIL_NOTIFY", "give the child an sd_notify socket (NOTIFY_SOCKET) for READY=1, STATUS=, STOPPING=1, WATCHDOG=1; relayed to vigil's own NOTIFY_SOCKET"),
-		list("ready-on", "VIGIL_READY_ON", "mark the child ready once `TARGET` holds: tcp:HOST:PORT accepts or file:PATH exists (repeatable; all must hold)"),
+		list("ready-on", "VIGIL_READY_ON", "mark the child ready once `TARGET` holds: tcp:HOST:PORT accepts, http:HOST:PORT/PATH answers 2xx or 3xx, or file:PATH exists (repeatable; all must hold)"),
 		&intFlag{&cli.IntFlag{Name: "ready-fd", EnvVars: []string{"VIGIL_READY_FD"}, Usage: "give the child descriptor `N` (3 or more) and mark it ready when it writes a line there (s6's notification-fd)"}, names("ready-fd", nil)},
 		dur("watchdog", "VIGIL_WATCHDOG", "with --notify: end the child as hung (class watchdog) when no WATCHDOG=1 arrives within `DURATION`", 0),
 		str("watchdog-signal", "VIGIL_WATCHDOG_SIGNAL", "`SIGNAL` that ends a hung child, before the grace and SIGKILL", "ABRT"),
@@ -183,7 +183,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 		// environment, so such a variable would turn the container's own
 		// vigil into a probe too.
 		boolean("pause", "VIGIL_PAUSE", "run no command: reap every process that ends, until a stop signal, then exit 0 (the PID 1 of a shared PID namespace; catatonit's -P)", "P"),
-		&stringFlag{&cli.StringFlag{Name: "probe", Usage: "evaluate `TARGET` once and exit 0 if it holds, 1 if not (ready:PATH, tombstone:PATH, file:PATH, tcp:HOST:PORT); runs no command"}, names("probe", nil)},
+		&stringFlag{&cli.StringFlag{Name: "probe", Usage: "evaluate `TARGET` once and exit 0 if it holds, 1 if not (ready:PATH, tombstone:PATH, file:PATH, tcp:HOST:PORT, http:HOST:PORT/PATH); runs no command"}, names("probe", nil)},
 
 		str("user", "VIGIL_USER", "run the child as `USER[:GROUP]` (names or numbers)", "", "u"),
 		boolean("no-new-privs", "VIGIL_NO_NEW_PRIVS", "set no_new_privs so the child cannot gain privileges through exec"),
@@ -443,11 +443,11 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 			if err != nil {
 				return cfg, usagef("--%s: %w", f.name, err)
 			}
-			if f.name == "stop-on" && (t.Kind == "tcp" || t.Kind == "ready") {
+			if f.name == "stop-on" && (t.Kind == "tcp" || t.Kind == "http" || t.Kind == "ready") {
 				return cfg, usagef("--stop-on %q: only file: and tombstone: targets", v)
 			}
-			if f.name == "ready-on" && t.Kind != "tcp" && t.Kind != "file" {
-				return cfg, usagef("--ready-on %q: only tcp: and file: targets", v)
+			if f.name == "ready-on" && t.Kind != "tcp" && t.Kind != "http" && t.Kind != "file" {
+				return cfg, usagef("--ready-on %q: only tcp:, http: and file: targets", v)
 			}
 			*f.dst = append(*f.dst, t)
 		}
