@@ -40,8 +40,10 @@ type supervisor struct {
 	home string
 
 	deps      *deps
-	readyOn   *deps    // the --ready-on targets of the current run
-	readyFd   *readyFd // the --ready-fd pipe of the current run
+	readyOn   *deps     // the --ready-on targets of the current run
+	readyFd   *readyFd  // the --ready-fd pipe of the current run
+	sockets   []uintptr // passed to every run at 3.. (socket activation)
+	self      string    // vigil's executable, for the internal mode (setpid)
 	listener  *notify.Listener
 	upstream  chan string // messages for the service manager vigil reports to
 	tail      *tail
@@ -214,6 +216,9 @@ func (s *supervisor) setup() error {
 		}
 	}
 	s.records = newWriter(s.log)
+	if err := s.setupSockets(); err != nil {
+		return err
+	}
 	if err := s.setupNotify(); err != nil {
 		return err
 	}
@@ -452,7 +457,11 @@ func (s *supervisor) note(a action) {
 
 // spawnChild starts the main child.
 func (s *supervisor) spawnChild(now time.Time) {
-	p := &proc{argv: s.cfg.Command, env: s.childEnv(), files: []uintptr{0, 1, 2}}
+	p := &proc{argv: s.cfg.Command, env: s.socketEnv(s.childEnv()), files: []uintptr{0, 1, 2}}
+	for i, fd := range s.sockets {
+		p.files = placeFd(p.files, 3+i, fd)
+	}
+	p.via = s.self
 	p.attr.Setpgid = true
 	if s.cred != nil {
 		p.attr.Credential = s.cred
