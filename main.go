@@ -163,6 +163,8 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 		dur("restart-delay-max", "VIGIL_RESTART_DELAY_MAX", "the most a restart waits; a run longer than this resets the delay", 30*time.Second),
 		boolean("wait-all", "VIGIL_WAIT_ALL", "when the child ends, wait for all its descendants instead of ending them, then exit with the child's status"),
 
+		list("listen", "VIGIL_LISTEN", "open the listening socket `ADDRESS`, [NAME=]tcp:HOST:PORT or [NAME=]unix:PATH, before the first run and pass it to every run as socket activation does (repeatable)"),
+
 		dur("hook-timeout", "VIGIL_HOOK_TIMEOUT", "kill a hook's process group after `DURATION`", 10*time.Second),
 		str("hooks-dir", "VIGIL_HOOKS_DIR", "run `DIR`/on-<class>.d/* and DIR/on-exit.d/* as hooks", ""),
 		&intFlag{&cli.IntFlag{Name: "capture-tail", EnvVars: []string{"VIGIL_CAPTURE_TAIL"}, Usage: "pass the child's stderr through vigil, keeping the last `BYTES` for hooks"}, names("capture-tail", nil)},
@@ -410,6 +412,13 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 	}
 	if cfg.ReadyFd = c.Int("ready-fd"); cfg.ReadyFd != 0 && (cfg.ReadyFd < 3 || cfg.ReadyFd > pid1.ReadyFdMax) {
 		return cfg, usagef("--ready-fd %d: want a descriptor from 3 to %d (0, 1 and 2 are the child's stdio)", cfg.ReadyFd, pid1.ReadyFdMax)
+	}
+	for _, v := range nonEmpty(c.StringSlice("listen")) {
+		l, err := pid1.ParseListen(v)
+		if err != nil {
+			return cfg, usagef("--listen %w", err)
+		}
+		cfg.Listen = append(cfg.Listen, l)
 	}
 	cfg.WaitAll = c.Bool("wait-all")
 	if cfg.WaitAll && cfg.NoCleanup {

@@ -68,6 +68,9 @@ func TestMalformedInputStartsNothing(t *testing.T) {
 		{name: "VIGIL_PAUSE with a hook", args: []string{"--on-exit", "true"}, env: []string{"VIGIL_PAUSE=1"}, noCmd: true, mention: "--on-exit"},
 		{name: "ready-fd on stdout", args: []string{"--ready-fd", "1"}, mention: "--ready-fd 1"},
 		{name: "VIGIL_READY_FD=x", env: []string{"VIGIL_READY_FD=x"}, mention: `"x"`},
+		{name: "listen without a port", args: []string{"--listen", "tcp:localhost"}, mention: "tcp:localhost"},
+		{name: "listen of another kind", args: []string{"--listen", "udp::53"}, mention: "udp::53"},
+		{name: "VIGIL_LISTEN name with a space", env: []string{"VIGIL_LISTEN=a b=unix:/x"}, mention: "a b=unix:/x"},
 		{name: "newline in a flag name", args: []string{"--x\ny"}, mention: `x\ny`},
 	}
 	for _, tt := range tests {

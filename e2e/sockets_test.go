@@ -29,7 +29,7 @@ func init() {
 //	run=K pid=P listen_pid=L fds=N names=NAMES setpid=V
 //
 // (V the internal variable, which it must not see), then answers each
-// connection on descriptor 3 with "served by P run K\n". With "fail-after
+// connection on descriptors 3 to 3+N-1 with "served by P run K\n". With "fail-after
 // C" its first run exits 1 after C connections; otherwise, and in later
 // runs, it serves until SIGTERM.
 func socketServer(args []string) int {
@@ -50,21 +50,30 @@ func socketServer(args []string) int {
 		<-c
 		return 0
 	}
-	ln, err := net.FileListener(os.NewFile(3, "listen"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "socket-server:", err)
-		return 90
-	}
 	go func() {
 		<-c
 		os.Exit(0)
 	}()
-	for served := 0; ; {
-		conn, err := ln.Accept()
+	conns := make(chan net.Conn)
+	for fd := 3; fd < 3+mustAtoi(fds); fd++ {
+		ln, err := net.FileListener(os.NewFile(uintptr(fd), "listen"))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "socket-server:", err)
-			return 89
+			return 90
 		}
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "socket-server:", err)
+					os.Exit(89)
+				}
+				conns <- conn
+			}
+		}()
+	}
+	for served := 0; ; {
+		conn := <-conns
 		fmt.Fprintf(conn, "served by %d run %d\n", os.Getpid(), run)
 		conn.Close()
 		if served++; run == 1 && failAfter > 0 && served >= failAfter {

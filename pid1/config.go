@@ -77,6 +77,10 @@ type Config struct {
 	Watchdog       time.Duration
 	WatchdogSignal unix.Signal
 
+	// Listen sockets are opened before the first run and passed to every
+	// run after those of socket activation, as systemd passes them.
+	Listen []Listen
+
 	WaitFor     []Target
 	StopOn      []Target
 	WaitTimeout time.Duration // 0: wait forever

@@ -44,6 +44,7 @@ type supervisor struct {
 	readyFd   *readyFd  // the --ready-fd pipe of the current run
 	sockets   []uintptr // passed to every run at 3.. (socket activation)
 	self      string    // vigil's executable, for the internal mode (setpid)
+	fdNames   string    // LISTEN_FDNAMES when --listen adds sockets
 	listener  *notify.Listener
 	upstream  chan string // messages for the service manager vigil reports to
 	tail      *tail

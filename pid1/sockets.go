@@ -50,10 +50,11 @@ func lookupEnv(env []string, key string) (string, bool) {
 	return "", false
 }
 
-// setupSockets takes the descriptors socket activation passed to vigil:
-// they become close-on-exec in vigil (no hook gets them) and are placed at
-// 3.. in every run of the child, which learns its own pid as LISTEN_PID
-// through vigil's internal mode (internal/setpid).
+// setupSockets takes the descriptors socket activation passed to vigil
+// and opens the --listen sockets after them: all are close-on-exec in
+// vigil (no hook gets them) and are placed at 3.. in every run of the
+// child, which learns its own pid as LISTEN_PID through vigil's internal
+// mode (internal/setpid).
 func (s *supervisor) setupSockets() error {
 	n, why, other := listenFds(s.cfg.Env, os.Getpid())
 	switch {
@@ -65,25 +66,36 @@ func (s *supervisor) setupSockets() error {
 	for fd := 3; fd < 3+n; fd++ {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
 			s.log.Warn("socket activation ignored: a descriptor it names is not open", "LISTEN_FDS", n, "fd", fd, "err", err)
-			s.sockets = nil
-			return nil
+			s.sockets, n = nil, 0
+			break
+		}
+		s.sockets = append(s.sockets, uintptr(fd))
+	}
+	for _, fd := range s.sockets {
+		unix.CloseOnExec(int(fd))
+	}
+	for _, l := range s.cfg.Listen {
+		fd, err := l.open()
+		if err != nil {
+			return fail(ExitInternal, "--listen %s: %w", l, err)
 		}
 		s.sockets = append(s.sockets, uintptr(fd))
 	}
 	if len(s.sockets) == 0 {
 		return nil
 	}
-	for _, fd := range s.sockets {
-		unix.CloseOnExec(int(fd))
+	if len(s.cfg.Listen) > 0 {
+		given, _ := lookupEnv(s.cfg.Env, "LISTEN_FDNAMES")
+		s.fdNames = listenNames(given, n, s.cfg.Listen)
 	}
 	if r := s.cfg.ReadyFd; r >= 3 && r < 3+len(s.sockets) {
-		return fail(ExitUsage, "--ready-fd %d: socket activation passes descriptors 3 to %d", r, 2+len(s.sockets))
+		return fail(ExitUsage, "--ready-fd %d: the sockets passed to the child are descriptors 3 to %d", r, 2+len(s.sockets))
 	}
 	var err error
 	if s.self, err = selfExecutable(); err != nil {
-		return fail(ExitInternal, "socket activation: %w", err)
+		return fail(ExitInternal, "passing sockets: %w", err)
 	}
-	s.log.Debug("passing socket activation on", "fds", len(s.sockets), "via", s.self)
+	s.log.Debug("passing sockets on", "fds", len(s.sockets), "activated", n, "listen", len(s.cfg.Listen), "via", s.self)
 	return nil
 }
 
@@ -111,5 +123,9 @@ func (s *supervisor) socketEnv(env []string) []string {
 		return env
 	}
 	env = withoutVar(env, "LISTEN_PID")
+	if s.fdNames != "" {
+		env = setEnv(env, "LISTEN_FDS", strconv.Itoa(len(s.sockets)))
+		env = setEnv(env, "LISTEN_FDNAMES", s.fdNames)
+	}
 	return setEnv(env, setpid.Var, strconv.Itoa(os.Getpid()))
 }
