@@ -63,7 +63,7 @@ func FuzzParseTarget(f *testing.F) {
 			return
 		}
 		switch tg.Kind {
-		case "file", "tombstone":
+		case "file", "tombstone", "ready":
 			if tg.Path == "" || tg.Path != filepath.Clean(tg.Path) || strings.IndexByte(tg.Path, 0) >= 0 {
 				t.Fatalf("ParseTarget(%q) = path %q", s, tg.Path)
 			}
