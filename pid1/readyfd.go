@@ -37,9 +37,12 @@ func newReadyFd() (*readyFd, error) {
 
 // watch reads the pipe, off the loop, until a newline, the end of file
 // (every holder of the write end closed it: never ready) or readyLineMax
-// bytes. The newline posts intake.Notify, as a readiness message does.
+// bytes, then closes vigil's end, as s6-supervise does: a later write
+// fails (EPIPE) rather than filling a pipe nobody reads. The newline posts
+// intake.Notify, as a readiness message does.
 func (f *readyFd) watch() {
 	go func() {
+		defer f.r.Close()
 		buf := make([]byte, 512)
 		for total := 0; total < readyLineMax; {
 			n, err := f.r.Read(buf)
