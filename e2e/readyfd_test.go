@@ -24,8 +24,9 @@ func init() {
 // s6Ready writes "started RUN fds=LIST" to FILE (RUN counts the runs in
 // FILE.runs; LIST the descriptors above 2 it holds), waits for GATE to
 // exist, writes a newline to descriptor FD as an s6 service does, marks
-// "said" and, on its first run when EXIT1 is given, exits 1; else waits
-// for SIGTERM.
+// "said" and, on its first run when "exit1" follows, exits 1; else waits
+// for SIGTERM. With "write-more" it goes on writing to FD until that
+// fails with EPIPE (marked "epipe") or 10 s pass.
 func s6Ready(args []string) int {
 	fd, file, gate := mustAtoi(args[0]), args[1], args[2]
 	// Before anything opens a file: the runtime's poller takes
@@ -52,9 +53,20 @@ func s6Ready(args []string) int {
 	if _, err := unix.Write(fd, []byte("\n")); err != nil {
 		log += "error " + err.Error() + "\n"
 	}
+	if len(args) > 3 && args[3] == "write-more" {
+		// Until vigil's end is closed, the pipe takes them.
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if _, err := unix.Write(fd, []byte("more\n")); err == unix.EPIPE {
+				log += "epipe\n"
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	unix.Close(fd)
 	writeFile(file, log+"said\n")
-	if len(args) > 3 && run == 1 {
+	if len(args) > 3 && args[3] == "exit1" && run == 1 {
 		return 1
 	}
 	<-c
@@ -129,6 +141,23 @@ func TestReadyFdIsFreshOnEveryRun(t *testing.T) {
 	waitFile(t, file, "said", 10*time.Second)
 	waitFile(t, tomb, `"state":"ready"`, 10*time.Second)
 	readTombstone(t, tomb).check(t, map[string]any{"state": "ready", "restarts": 1})
+	r.signal(unix.SIGTERM)
+	r.expect(0)
+}
+
+// TestReadyFdIsClosedAfterTheLine: as under s6, vigil closes its end once
+// the line came, so that a child writing more gets EPIPE instead of
+// filling a pipe that nobody reads.
+func TestReadyFdIsClosedAfterTheLine(t *testing.T) {
+	dir := t.TempDir()
+	tomb, file, gate := filepath.Join(dir, "tomb.json"), filepath.Join(dir, "s6"), filepath.Join(dir, "gate")
+	writeFile(gate, "go")
+	r := start(t, opts{pid1: os.Geteuid() == 0}, "--ready-fd", "4", "--tombstone", tomb,
+		"--", self, "s6-ready", "4", file, gate, "write-more")
+	if got := waitFile(t, file, "said", 20*time.Second); !strings.Contains(got, "epipe") {
+		t.Errorf("writes after the line never failed: %q", got)
+	}
+	waitFile(t, tomb, `"state":"ready"`, 10*time.Second)
 	r.signal(unix.SIGTERM)
 	r.expect(0)
 }
