@@ -132,29 +132,36 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 		}
 		return &boolFlag{f, names(name, aliases)}
 	}
+	// forPause marks, where a flag is defined, that it means something to
+	// --pause too; the others act on a command, and --pause has none.
+	pauseToo := map[string]bool{}
+	forPause := func(f cli.Flag) cli.Flag {
+		pauseToo[f.Names()[0]] = true
+		return f
+	}
 	dur := func(name, env, usage string, value time.Duration) cli.Flag {
 		return &durationFlag{&cli.DurationFlag{Name: name, EnvVars: []string{env}, Usage: usage, Value: value}, names(name, nil)}
 	}
 	flags := []cli.Flag{
-		boolean("subreaper", "VIGIL_SUBREAPER", "register as a child subreaper even as PID 1 (the default when not PID 1; TINI_SUBREAPER too)", "s"),
-		boolean("no-subreaper", "VIGIL_NO_SUBREAPER", "do not register as a child subreaper"),
+		forPause(boolean("subreaper", "VIGIL_SUBREAPER", "register as a child subreaper even as PID 1 (the default when not PID 1; TINI_SUBREAPER too)", "s")),
+		forPause(boolean("no-subreaper", "VIGIL_NO_SUBREAPER", "do not register as a child subreaper")),
 		boolean("group", "VIGIL_GROUP", "forward signals to the child's whole process group (TINI_KILL_PROCESS_GROUP too)", "g"),
 		boolean("single-child", "", "forward signals to the child only: the default (dumb-init's -c)", "c"),
-		str("pdeathsig", "VIGIL_PDEATHSIG", "`SIGNAL` vigil receives when its parent dies", "", "p"),
+		forPause(str("pdeathsig", "VIGIL_PDEATHSIG", "`SIGNAL` vigil receives when its parent dies", "", "p")),
 		list("remap-exit", "VIGIL_REMAP_EXIT", "exit 0 when the child's status is `CODE` (repeatable)", "e"),
 		list("rewrite", "VIGIL_REWRITE", "rewrite signal `FROM:TO` before forwarding; TO may be none (repeatable; -r as in dumb-init)", "r"),
-		&countFlag{&cli.GenericFlag{Name: "verbose", Aliases: []string{"v"}, EnvVars: []string{"VIGIL_VERBOSE"}, Value: verbose,
-			Usage: "log more: each -v lowers the log level by one step (-vv; VIGIL_VERBOSE=N; TINI_VERBOSITY=N as in tini)"}, names("verbose", []string{"v"})},
-		str("log-level", "VIGIL_LOG_LEVEL", "`LEVEL`: debug, info, warn or error", "info"),
-		str("log-format", "VIGIL_LOG_FORMAT", "`FORMAT`: auto (colour on a terminal, text otherwise), text, json or color", "auto"),
-		boolean("warn-on-reap", "VIGIL_WARN_ON_REAP", "warn for every reaped process that is not the main child", "w"),
+		forPause(&countFlag{&cli.GenericFlag{Name: "verbose", Aliases: []string{"v"}, EnvVars: []string{"VIGIL_VERBOSE"}, Value: verbose,
+			Usage: "log more: each -v lowers the log level by one step (-vv; VIGIL_VERBOSE=N; TINI_VERBOSITY=N as in tini)"}, names("verbose", []string{"v"})}),
+		forPause(str("log-level", "VIGIL_LOG_LEVEL", "`LEVEL`: debug, info, warn or error", "info")),
+		forPause(str("log-format", "VIGIL_LOG_FORMAT", "`FORMAT`: auto (colour on a terminal, text otherwise), text, json or color", "auto")),
+		forPause(boolean("warn-on-reap", "VIGIL_WARN_ON_REAP", "warn for every reaped process that is not the main child", "w")),
 
 		dur("timeout", "VIGIL_TIMEOUT", "stop the child after `DURATION` (class timeout)", 0),
 		str("timeout-signal", "VIGIL_TIMEOUT_SIGNAL", "`SIGNAL` sent when --timeout expires", "TERM"),
 		dur("grace", "VIGIL_GRACE", "SIGKILL the child `DURATION` after a stop vigil starts (--timeout, --stop-on); given explicitly, after a stop signal from outside too", 10*time.Second),
 		dur("cleanup-grace", "VIGIL_CLEANUP_GRACE", "once the child has ended, give its leftovers `DURATION` between SIGTERM and SIGKILL", 2*time.Second),
 		dur("drain", "VIGIL_DRAIN", "on a stop signal, wait `DURATION` before forwarding it", 0),
-		list("stop-signal", "VIGIL_STOP_SIGNAL", "`SIGNAL` that begins a graceful stop (repeatable; default TERM and INT)"),
+		forPause(list("stop-signal", "VIGIL_STOP_SIGNAL", "`SIGNAL` that begins a graceful stop (repeatable; default TERM and INT)")),
 		boolean("no-cleanup", "VIGIL_NO_CLEANUP", "exit without killing descendants left when the child ends"),
 
 		str("restart", "VIGIL_RESTART", "`POLICY`: no, on-failure (any class but success and stopped) or always; never after a stop from outside", "no"),
@@ -184,7 +191,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 		// No VIGIL_PROBE: an exec probe runs with the container's
 		// environment, so such a variable would turn the container's own
 		// vigil into a probe too.
-		boolean("pause", "VIGIL_PAUSE", "run no command: reap every process that ends, until a stop signal, then exit 0 (the PID 1 of a shared PID namespace; catatonit's -P)", "P"),
+		forPause(boolean("pause", "VIGIL_PAUSE", "run no command: reap every process that ends, until a stop signal, then exit 0 (the PID 1 of a shared PID namespace; catatonit's -P)", "P")),
 		&stringFlag{&cli.StringFlag{Name: "probe", Usage: "evaluate `TARGET` once and exit 0 if it holds, 1 if not (ready:PATH, tombstone:PATH, file:PATH, tcp:HOST:PORT, http:HOST:PORT/PATH); runs no command"}, names("probe", nil)},
 
 		str("user", "VIGIL_USER", "run the child as `USER[:GROUP]` (names or numbers)", "", "u"),
@@ -233,7 +240,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 				return nil
 			}
 			if c.Bool("pause") {
-				if err := pauseAlone(c); err != nil {
+				if err := pauseAlone(c, pauseToo); err != nil {
 					return err
 				}
 			}
@@ -248,20 +255,15 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 	}
 }
 
-// pauseFlags are the flags that mean something to --pause; the others act
-// on a command, and --pause has none.
-var pauseFlags = map[string]bool{"pause": true, "subreaper": true, "no-subreaper": true, "pdeathsig": true,
-	"verbose": true, "log-level": true, "log-format": true, "warn-on-reap": true, "stop-signal": true}
-
-// pauseAlone refuses a command, and the flags that need one, beside
-// --pause: a --restart or a hook that would silently do nothing is a
-// mistake to report.
-func pauseAlone(c *cli.Context) error {
+// pauseAlone refuses a command, and the flags that need one (any not in
+// pauseToo), beside --pause: a --restart or a hook that would silently do
+// nothing is a mistake to report.
+func pauseAlone(c *cli.Context, pauseToo map[string]bool) error {
 	if c.NArg() > 0 {
 		return usagef("--pause runs no command; got %q", c.Args().First())
 	}
 	for _, f := range c.App.Flags {
-		if name := f.Names()[0]; !pauseFlags[name] && c.IsSet(name) {
+		if name := f.Names()[0]; !pauseToo[name] && c.IsSet(name) {
 			return usagef("--pause runs no command, so --%s has nothing to act on", name)
 		}
 	}

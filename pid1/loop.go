@@ -42,7 +42,7 @@ type supervisor struct {
 	deps      *deps
 	readyOn   *deps     // the --ready-on targets of the current run
 	readyFd   *readyFd  // the --ready-fd pipe of the current run
-	sockets   []uintptr // passed to every run at 3.. (socket activation)
+	sockets   []uintptr // passed to every run at 3..: socket activation, then --listen
 	self      string    // vigil's executable, for the internal mode (setpid)
 	fdNames   string    // LISTEN_FDNAMES when --listen adds sockets
 	listener  *notify.Listener
