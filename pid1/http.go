@@ -6,7 +6,10 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // http: targets are one HTTP/1.1 GET written by hand: net/http would add
@@ -75,7 +78,7 @@ func checkDialled(t Target, timeout time.Duration) (string, bool) {
 		return err.Error(), false
 	}
 	req := "GET " + t.Path + " HTTP/1.1\r\nHost: " + t.Addr + "\r\nUser-Agent: vigil\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-	if _, err := c.Write([]byte(req)); err != nil {
+	if err := sendQuietly(c, []byte(req)); err != nil {
 		return err.Error(), false
 	}
 	buf := make([]byte, 0, statusLineMax)
@@ -93,6 +96,41 @@ func checkDialled(t Target, timeout time.Duration) (string, bool) {
 		}
 	}
 	return fmt.Sprintf("GET %s: no status line in %d bytes", t.Path, statusLineMax), false
+}
+
+// sendQuietly writes b to c with MSG_NOSIGNAL: a write to a peer that has
+// closed raises SIGPIPE, and vigil catches every signal to forward it to
+// the child, so its own must never be raised.
+func sendQuietly(c net.Conn, b []byte) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("%T: no descriptor to send on", c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Write(func(fd uintptr) bool {
+		for len(b) > 0 {
+			n, err := unix.SendmsgN(int(fd), b, nil, nil, unix.MSG_NOSIGNAL)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return false // the poller waits, within the deadline
+			case err != nil:
+				serr = fmt.Errorf("write: %w", err)
+				return true
+			}
+			b = b[n:]
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }
 
 // errShortStatus says the response so far is too short to hold a status

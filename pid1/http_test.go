@@ -5,9 +5,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vigil/internal/intake"
 )
 
 func TestParseHTTPTarget(t *testing.T) {
@@ -108,17 +113,17 @@ func TestCheckDialledSpeaksHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var gotHost, gotPath string
+	seen := make(chan [2]string, 1) // Host and request target of each request
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		gotHost, gotPath = r.Host, r.URL.RequestURI()
+		seen <- [2]string{r.Host, r.URL.RequestURI()}
 		var code int
 		fmt.Sscanf(r.URL.Path, "/%d", &code)
 		if code == 302 {
 			w.Header().Set("Location", "/500")
 		}
 		w.WriteHeader(code)
-		fmt.Fprintln(w, strings.Repeat("body ", 10000))
+		fmt.Fprintln(w, "body")
 	})
 	go http.Serve(ln, mux)
 	addr := ln.Addr().String()
@@ -131,8 +136,8 @@ func TestCheckDialledSpeaksHTTP(t *testing.T) {
 		if ok != want || !strings.Contains(why, fmt.Sprint(code)) {
 			t.Errorf("GET /%d: %v %q, want %v", code, ok, why, want)
 		}
-		if gotHost != addr || gotPath != fmt.Sprintf("/%d?q=1", code) {
-			t.Errorf("the server saw Host %q and %q", gotHost, gotPath)
+		if got := <-seen; got[0] != addr || got[1] != fmt.Sprintf("/%d?q=1", code) {
+			t.Errorf("the server saw Host %q and %q", got[0], got[1])
 		}
 	}
 
@@ -172,5 +177,58 @@ func TestCheckDialledSpeaksHTTP(t *testing.T) {
 	}()
 	if why, ok := checkDialled(Target{Kind: "http", Addr: other.Addr().String(), Path: "/"}, time.Second); ok || !strings.Contains(why, "not an HTTP/1") {
 		t.Errorf("an SSH server: %v %q", ok, why)
+	}
+}
+
+// TestSendQuietlyRaisesNoSIGPIPE: writing the request to a server that has
+// already reset the connection fails, without a SIGPIPE that the loop
+// would forward to the child.
+func TestSendQuietlyRaisesNoSIGPIPE(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	connected := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			<-connected
+			c.(*net.TCPConn).SetLinger(0) // close with a reset
+			c.Close()
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	close(connected)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read from a reset connection succeeded")
+	}
+	// What the intake holds now is older than this test's send.
+	intake.Take(new(intake.Pending))
+	if err := sendQuietly(c, []byte("GET / HTTP/1.1\r\n\r\n")); err == nil {
+		t.Error("a send to a reset connection succeeded")
+	}
+	// A SIGPIPE is raised on the sending thread before the call returns,
+	// so the intake, which the loop forwards from, would have it before
+	// this marker.
+	unix.Kill(os.Getpid(), unix.SIGUSR2)
+	var p intake.Pending
+	pipes := uint32(0)
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Signals[unix.SIGUSR2] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the marker signal never reached the intake")
+		}
+		time.Sleep(time.Millisecond)
+		intake.Take(&p)
+		pipes += p.Signals[unix.SIGPIPE]
+	}
+	if pipes > 0 {
+		t.Errorf("sending raised %d SIGPIPE", pipes)
 	}
 }
