@@ -207,7 +207,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 	return &cli.App{
 		Name:      "vigil",
 		Usage:     "a small init for containers",
-		UsageText: "vigil [flags] [--] COMMAND [ARGS...]",
+		UsageText: "vigil [flags] [--] COMMAND [ARGS...]\nvigil --pause [flags]",
 		Flags:     flags,
 		Writer:    stdout,
 		ErrWriter: stderr,
