@@ -80,6 +80,10 @@ func TestShortOptionsAsTiniTakesThem(t *testing.T) {
 			return c.Subreaper == pid1.SubreaperAuto && slices.Equal(c.Command, []string{"cmd", "-sg"})
 		}},
 		{"-- -sg", func(c *pid1.Config) bool { return !c.Group && slices.Equal(c.Command, []string{"-sg"}) }},
+		{"-P", func(c *pid1.Config) bool { return c.Pause && len(c.Command) == 0 }},
+		{"-Pw --stop-signal HUP", func(c *pid1.Config) bool {
+			return c.Pause && c.WarnOnReap && slices.Equal(c.StopSignals, []unix.Signal{unix.SIGHUP})
+		}},
 		{"-r15:0 -cw true", func(c *pid1.Config) bool {
 			to, ok := c.Rewrite[unix.SIGTERM]
 			return ok && to == 0 && !c.Group && c.WarnOnReap

@@ -132,29 +132,36 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 		}
 		return &boolFlag{f, names(name, aliases)}
 	}
+	// forPause marks, where a flag is defined, that it means something to
+	// --pause too; the others act on a command, and --pause has none.
+	pauseToo := map[string]bool{}
+	forPause := func(f cli.Flag) cli.Flag {
+		pauseToo[f.Names()[0]] = true
+		return f
+	}
 	dur := func(name, env, usage string, value time.Duration) cli.Flag {
 		return &durationFlag{&cli.DurationFlag{Name: name, EnvVars: []string{env}, Usage: usage, Value: value}, names(name, nil)}
 	}
 	flags := []cli.Flag{
-		boolean("subreaper", "VIGIL_SUBREAPER", "register as a child subreaper even as PID 1 (the default when not PID 1; TINI_SUBREAPER too)", "s"),
-		boolean("no-subreaper", "VIGIL_NO_SUBREAPER", "do not register as a child subreaper"),
+		forPause(boolean("subreaper", "VIGIL_SUBREAPER", "register as a child subreaper even as PID 1 (the default when not PID 1; TINI_SUBREAPER too)", "s")),
+		forPause(boolean("no-subreaper", "VIGIL_NO_SUBREAPER", "do not register as a child subreaper")),
 		boolean("group", "VIGIL_GROUP", "forward signals to the child's whole process group (TINI_KILL_PROCESS_GROUP too)", "g"),
 		boolean("single-child", "", "forward signals to the child only: the default (dumb-init's -c)", "c"),
-		str("pdeathsig", "VIGIL_PDEATHSIG", "`SIGNAL` vigil receives when its parent dies", "", "p"),
+		forPause(str("pdeathsig", "VIGIL_PDEATHSIG", "`SIGNAL` vigil receives when its parent dies", "", "p")),
 		list("remap-exit", "VIGIL_REMAP_EXIT", "exit 0 when the child's status is `CODE` (repeatable)", "e"),
 		list("rewrite", "VIGIL_REWRITE", "rewrite signal `FROM:TO` before forwarding; TO may be none (repeatable; -r as in dumb-init)", "r"),
-		&countFlag{&cli.GenericFlag{Name: "verbose", Aliases: []string{"v"}, EnvVars: []string{"VIGIL_VERBOSE"}, Value: verbose,
-			Usage: "log more: each -v lowers the log level by one step (-vv; VIGIL_VERBOSE=N; TINI_VERBOSITY=N as in tini)"}, names("verbose", []string{"v"})},
-		str("log-level", "VIGIL_LOG_LEVEL", "`LEVEL`: debug, info, warn or error", "info"),
-		str("log-format", "VIGIL_LOG_FORMAT", "`FORMAT`: auto (colour on a terminal, text otherwise), text, json or color", "auto"),
-		boolean("warn-on-reap", "VIGIL_WARN_ON_REAP", "warn for every reaped process that is not the main child", "w"),
+		forPause(&countFlag{&cli.GenericFlag{Name: "verbose", Aliases: []string{"v"}, EnvVars: []string{"VIGIL_VERBOSE"}, Value: verbose,
+			Usage: "log more: each -v lowers the log level by one step (-vv; VIGIL_VERBOSE=N; TINI_VERBOSITY=N as in tini)"}, names("verbose", []string{"v"})}),
+		forPause(str("log-level", "VIGIL_LOG_LEVEL", "`LEVEL`: debug, info, warn or error", "info")),
+		forPause(str("log-format", "VIGIL_LOG_FORMAT", "`FORMAT`: auto (colour on a terminal, text otherwise), text, json or color", "auto")),
+		forPause(boolean("warn-on-reap", "VIGIL_WARN_ON_REAP", "warn for every reaped process that is not the main child", "w")),
 
 		dur("timeout", "VIGIL_TIMEOUT", "stop the child after `DURATION` (class timeout)", 0),
 		str("timeout-signal", "VIGIL_TIMEOUT_SIGNAL", "`SIGNAL` sent when --timeout expires", "TERM"),
 		dur("grace", "VIGIL_GRACE", "SIGKILL the child `DURATION` after a stop vigil starts (--timeout, --stop-on); given explicitly, after a stop signal from outside too", 10*time.Second),
 		dur("cleanup-grace", "VIGIL_CLEANUP_GRACE", "once the child has ended, give its leftovers `DURATION` between SIGTERM and SIGKILL", 2*time.Second),
 		dur("drain", "VIGIL_DRAIN", "on a stop signal, wait `DURATION` before forwarding it", 0),
-		list("stop-signal", "VIGIL_STOP_SIGNAL", "`SIGNAL` that begins a graceful stop (repeatable; default TERM and INT)"),
+		forPause(list("stop-signal", "VIGIL_STOP_SIGNAL", "`SIGNAL` that begins a graceful stop (repeatable; default TERM and INT)")),
 		boolean("no-cleanup", "VIGIL_NO_CLEANUP", "exit without killing descendants left when the child ends"),
 		boolean("exit-zero-on-stop", "VIGIL_EXIT_ZERO_ON_STOP", "exit 0 (class stopped) when the child dies of a stop signal vigil forwarded, or exits 128+N for it"),
 
@@ -164,6 +171,8 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 		dur("restart-delay-max", "VIGIL_RESTART_DELAY_MAX", "the most a restart waits; a run longer than this resets the delay", 30*time.Second),
 		boolean("wait-all", "VIGIL_WAIT_ALL", "when the child ends, wait for all its descendants instead of ending them, then exit with the child's status"),
 
+		list("listen", "VIGIL_LISTEN", "open the listening socket `ADDRESS`, [NAME=]tcp:HOST:PORT or [NAME=]unix:PATH, before the first run and pass it to every run as socket activation does (repeatable)"),
+
 		dur("hook-timeout", "VIGIL_HOOK_TIMEOUT", "kill a hook's process group after `DURATION`", 10*time.Second),
 		str("hooks-dir", "VIGIL_HOOKS_DIR", "run `DIR`/on-<class>.d/* and DIR/on-exit.d/* as hooks", ""),
 		&intFlag{&cli.IntFlag{Name: "capture-tail", EnvVars: []string{"VIGIL_CAPTURE_TAIL"}, Usage: "pass the child's stderr through vigil, keeping the last `BYTES` for hooks"}, names("capture-tail", nil)},
@@ -171,18 +180,20 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 		str("name", "VIGIL_NAME", "`NAME` in the tombstone (default: the command's base name)", ""),
 		str("tombstone", "VIGIL_TOMBSTONE", "write a JSON termination record to `PATH`", ""),
 		str("termination-log", "VIGIL_TERMINATION_LOG", "write a summary of how the child ended to `PATH` (e.g. /dev/termination-log)", ""),
-		list("wait-for", "VIGIL_WAIT_FOR", "before starting, wait for `TARGET`: file:PATH, tombstone:PATH (running or ready), ready:PATH (a tombstone saying ready) or tcp:HOST:PORT (repeatable)"),
+		list("wait-for", "VIGIL_WAIT_FOR", "before starting, wait for `TARGET`: file:PATH, tombstone:PATH (running or ready), ready:PATH (a tombstone saying ready), tcp:HOST:PORT or http:HOST:PORT/PATH (a GET answering 2xx or 3xx) (repeatable)"),
 		dur("wait-timeout", "VIGIL_WAIT_TIMEOUT", "give up waiting after `DURATION` (0: forever) and exit 124", 0),
 		list("stop-on", "VIGIL_STOP_ON", "stop the child gracefully when `TARGET` fires: file:PATH appears or tombstone:PATH says exited (repeatable)"),
 
 		boolean("notify", "VIGIL_NOTIFY", "give the child an sd_notify socket (NOTIFY_SOCKET) for READY=1, STATUS=, STOPPING=1, WATCHDOG=1; relayed to vigil's own NOTIFY_SOCKET"),
-		list("ready-on", "VIGIL_READY_ON", "mark the child ready once `TARGET` holds: tcp:HOST:PORT accepts or file:PATH exists (repeatable; all must hold)"),
+		list("ready-on", "VIGIL_READY_ON", "mark the child ready once `TARGET` holds: tcp:HOST:PORT accepts, http:HOST:PORT/PATH answers 2xx or 3xx, or file:PATH exists (repeatable; all must hold)"),
+		&intFlag{&cli.IntFlag{Name: "ready-fd", EnvVars: []string{"VIGIL_READY_FD"}, Usage: "give the child descriptor `N` (3 or more) and mark it ready when it writes a line there (s6's notification-fd)"}, names("ready-fd", nil)},
 		dur("watchdog", "VIGIL_WATCHDOG", "with --notify: end the child as hung (class watchdog) when no WATCHDOG=1 arrives within `DURATION`", 0),
 		str("watchdog-signal", "VIGIL_WATCHDOG_SIGNAL", "`SIGNAL` that ends a hung child, before the grace and SIGKILL", "ABRT"),
 		// No VIGIL_PROBE: an exec probe runs with the container's
 		// environment, so such a variable would turn the container's own
 		// vigil into a probe too.
-		&stringFlag{&cli.StringFlag{Name: "probe", Usage: "evaluate `TARGET` once and exit 0 if it holds, 1 if not (ready:PATH, tombstone:PATH, file:PATH, tcp:HOST:PORT); runs no command"}, names("probe", nil)},
+		forPause(boolean("pause", "VIGIL_PAUSE", "run no command: reap every process that ends, until a stop signal, then exit 0 (the PID 1 of a shared PID namespace; catatonit's -P)", "P")),
+		&stringFlag{&cli.StringFlag{Name: "probe", Usage: "evaluate `TARGET` once and exit 0 if it holds, 1 if not (ready:PATH, tombstone:PATH, file:PATH, tcp:HOST:PORT, http:HOST:PORT/PATH); runs no command"}, names("probe", nil)},
 
 		str("user", "VIGIL_USER", "run the child as `USER[:GROUP]` (names or numbers)", "", "u"),
 		boolean("no-new-privs", "VIGIL_NO_NEW_PRIVS", "set no_new_privs so the child cannot gain privileges through exec"),
@@ -198,7 +209,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 	return &cli.App{
 		Name:      "vigil",
 		Usage:     "a small init for containers",
-		UsageText: "vigil [flags] [--] COMMAND [ARGS...]",
+		UsageText: "vigil [flags] [--] COMMAND [ARGS...]\nvigil --pause [flags]",
 		Flags:     flags,
 		Writer:    stdout,
 		ErrWriter: stderr,
@@ -230,6 +241,11 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 				*status = start.probe(c.String("probe"), stdout)
 				return nil
 			}
+			if c.Bool("pause") {
+				if err := pauseAlone(c, pauseToo); err != nil {
+					return err
+				}
+			}
 			cfg, err := config(c, int(*verbose), sink)
 			if err != nil {
 				return err
@@ -239,6 +255,21 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 			return err
 		},
 	}
+}
+
+// pauseAlone refuses a command, and the flags that need one (any not in
+// pauseToo), beside --pause: a --restart or a hook that would silently do
+// nothing is a mistake to report.
+func pauseAlone(c *cli.Context, pauseToo map[string]bool) error {
+	if c.NArg() > 0 {
+		return usagef("--pause runs no command; got %q", c.Args().First())
+	}
+	for _, f := range c.App.Flags {
+		if name := f.Names()[0]; !pauseToo[name] && c.IsSet(name) {
+			return usagef("--pause runs no command, so --%s has nothing to act on", name)
+		}
+	}
+	return nil
 }
 
 // counter is a flag that counts how often it is given (-v -v, -vv).
@@ -267,6 +298,7 @@ func (c *counter) IsBoolFlag() bool { return true }
 func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error) {
 	cfg := pid1.Config{
 		Command:        c.Args().Slice(),
+		Pause:          c.Bool("pause"),
 		Group:          c.Bool("group"),
 		WarnOnReap:     c.Bool("warn-on-reap"),
 		NoCleanup:      c.Bool("no-cleanup"),
@@ -280,7 +312,7 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 		OOMProtect:     c.Bool("oom-protect"),
 		Hooks:          map[pid1.Class][][]string{},
 	}
-	if len(cfg.Command) == 0 {
+	if len(cfg.Command) == 0 && !cfg.Pause {
 		return cfg, usagef("no command given (usage: vigil [flags] [--] COMMAND [ARGS...])")
 	}
 	log, err := logger(c, verbose, sink)
@@ -383,6 +415,16 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 	if cfg.RestartDelay < 0 || cfg.RestartDelayMax < cfg.RestartDelay {
 		return cfg, usagef("--restart-delay %s, --restart-delay-max %s: want 0 <= delay <= max", cfg.RestartDelay, cfg.RestartDelayMax)
 	}
+	if cfg.ReadyFd = c.Int("ready-fd"); cfg.ReadyFd != 0 && (cfg.ReadyFd < 3 || cfg.ReadyFd > pid1.ReadyFdMax) {
+		return cfg, usagef("--ready-fd %d: want a descriptor from 3 to %d (0, 1 and 2 are the child's stdio)", cfg.ReadyFd, pid1.ReadyFdMax)
+	}
+	for _, v := range nonEmpty(c.StringSlice("listen")) {
+		l, err := pid1.ParseListen(v)
+		if err != nil {
+			return cfg, usagef("--listen %w", err)
+		}
+		cfg.Listen = append(cfg.Listen, l)
+	}
 	cfg.WaitAll = c.Bool("wait-all")
 	if cfg.WaitAll && cfg.NoCleanup {
 		return cfg, usagef("--wait-all and --no-cleanup contradict each other")
@@ -420,11 +462,11 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 			if err != nil {
 				return cfg, usagef("--%s: %w", f.name, err)
 			}
-			if f.name == "stop-on" && (t.Kind == "tcp" || t.Kind == "ready") {
+			if f.name == "stop-on" && (t.Kind == "tcp" || t.Kind == "http" || t.Kind == "ready") {
 				return cfg, usagef("--stop-on %q: only file: and tombstone: targets", v)
 			}
-			if f.name == "ready-on" && t.Kind != "tcp" && t.Kind != "file" {
-				return cfg, usagef("--ready-on %q: only tcp: and file: targets", v)
+			if f.name == "ready-on" && t.Kind != "tcp" && t.Kind != "http" && t.Kind != "file" {
+				return cfg, usagef("--ready-on %q: only tcp:, http: and file: targets", v)
 			}
 			*f.dst = append(*f.dst, t)
 		}

@@ -51,7 +51,7 @@ echo "== fuzzing (each target briefly; seeds in */testdata/fuzz)"
 # A count of inputs, not a duration: with a duration the Go fuzzer can end on
 # "context deadline exceeded" when its deadline catches a worker mid-input.
 fuzztime="${VIGIL_FUZZTIME:-10000x}"
-for target in signals:FuzzParse signals:FuzzParseRewrite pid1:FuzzSplitWords pid1:FuzzParseTarget \
+for target in signals:FuzzParse signals:FuzzParseRewrite pid1:FuzzSplitWords pid1:FuzzParseTarget pid1:FuzzParseStatusLine \
 	pid1:FuzzLookupUser .:FuzzConfig .:FuzzDurations .:FuzzRemapExit .:FuzzEnv internal/notify:FuzzParse; do
 	pkg="./${target%%:*}/" name="${target#*:}"
 	go test -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime" "$pkg" >/dev/null || {

@@ -364,6 +364,7 @@ type via struct {
 	pid1           bool     // in new PID and mount namespaces
 	stdout, stderr *os.File // nil: buffers, as start uses
 	env            []string
+	extra          []*os.File // vigil's descriptors 3.. (exec.Cmd.ExtraFiles)
 }
 
 // startVia is start for tests that put something between the test and
@@ -380,6 +381,7 @@ func startVia(t *testing.T, v via) *run {
 	}
 	r.cmd.Env = append(os.Environ(), "E2E_HELPER=1", "GODEBUG=containermaxprocs=0,updatemaxprocs=0")
 	r.cmd.Env = append(r.cmd.Env, v.env...)
+	r.cmd.ExtraFiles = v.extra
 	r.cmd.Stdout, r.cmd.Stderr = r.stdout, r.stderr
 	if v.stdout != nil {
 		r.cmd.Stdout = v.stdout

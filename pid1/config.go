@@ -24,6 +24,11 @@ const (
 type Config struct {
 	Command []string
 	Env     []string // the child's environment; nil means vigil's own
+	// Pause runs no command: vigil only reaps, until a stop signal, and
+	// exits 0 (the PID 1 of a pod with a shared PID namespace). Command
+	// must be empty; of the rest only Subreaper, PdeathSig, StopSignals,
+	// WarnOnReap and Log apply.
+	Pause bool
 
 	Group      bool // forward to the child's process group
 	Subreaper  SubreaperMode
@@ -68,10 +73,17 @@ type Config struct {
 	// Readiness: --notify opens an sd_notify socket for the child;
 	// --ready-on targets mark it ready for programs that do not speak it;
 	// --watchdog ends it as hung when no WATCHDOG=1 comes in time.
-	Notify         bool
-	ReadyOn        []Target
+	Notify  bool
+	ReadyOn []Target
+	// ReadyFd, when above 0, is the descriptor on which the child writes
+	// a line when it is ready (s6's notification-fd); 3 to 1023.
+	ReadyFd        int
 	Watchdog       time.Duration
 	WatchdogSignal unix.Signal
+
+	// Listen sockets are opened before the first run and passed to every
+	// run after those of socket activation, as systemd passes them.
+	Listen []Listen
 
 	WaitFor     []Target
 	StopOn      []Target

@@ -21,14 +21,17 @@ import (
 
 // Target is something vigil waits for (--wait-for) or stops on (--stop-on).
 type Target struct {
-	Kind string // "file", "tombstone", "ready" or "tcp"
-	Path string // for file, tombstone and ready
-	Addr string // HOST:PORT for tcp
+	Kind string // "file", "tombstone", "ready", "tcp" or "http"
+	Path string // for file, tombstone and ready; the request's path for http
+	Addr string // HOST:PORT for tcp and http
 }
 
 func (t Target) String() string {
 	if t.Kind == "tcp" {
 		return "tcp:" + t.Addr
+	}
+	if t.Kind == "http" {
+		return "http:" + t.Addr + t.Path
 	}
 	return t.Kind + ":" + t.Path
 }
@@ -37,7 +40,7 @@ func (t Target) String() string {
 func ParseTarget(s string) (Target, error) {
 	kind, rest, ok := strings.Cut(s, ":")
 	if !ok || rest == "" {
-		return Target{}, fmt.Errorf("target %q: want file:PATH, tombstone:PATH, ready:PATH or tcp:HOST:PORT", s)
+		return Target{}, fmt.Errorf("target %q: want file:PATH, tombstone:PATH, ready:PATH, tcp:HOST:PORT or http:HOST:PORT/PATH", s)
 	}
 	switch kind {
 	case "file", "tombstone", "ready":
@@ -57,8 +60,10 @@ func ParseTarget(s string) (Target, error) {
 			host = "localhost"
 		}
 		return Target{Kind: "tcp", Addr: net.JoinHostPort(host, port)}, nil
+	case "http":
+		return parseHTTPTarget(s, rest)
 	}
-	return Target{}, fmt.Errorf("target %q: unknown kind %q (want file, tombstone, ready or tcp)", s, kind)
+	return Target{}, fmt.Errorf("target %q: unknown kind %q (want file, tombstone, ready, tcp or http)", s, kind)
 }
 
 // deps watches the --wait-for and --stop-on targets on goroutines of its
@@ -99,12 +104,12 @@ func startDeps(waitFor, stopOn []Target, log *slog.Logger) (*deps, error) {
 	paths := false
 	for _, t := range waitFor {
 		d.pending[t] = true
-		if t.Kind == "tcp" {
+		if t.dialled() {
 			go d.dial(t)
 		}
 	}
 	for _, t := range append(append([]Target(nil), waitFor...), stopOn...) {
-		paths = paths || t.Kind != "tcp"
+		paths = paths || !t.dialled()
 	}
 	if paths {
 		// Not the runtime's poller: its epoll would wake a thread for
@@ -244,7 +249,7 @@ func (d *deps) evaluate() {
 	d.mu.Lock()
 	var waiting []Target
 	for t := range d.pending {
-		if t.Kind != "tcp" {
+		if !t.dialled() {
 			waiting = append(waiting, t)
 		}
 	}
@@ -327,7 +332,7 @@ func (d *deps) watch() {
 	fd := d.ino
 	next := watches{names: map[int32]map[string]bool{}, files: map[int32]bool{}}
 	for _, t := range append(append([]Target(nil), d.waitFor...), d.stopOn...) {
-		if t.Kind == "tcp" {
+		if t.dialled() {
 			continue
 		}
 		if t.Kind != "file" {
@@ -381,9 +386,7 @@ func (d *deps) holds(t Target, p purpose) bool {
 func (d *deps) dial(t Target) {
 	backoff := 50 * time.Millisecond
 	for {
-		c, err := dialTCP(t.Addr, time.Second)
-		if err == nil {
-			c.Close()
+		if _, ok := checkDialled(t, time.Second); ok {
 			d.log.Debug("wait-for target ready", "target", t)
 			d.mu.Lock()
 			delete(d.pending, t)

@@ -53,7 +53,7 @@ func FuzzParseTarget(f *testing.F) {
 	for _, s := range []string{
 		"file:/run/ready", "tombstone:/shared/db.json", "tcp:db:5432", "tcp::80", "tcp:[::1]:443",
 		"tcp:host:0", "tcp:host:65536", "tcp:host", "file:", "file:a/../b", "http://x", ":", "",
-		"tcp:[fe80::1%eth0]:22", "file:/a\x00b",
+		"tcp:[fe80::1%eth0]:22", "file:/a\x00b", "http:localhost:8080/healthz", "http://[::1]/", "http:x/a\r\nb",
 	} {
 		f.Add(s)
 	}
@@ -63,10 +63,15 @@ func FuzzParseTarget(f *testing.F) {
 			return
 		}
 		switch tg.Kind {
-		case "file", "tombstone":
+		case "file", "tombstone", "ready":
 			if tg.Path == "" || tg.Path != filepath.Clean(tg.Path) || strings.IndexByte(tg.Path, 0) >= 0 {
 				t.Fatalf("ParseTarget(%q) = path %q", s, tg.Path)
 			}
+		case "http":
+			if !strings.HasPrefix(tg.Path, "/") || strings.ContainsAny(tg.Path, " \r\n\x00") {
+				t.Fatalf("ParseTarget(%q) = path %q", s, tg.Path)
+			}
+			fallthrough
 		case "tcp":
 			host, port, err := net.SplitHostPort(tg.Addr)
 			n, perr := strconv.Atoi(port)

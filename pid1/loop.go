@@ -42,7 +42,11 @@ type supervisor struct {
 	home string
 
 	deps     *deps
-	readyOn  *deps // the --ready-on targets of the current run
+	readyFd  *readyFd  // the --ready-fd pipe of the current run
+	sockets  []uintptr // passed to every run at 3..: socket activation, then --listen
+	self     string    // vigil's executable, for the internal mode (setpid)
+	fdNames  string    // LISTEN_FDNAMES when --listen adds sockets
+	readyOn  *deps     // the --ready-on targets of the current run
 	listener *notify.Listener
 	upstream chan []string // messages for the service manager vigil reports to, a merge's datagrams together
 	tail     *tail
@@ -119,6 +123,12 @@ func (s *supervisor) dropIdle() time.Time {
 // before it started (128+N), --wait-for timed out (124), or vigil could not
 // set itself up (2, 125; then nothing was started).
 func Run(ctx context.Context, cfg Config) (int, error) {
+	if cfg.Pause {
+		if len(cfg.Command) > 0 {
+			return ExitUsage, fail(ExitUsage, "--pause runs no command; got %q", cfg.Command[0])
+		}
+		return pause(ctx, cfg)
+	}
 	// With --no-new-privs or --pdeathsig the supervisor keeps one OS thread
 	// for its whole life: prctl sets both on the calling thread only, and
 	// every fork (child and hooks) happens on this one, so what it starts
@@ -182,6 +192,9 @@ func newSupervisor(cfg Config) (*supervisor, error) {
 	}
 	if len(cfg.StopSignals) == 0 {
 		cfg.StopSignals = []unix.Signal{unix.SIGTERM, unix.SIGINT}
+	}
+	if cfg.ReadyFd != 0 && (cfg.ReadyFd < 3 || cfg.ReadyFd > ReadyFdMax) {
+		return nil, fail(ExitUsage, "--ready-fd %d: want a descriptor from 3 to %d (0, 1 and 2 are the child's stdio)", cfg.ReadyFd, ReadyFdMax)
 	}
 	log := cfg.Log
 	if log == nil {
@@ -270,6 +283,9 @@ func (s *supervisor) setup() error {
 	if err := s.setupOOM(); err != nil {
 		return err
 	}
+	if err := s.setupSockets(); err != nil {
+		return err
+	}
 	if err := s.setupNotify(); err != nil {
 		return err
 	}
@@ -283,6 +299,7 @@ func (s *supervisor) close() {
 	s.deps.close()
 	s.readyOn.close()
 	s.oom.close()
+	s.readyFd.close()
 	if s.listener != nil {
 		s.listener.Close()
 	}
@@ -358,6 +375,9 @@ func (s *supervisor) feed(now time.Time) {
 	}
 	if p.Has(intake.Notify) && s.listener != nil {
 		s.notified(now)
+	}
+	if p.Has(intake.Notify) && s.readyFd.ready() {
+		s.m.readyFdWritten(now)
 	}
 	if p.Has(intake.Deps) {
 		if ready, _ := s.readyOn.state(); ready && s.readyOn != nil {
@@ -508,6 +528,9 @@ func (s *supervisor) note(a action) {
 	case "ready":
 		s.log.Debug("every --ready-on target holds: the child is ready")
 		s.relay("READY=1")
+	case "ready-fd":
+		s.log.Debug("the child wrote to --ready-fd: it is ready", "fd", s.cfg.ReadyFd)
+		s.relay("READY=1")
 	case "watchdog":
 		s.log.Warn("no WATCHDOG=1 in time; ending the child as hung", "watchdog", s.m.watchdog,
 			"signal", signals.Name(s.cfg.WatchdogSignal))
@@ -524,7 +547,11 @@ func (s *supervisor) note(a action) {
 
 // spawnChild starts the main child.
 func (s *supervisor) spawnChild(now time.Time) {
-	p := &proc{argv: s.cfg.Command, env: s.childEnv(), files: []uintptr{0, 1, 2}}
+	p := &proc{argv: s.cfg.Command, env: s.socketEnv(s.childEnv()), files: []uintptr{0, 1, 2}}
+	for i, fd := range s.sockets {
+		p.files = placeFd(p.files, 3+i, fd)
+	}
+	p.via = s.self
 	p.attr.Setpgid = true
 	if s.cred != nil {
 		p.attr.Credential = s.cred
@@ -562,8 +589,18 @@ func (s *supervisor) spawnChild(now time.Time) {
 		p.attr.Ctty = 0
 		s.tookTerminal = true
 	}
+	if n := s.cfg.ReadyFd; n > 0 {
+		s.readyFd.close() // the previous run's
+		var err error
+		if s.readyFd, err = newReadyFd(); err != nil {
+			s.m.spawnFailed(fail(ExitInternal, "--ready-fd: %w", err), now)
+			return
+		}
+		p.files = placeFd(p.files, n, s.readyFd.w.Fd())
+	}
 	s.readOOM(now) // the base for this run's count
 	pid, err := s.spawn(p)
+	s.readyFd.closeWriter()
 	if s.tail != nil && s.cfg.Restart == RestartNo {
 		// No run will follow: the child has its copy, and the tail sees
 		// the end of file when the child's tree is done with it.
@@ -574,6 +611,9 @@ func (s *supervisor) spawnChild(now time.Time) {
 		return
 	}
 	s.log.Debug("spawned", "pid", pid, "command", s.cfg.Command, "group", s.cfg.Group)
+	if s.readyFd != nil {
+		s.readyFd.watch()
+	}
 	if len(s.cfg.ReadyOn) > 0 {
 		s.readyOn.close() // the previous run's
 		if s.readyOn, err = startDeps(s.cfg.ReadyOn, nil, s.log); err != nil {
@@ -646,6 +686,17 @@ func reclaimTerminal(fd int) {
 func ownsTerminal(fd int) bool {
 	fg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
 	return err == nil && fg == unix.Getpgrp()
+}
+
+// placeFd returns files with fd at index n, the descriptor the child gets
+// it as; the slots between are closed in the child (syscall.ForkExec reads
+// -1 so).
+func placeFd(files []uintptr, n int, fd uintptr) []uintptr {
+	for len(files) <= n {
+		files = append(files, ^uintptr(0))
+	}
+	files[n] = fd
+	return files
 }
 
 func setEnv(env []string, key, val string) []string {
@@ -721,30 +772,34 @@ func reserveDescriptors(n int) error {
 // a systemd service of Type=notify, podman --sdnotify=container), the
 // relay that passes the child's news on.
 func (s *supervisor) setupNotify() error {
-	if !s.cfg.Notify {
+	// --ready-fd relays too: a child of s6's convention under a systemd
+	// service of Type=notify.
+	if !s.cfg.Notify && s.cfg.ReadyFd == 0 {
 		return nil
 	}
 	up, err := notify.NewUpstream(os.Getenv("NOTIFY_SOCKET"))
 	if err != nil {
 		s.log.Warn("NOTIFY_SOCKET is not usable; not relaying readiness", "err", err)
 	}
-	self := os.Getpid()
-	// The socket's directory belongs to the child's user, the only one
-	// (with root) that can then reach it. Hooks are not given it.
-	s.listener, err = notify.Listen(notify.Config{
-		Accept: notify.Tree(self),
-		Log:    s.log,
-		Notify: func() { intake.Post(intake.Notify) },
-		Owner:  s.cred,
-	})
-	if err != nil {
-		return fail(ExitInternal, "--notify: %w", err)
-	}
-	go func() {
-		if err := s.listener.Serve(); err != nil {
-			s.log.Error("notification socket", "err", err)
+	if s.cfg.Notify {
+		self := os.Getpid()
+		// The socket's directory belongs to the child's user, the only one
+		// (with root) that can then reach it. Hooks are not given it.
+		s.listener, err = notify.Listen(notify.Config{
+			Accept: notify.Tree(self),
+			Log:    s.log,
+			Notify: func() { intake.Post(intake.Notify) },
+			Owner:  s.cred,
+		})
+		if err != nil {
+			return fail(ExitInternal, "--notify: %w", err)
 		}
-	}()
+		go func() {
+			if err := s.listener.Serve(); err != nil {
+				s.log.Error("notification socket", "err", err)
+			}
+		}()
+	}
 	if up != nil {
 		// One goroutine sends, in order; the loop never waits for a
 		// service manager. A manager that lags this far loses news.

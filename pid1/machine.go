@@ -469,11 +469,19 @@ func (m *machine) notified(u readiness, now time.Time) {
 }
 
 // readyOnHeld says every --ready-on target holds: ready, as by READY=1.
-func (m *machine) readyOnHeld(now time.Time) {
+func (m *machine) readyOnHeld(now time.Time) { m.becameReady(now, "ready") }
+
+// readyFdWritten says the child wrote its line to --ready-fd: ready, as by
+// READY=1.
+func (m *machine) readyFdWritten(now time.Time) { m.becameReady(now, "ready-fd") }
+
+// becameReady marks the running child ready, unless it is already; why is
+// the note that logs and relays it.
+func (m *machine) becameReady(now time.Time, why string) {
 	if m.phase == phaseRunning && m.child != 0 && !m.ready {
 		m.ready, m.readyAt = true, now
 		m.do(action{kind: actTombstone})
-		m.do(action{kind: actNote, why: "ready"})
+		m.do(action{kind: actNote, why: why})
 	}
 }
 

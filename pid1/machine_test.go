@@ -1031,3 +1031,32 @@ func TestNextAllocatesNothing(t *testing.T) {
 		t.Errorf("next allocates %v times per call, want 0", n)
 	}
 }
+
+// TestReadyFdLineMarksTheRunReadyOnce: the --ready-fd line makes the
+// running child ready as READY=1 does (tombstone, then the note that
+// relays), once per run; before the spawn and after the reap it is
+// nobody's.
+func TestReadyFdLineMarksTheRunReadyOnce(t *testing.T) {
+	r := defaults()
+	r.restart = RestartAlways
+	m := newMachine(r)
+	m.readyFdWritten(t0)
+	m.begin(t0)
+	expect(t, m, "spawn")
+	m.spawned(child, false, t0)
+	m.take()
+	m.readyFdWritten(t0)
+	expect(t, m, "tombstone; note ready-fd")
+	m.readyFdWritten(t0)
+	m.notified(readiness{ready: true}, t0)
+	expect(t, m, "")
+	if !m.ready {
+		t.Fatal("not ready after the line")
+	}
+	m.reaped([]reaper.Exit{{Pid: child, Code: 1}}, false, t0)
+	m.take()
+	m.readyFdWritten(t0)
+	if acts := m.take(); len(acts) > 0 {
+		t.Errorf("a line after the run ended made it ready: %v", acts)
+	}
+}

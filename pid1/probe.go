@@ -30,6 +30,7 @@ const probeDialTimeout = time.Second
 //	tombstone:PATH  the tombstone at PATH says "running" or "ready"
 //	file:PATH       PATH exists (as for --wait-for file:)
 //	tcp:HOST:PORT   one connection to HOST:PORT succeeds within 1s
+//	http:HOST:PORT/PATH  a GET answers 2xx or 3xx (1s to connect, 1s more)
 func Probe(target string, out io.Writer) int {
 	t, err := ParseTarget(target)
 	if err != nil {
@@ -58,13 +59,8 @@ func probe(t Target) (string, bool) {
 			return err.Error(), false
 		}
 		return "exists", true
-	case "tcp":
-		c, err := dialTCP(t.Addr, probeDialTimeout)
-		if err != nil {
-			return err.Error(), false
-		}
-		c.Close()
-		return "connected to " + t.Addr, true
+	case "tcp", "http":
+		return checkDialled(t, probeDialTimeout)
 	}
 	rec, live, err := readTombstone(t.Path)
 	if err != nil {

@@ -160,7 +160,7 @@ func TestProbe(t *testing.T) {
 
 func TestProbeBadUsage(t *testing.T) {
 	for _, target := range []string{
-		"", "ready", "ready:", "file:", "tombstone:", "tcp:", "bogus:/x", "http://example.com", "/run/app.json",
+		"", "ready", "ready:", "file:", "tombstone:", "tcp:", "bogus:/x", "https://example.com", "http:x/a b", "/run/app.json",
 		"ready:/a\x00b", "tcp:localhost", "tcp:localhost:0", "tcp:localhost:http", "tcp:localhost:65536",
 	} {
 		code, out := runProbe(t, target)

@@ -42,6 +42,9 @@ type proc struct {
 	env   []string
 	files []uintptr // fds 0, 1, 2 of the new process
 	attr  syscall.SysProcAttr
+	// via, when set, is vigil's own executable: it runs first, in its
+	// internal mode (internal/setpid), and execs the command found.
+	via string
 }
 
 // spawn starts p and returns its pid. It resolves argv[0] on PATH the way a
@@ -73,6 +76,14 @@ func spawn(p *proc) (int, error) {
 		return 0, err
 	}
 	attr := &syscall.ProcAttr{Env: p.env, Files: p.files, Sys: &p.attr}
+	if p.via != "" {
+		// The internal mode handles a script without "#!" itself.
+		pid, err := syscall.ForkExec(p.via, append([]string{"vigil", path}, p.argv...), attr)
+		if err != nil {
+			return 0, fail(ExitCannotExec, "%s: cannot start vigil's own %s to pass the sockets on: %w", name, p.via, err)
+		}
+		return pid, nil
+	}
 	pid, err := syscall.ForkExec(path, p.argv, attr)
 	if errors.Is(err, unix.ENOEXEC) {
 		// A script without "#!": execvp(3), and so tini, dumb-init,

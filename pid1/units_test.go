@@ -57,7 +57,8 @@ func TestParseTarget(t *testing.T) {
 		{"tcp:db:0", Target{}, true},
 		{"tcp:db:70000", Target{}, true},
 		{"file:", Target{}, true},
-		{"http://x", Target{}, true},
+		{"https://x", Target{}, true},
+		{"http://x", Target{Kind: "http", Addr: "x:80", Path: "/"}, false},
 		{"/run/ready", Target{}, true},
 	}
 	for _, tt := range tests {

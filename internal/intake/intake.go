@@ -6,8 +6,9 @@
 //
 // Signals are caught in this package's init, the earliest point Go code can
 // reach: the runtime initialises a package only after the packages it
-// imports, and this one imports nothing of vigil's, so it runs before the
-// command line is parsed and before the supervisor exists. A signal that
+// imports, and this one imports nothing of vigil's (but internal/setpid,
+// whose init may replace the process before anything is caught), so it
+// runs before the command line is parsed and before the supervisor exists. A signal that
 // lands before that still dies with the runtime's default (exit 2 for
 // SIGTERM), a window only a C init can close; the README gives its size.
 //
@@ -22,6 +23,9 @@ import (
 	"os/signal"
 	"sync/atomic"
 	"syscall"
+
+	// Its init, the internal mode, comes before this package's catch.
+	_ "vigil/internal/setpid"
 )
 
 // maxSignal is the highest signal number Linux delivers.
