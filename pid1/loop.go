@@ -112,8 +112,9 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		if s.m.phase == phaseDone {
 			break
 		}
-		s.sleep()
+		due := s.sleep()
 		now := time.Now()
+		s.m.woke(now, due)
 		s.feed(now)
 		s.m.tick(now)
 	}
@@ -214,6 +215,11 @@ func (s *supervisor) setup() error {
 }
 
 func (s *supervisor) close() {
+	if s.tookTerminal && s.m.child != 0 && foregroundIs(0, s.m.child) {
+		// The terminal still names the last run's group: the shell that
+		// started vigil takes its terminal back from vigil's group.
+		reclaimTerminal(0)
+	}
 	s.deps.close()
 	s.readyOn.close()
 	if s.listener != nil {
@@ -230,10 +236,10 @@ func (s *supervisor) close() {
 	}
 }
 
-// sleep waits for the intake or the machine's next deadline. With neither
-// a signal nor a deadline vigil sleeps without a timer: an idle init does
-// not wake up.
-func (s *supervisor) sleep() {
+// sleep waits for the intake or the machine's next deadline, and returns
+// that deadline (zero if none). With neither a signal nor a deadline vigil
+// sleeps without a timer: an idle init does not wake up.
+func (s *supervisor) sleep() time.Time {
 	if next := s.m.next(); !next.IsZero() {
 		s.timer.Reset(max(0, time.Until(next)))
 		defer s.timer.Stop()
@@ -241,9 +247,10 @@ func (s *supervisor) sleep() {
 		case <-intake.Wake():
 		case <-s.timer.C:
 		}
-		return
+		return next
 	}
 	<-intake.Wake()
+	return time.Time{}
 }
 
 // feed takes everything pending from the intake and gives it to the
@@ -259,20 +266,14 @@ func (s *supervisor) feed(now time.Time) {
 	// Asked once: a real-time signal's name is formatted, so a disabled
 	// debug line would still allocate on every forward.
 	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
-	for n, count := range p.Signals {
-		sig := unix.Signal(n)
-		if count == 0 || sig == unix.SIGCHLD {
-			continue
-		}
+	for sig := range p.Signals() {
 		if debug {
-			s.log.Debug("received", "signal", signals.Name(sig), "count", count)
+			s.log.Debug("received", "signal", signals.Name(sig))
 		}
-		for range count {
-			s.m.signal(sig, now)
-		}
+		s.m.signal(sig, now)
 	}
 	s.perform()
-	if p.Signals[unix.SIGCHLD] > 0 {
+	if p.Child() {
 		s.reap(now)
 	}
 	if p.Has(intake.Cancel) {
@@ -310,6 +311,8 @@ func (s *supervisor) reap(now time.Time) {
 	var err error
 	var alive bool
 	untraced := s.m.r.jobControl && s.m.phase == phaseRunning
+	// Asked before the drain, while a dead child's group still exists.
+	s.m.terminal(s.tookTerminal && s.m.child != 0 && foregroundIs(0, s.m.child))
 	s.buf, alive, err = reaper.Drain(s.buf[:0], untraced)
 	if err != nil {
 		s.log.Error("reaping failed", "err", err)
@@ -550,6 +553,13 @@ func reclaimTerminal(fd int) {
 	}
 	_ = unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, unix.Getpgrp())
 	_ = unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+}
+
+// foregroundIs reports whether pgrp is the foreground group of the
+// terminal at fd.
+func foregroundIs(fd, pgrp int) bool {
+	fg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
+	return err == nil && fg == pgrp
 }
 
 // ownsTerminal reports whether fd is vigil's controlling terminal and
