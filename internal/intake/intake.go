@@ -103,6 +103,7 @@ func catch() {
 	go func() {
 		defer close(caught)
 		signal.Notify(c, rest...)
+		recordJobControl()
 	}()
 }
 
@@ -128,7 +129,11 @@ func deadly(sig syscall.Signal) bool {
 
 func relay(c <-chan os.Signal) {
 	for sig := range c {
-		queue.Put(sig.(syscall.Signal))
+		if sig := sig.(syscall.Signal); jobControl(sig) && recording.Load() {
+			takeJobControl()
+		} else {
+			queue.Put(sig)
+		}
 		poke()
 	}
 }
