@@ -1,0 +1,362 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Issue 19: stops from outside in every phase, signal order, and time in
+// which vigil did not run.
+
+func init() {
+	helpers["stubborn"] = stubborn
+}
+
+// stubborn appends "start" to FILE, then ignores SIGTERM until killed.
+func stubborn(args []string) int {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, unix.SIGTERM)
+	f, err := os.OpenFile(args[0], os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return 90
+	}
+	fmt.Fprintln(f, "start")
+	f.Close()
+	for range c {
+	}
+	return 0
+}
+
+func countStarts(t *testing.T, file string) int {
+	t.Helper()
+	b, _ := os.ReadFile(file)
+	return strings.Count(string(b), "start")
+}
+
+// TestStopDuringTheTimeoutGraceIsNotFollowedByARestart: --timeout fires,
+// the child ignores its TERM, and during the grace a TERM comes from
+// outside: the run ends as a timeout, and no run follows.
+func TestStopDuringTheTimeoutGraceIsNotFollowedByARestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file, tomb := filepath.Join(dir, "runs"), filepath.Join(dir, "tomb.json")
+	r := start(t, opts{pid1: true}, "--restart", "on-failure", "--restart-delay", "50ms", "--timeout", "500ms",
+		"--grace", "2s", "--tombstone", tomb, "--", self, "stubborn", file)
+	waitFile(t, tomb, `"state":"stopping"`, 10*time.Second)
+	r.signal(unix.SIGTERM)
+	r.expect(137)
+	if n := countStarts(t, file); n != 1 {
+		t.Errorf("%d runs, want 1: a TERM during the timeout's grace is a stop from outside\nstderr:\n%s", n, r.stderr)
+	}
+	readTombstone(t, tomb).check(t, map[string]any{"state": "exited", "class": "timeout"})
+}
+
+// TestStopDuringTheDrainIsNotFollowedByARestart: a TERM starts the drain,
+// and the child fails before the drain ends: a failure, and no run follows.
+func TestStopDuringTheDrainIsNotFollowedByARestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file, tomb := filepath.Join(dir, "runs"), filepath.Join(dir, "tomb.json")
+	r := start(t, opts{pid1: true}, "--restart", "on-failure", "--restart-delay", "50ms", "--drain", "5s",
+		"--tombstone", tomb, "--", self, "runs", file, "wait-file:3")
+	waitFile(t, file, "start 0", 10*time.Second)
+	r.signal(unix.SIGTERM)
+	waitFile(t, tomb, `"state":"stopping"`, 10*time.Second)
+	writeFile(file+".go", "")
+	r.expect(3)
+	if n := len(starts(t, file)); n != 1 {
+		t.Errorf("%d runs, want 1: a TERM during the drain is a stop from outside\nstderr:\n%s", n, r.stderr)
+	}
+}
+
+// TestCtrlCInATerminalIsNotFollowedByARestart: the terminal sends Ctrl-C
+// (INT) and Ctrl-\ (QUIT) to its foreground group, which is the child's,
+// not to vigil: under --restart that is a stop asked for all the same.
+func TestCtrlCInATerminalIsNotFollowedByARestart(t *testing.T) {
+	for _, key := range []struct {
+		name string
+		char string
+		sig  unix.Signal
+	}{{"ctrl-c", "\x03", unix.SIGINT}, {`ctrl-\`, "\x1c", unix.SIGQUIT}} {
+		for _, pid1 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/pid1=%v", key.name, pid1), func(t *testing.T) {
+				master, pts := openPTY(t)
+				file := filepath.Join(t.TempDir(), "runs")
+				r := start(t, opts{pid1: pid1, tty: pts}, "--restart", "always", "--restart-delay", "50ms", "--",
+					"/bin/sh", "-c", `echo start >> "$0"; exec sleep 1000`, file)
+				waitFile(t, file, "start", 10*time.Second)
+				if _, err := master.Write([]byte(key.char)); err != nil {
+					t.Fatal(err)
+				}
+				r.expect(128 + int(key.sig))
+				if n := countStarts(t, file); n != 1 {
+					t.Errorf("%d runs, want 1: %s to the child's foreground group is a stop", n, key.name)
+				}
+			})
+		}
+	}
+}
+
+// TestStopSignalsDuringTheDrainAreForwarded: HUP, TERM, TERM with a 5 s
+// drain: HUP at once, and the second TERM ends the drain, so the child has
+// a TERM long before the drain would have ended.
+func TestStopSignalsDuringTheDrainAreForwarded(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file, tomb := filepath.Join(dir, "stamps"), filepath.Join(dir, "tomb.json")
+	r := start(t, opts{pid1: true}, "--drain", "5s", "--grace", "1s", "--tombstone", tomb, "--",
+		self, "stamps", file, "stay")
+	waitFile(t, file, "ready", 10*time.Second)
+	r.signal(unix.SIGHUP)
+	waitFile(t, file, "SIGHUP", 10*time.Second)
+	r.signal(unix.SIGTERM)
+	waitFile(t, tomb, `"state":"stopping"`, 10*time.Second)
+	sent := time.Now()
+	r.signal(unix.SIGTERM)
+	got := waitFile(t, file, "SIGTERM", 10*time.Second)
+	if took := time.Since(sent); took > 3*time.Second {
+		t.Errorf("the child had its TERM %s after the second one: stop signals during the drain were held", took)
+	}
+	r.expect(137)
+	names, _ := stampsOf(t, file)
+	if len(names) < 2 || names[0] != "SIGHUP" || names[1] != "SIGTERM" {
+		t.Errorf("the child got %v, want SIGHUP then SIGTERM\n%s", names, got)
+	}
+}
+
+// logged is vigil started with -v, its stderr read as it comes.
+type logged struct {
+	*run
+	mu    sync.Mutex
+	lines []string
+}
+
+func startLogged(t *testing.T, pid1 bool, args ...string) *logged {
+	t.Helper()
+	l := &logged{run: &run{t: t, stderr: &bytes.Buffer{}, stdout: &bytes.Buffer{}, done: make(chan struct{})}}
+	args = append([]string{"-v"}, args...)
+	if pid1 {
+		needRoot(t)
+		l.cmd = exec.Command(self, append([]string{"pid1-shim", vigilBin}, args...)...)
+		l.cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS}
+	} else {
+		l.cmd = exec.Command(vigilBin, args...)
+	}
+	l.cmd.Env = append(os.Environ(), "E2E_HELPER=1", "GODEBUG=containermaxprocs=0,updatemaxprocs=0")
+	l.cmd.Dir = t.TempDir()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.cmd.Stdout, l.cmd.Stderr = l.stdout, pw
+	l.launch()
+	pw.Close()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			l.mu.Lock()
+			l.lines = append(l.lines, sc.Text())
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+var jobLine = regexp.MustCompile(`msg=(received|sent) .*signal=(SIGTSTP|SIGCONT)`)
+
+// settled waits until vigil has sent on every TSTP and CONT it received,
+// the last one it sent being a CONT, and returns what it sent; it fails
+// when a TSTP is the last word.
+func (l *logged) settled(d time.Duration) []string {
+	l.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		l.mu.Lock()
+		var received, sent []string
+		for _, line := range l.lines {
+			if m := jobLine.FindStringSubmatch(line); m != nil {
+				if m[1] == "received" {
+					received = append(received, m[2])
+				} else {
+					sent = append(sent, m[2])
+				}
+			}
+		}
+		log := strings.Join(l.lines, "\n")
+		l.mu.Unlock()
+		if len(sent) == len(received) && len(sent) > 0 && sent[len(sent)-1] == "SIGCONT" {
+			return sent
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("after %s vigil received %v and sent %v: the child is left stopped\nlog:\n%s", d, received, sent, clipLog(log))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// childPid finds vigil's main child (the only child of pid).
+func childPid(t *testing.T, pid int) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if kids := childrenOf(pid); len(kids) > 0 {
+			return kids[0].pid
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("vigil (%d) has no child", pid)
+	return 0
+}
+
+// TestTSTPThenCONTLeavesTheChildRunning: `kill -TSTP; kill -CONT` to vigil,
+// six times, then 50 pairs in a storm: each time the child must be left
+// running, never stopped (tini and dumb-init: never). Without a terminal
+// vigil forwards both, as PID 1 and not.
+func TestTSTPThenCONTLeavesTheChildRunning(t *testing.T) {
+	for _, pid1 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pid1=%v", pid1), func(t *testing.T) {
+			t.Parallel()
+			l := startLogged(t, pid1, "--grace", "2s", "--", "/bin/sleep", "1000")
+			kid := childPid(t, l.cmd.Process.Pid)
+			check := func(what string) {
+				l.settled(10 * time.Second)
+				deadline := time.Now().Add(5 * time.Second)
+				for procState(kid) == "T" {
+					if time.Now().After(deadline) {
+						t.Fatalf("%s: the child is stopped", what)
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			for i := range 6 {
+				l.signal(unix.SIGTSTP)
+				l.signal(unix.SIGCONT)
+				check(fmt.Sprintf("pair %d", i+1))
+			}
+			for range 50 {
+				l.signal(unix.SIGTSTP)
+				l.signal(unix.SIGCONT)
+			}
+			check("a storm of 50 pairs")
+			l.signal(unix.SIGTERM)
+			l.expect(143)
+		})
+	}
+}
+
+// freezer is a cgroup v1 freezer cgroup of the test's own.
+type freezer string
+
+func newFreezer(t *testing.T) freezer {
+	t.Helper()
+	needRoot(t)
+	root := "/sys/fs/cgroup/freezer"
+	if _, err := os.Stat(filepath.Join(root, "freezer.state")); err != nil {
+		if _, err := os.Stat(filepath.Join(root, "tasks")); err != nil {
+			t.Skipf("no cgroup v1 freezer at %s (on cgroup v2 docker pause uses cgroup.freeze)", root)
+		}
+	}
+	dir := filepath.Join(root, fmt.Sprintf("vigil-e2e-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatalf("creating a freezer cgroup: %v", err)
+	}
+	f := freezer(dir)
+	t.Cleanup(func() {
+		f.set(t, "THAWED")
+		// Empty once the processes in it are gone.
+		deadline := time.Now().Add(10 * time.Second)
+		for os.Remove(dir) != nil && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	return f
+}
+
+func (f freezer) set(t *testing.T, state string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(string(f), "freezer.state"), []byte(state), 0o644); err != nil {
+		t.Fatalf("freezer.state %s: %v", state, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(string(f), "freezer.state"))
+		if strings.TrimSpace(string(b)) == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("freezer.state is %q 10s after asking for %s", b, state)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestWatchdogDoesNotCountAFreeze: a healthy child pinging every 200 ms
+// under --watchdog 1s, the whole container frozen for 3 s (what docker
+// pause does): on thaw it is not ended as hung.
+func TestWatchdogDoesNotCountAFreeze(t *testing.T) {
+	f := newFreezer(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "notifier")
+	r := start(t, opts{pid1: true, env: []string{"E2E_CGROUP_PROCS=" + filepath.Join(string(f), "cgroup.procs")}},
+		"--notify", "--watchdog", "1s", "--", self, "notifier", file, "send:READY=1", "ping:200:45")
+	waitFile(t, file, "env @", 10*time.Second)
+	f.set(t, "FROZEN")
+	frozen := time.Now()
+	for time.Since(frozen) < 3*time.Second {
+		time.Sleep(100 * time.Millisecond) // the freeze itself: its length is the test's input
+	}
+	f.set(t, "THAWED")
+	// Three intervals after the thaw the child must still be there.
+	select {
+	case <-r.done:
+		t.Fatalf("vigil ended %s after the thaw\nstderr:\n%s", time.Since(frozen)-3*time.Second, r.stderr)
+	case <-time.After(3 * time.Second):
+	}
+	r.signal(unix.SIGTERM)
+	r.expect(0)
+}
+
+// TestWatchdogDoesNotCountCtrlZ: vigil in a terminal, not PID 1, stopped
+// with its job (TSTP to vigil: the child's group, then vigil) for 3 s under
+// --watchdog 1s: after fg the child is not ended as hung.
+func TestWatchdogDoesNotCountCtrlZ(t *testing.T) {
+	_, pts := openPTY(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "notifier")
+	r := start(t, opts{tty: pts}, "--notify", "--watchdog", "1s", "--", self, "notifier", file, "send:READY=1", "ping:200:45")
+	waitFile(t, file, "env @", 10*time.Second)
+	pid := r.cmd.Process.Pid
+	r.signal(unix.SIGTSTP)
+	deadline := time.Now().Add(10 * time.Second)
+	for procState(pid) != "T" {
+		if time.Now().After(deadline) {
+			t.Fatalf("vigil did not stop (state %q)", procState(pid))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	stopped := time.Now()
+	for time.Since(stopped) < 3*time.Second {
+		time.Sleep(100 * time.Millisecond) // the time stopped: the test's input
+	}
+	r.signal(unix.SIGCONT)
+	select {
+	case <-r.done:
+		t.Fatalf("vigil ended %s after fg\nstderr:\n%s", time.Since(stopped)-3*time.Second, r.stderr)
+	case <-time.After(3 * time.Second):
+	}
+	r.signal(unix.SIGTERM)
+	r.expect(0)
+}
