@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -146,8 +147,14 @@ type logged struct {
 
 func startLogged(t *testing.T, pid1 bool, args ...string) *logged {
 	t.Helper()
+	return startReading(t, pid1, 0, append([]string{"-v"}, args...)...)
+}
+
+// startReading starts vigil with its stderr read line by line; with a
+// pace, at most 4 KiB every pace, as a slow terminal or log shipper reads.
+func startReading(t *testing.T, pid1 bool, pace time.Duration, args ...string) *logged {
+	t.Helper()
 	l := &logged{run: &run{t: t, stderr: &bytes.Buffer{}, stdout: &bytes.Buffer{}, done: make(chan struct{})}}
-	args = append([]string{"-v"}, args...)
 	if pid1 {
 		needRoot(t)
 		l.cmd = exec.Command(self, append([]string{"pid1-shim", vigilBin}, args...)...)
@@ -165,7 +172,11 @@ func startLogged(t *testing.T, pid1 bool, args ...string) *logged {
 	l.launch()
 	pw.Close()
 	go func() {
-		sc := bufio.NewScanner(pr)
+		var in io.Reader = pr
+		if pace > 0 {
+			in = &paced{r: pr, pace: pace}
+		}
+		sc := bufio.NewScanner(in)
 		for sc.Scan() {
 			l.mu.Lock()
 			l.lines = append(l.lines, sc.Text())
@@ -173,6 +184,38 @@ func startLogged(t *testing.T, pid1 bool, args ...string) *logged {
 		}
 	}()
 	return l
+}
+
+// paced reads at most 4 KiB every pace.
+type paced struct {
+	r    io.Reader
+	pace time.Duration
+}
+
+func (p *paced) Read(b []byte) (int, error) {
+	time.Sleep(p.pace) // the slowness is the test's input
+	return p.r.Read(b[:min(len(b), 4096)])
+}
+
+// TestTailUnderRestartHoldsTheRunsLastLines: vigil's stderr is read slowly,
+// so the copier lags behind the child; the first run's hook must still get
+// the run's last line in its tail, as without --restart.
+func TestTailUnderRestartHoldsTheRunsLastLines(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "tail")
+	hook := fmt.Sprintf(`/bin/sh -c 'tail -c 100 "$VIGIL_STDERR_TAIL" > %s.$VIGIL_RESTARTS'`, out)
+	l := startReading(t, true, 2*time.Millisecond, "--capture-tail", "1024", "--restart", "on-failure",
+		"--restart-max", "1", "--restart-delay", "50ms", "--on-failure", hook, "--", self, "stderr-lines", "10000", "3")
+	l.expect(3)
+	for _, run := range []string{"0", "1"} {
+		b, err := os.ReadFile(out + "." + run)
+		if err != nil {
+			t.Fatalf("run %s: the hook left no tail: %v", run, err)
+		}
+		if !strings.Contains(string(b), "line 10000 of") {
+			t.Errorf("run %s: the tail ends %q, want the run's last line", run, b)
+		}
+	}
 }
 
 var jobLine = regexp.MustCompile(`msg=(received|sent) .*signal=(SIGTSTP|SIGCONT)`)

@@ -296,10 +296,15 @@ func (s *supervisor) feed(now time.Time) {
 			s.m.stopOnFired(now)
 		}
 	}
-	if p.Has(intake.Tail) && s.tail != nil && s.tail.ended() {
-		// Only the current run's tail: under --restart an earlier one's
-		// end may arrive late.
-		s.m.tailDone()
+	if p.Has(intake.Tail) && s.tail != nil {
+		switch {
+		case s.tail.ended():
+			// Only the current run's tail: under --restart an earlier
+			// one's end may arrive late.
+			s.m.tailDone()
+		case s.tail.caughtUp():
+			s.m.tailCaughtUp()
+		}
 	}
 	if p.Has(intake.Records) && s.records.idle() {
 		s.m.flushed()
@@ -391,6 +396,10 @@ func (s *supervisor) act(a action) {
 	case actCloseTail:
 		if s.tail != nil {
 			s.tail.closeWriter()
+		}
+	case actAwaitTail:
+		if s.tail != nil {
+			s.tail.await()
 		}
 	case actEnded:
 		s.ended()

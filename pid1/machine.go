@@ -52,6 +52,7 @@ const (
 	actHook                         // start hook number n; answer with hookStarted or hookFailed
 	actFinishTail                   // stop waiting for the stderr tail; take what is there
 	actCloseTail                    // vigil lets go of its end of the stderr pipe: no more runs
+	actAwaitTail                    // say (tailCaughtUp) once the copier has read all the pipe holds
 	actFlush                        // wait for the record writes; answer with flushed
 	actNote                         // log what vigil decided (why says what)
 )
@@ -773,9 +774,15 @@ func (m *machine) afterCleanup(now time.Time) {
 	switch {
 	case m.hooksCleaned:
 		m.flush(now)
-	case m.again:
+	case m.again && m.r.tail:
 		// The next run writes into the same pipe, and the workers of this
 		// one still may: no end of file to wait for, and none to cause.
+		// What the child wrote before it died is in the pipe, though: the
+		// run's tail holds it once the copier has read that far.
+		m.phase = phaseTail
+		m.tailEnds = now.Add(tailWait)
+		m.do(action{kind: actAwaitTail})
+	case m.again:
 		m.finishTail()
 	case m.r.tail && !m.tailEOF && !m.r.noCleanup:
 		// Leftovers that held the child's stderr are gone now, so the
@@ -794,6 +801,13 @@ func (m *machine) afterCleanup(now time.Time) {
 func (m *machine) tailDone() {
 	m.tailEOF = true
 	if m.phase == phaseTail {
+		m.finishTail()
+	}
+}
+
+// tailCaughtUp says the copier has read everything the pipe held.
+func (m *machine) tailCaughtUp() {
+	if m.phase == phaseTail && m.again {
 		m.finishTail()
 	}
 }

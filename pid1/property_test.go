@@ -121,6 +121,10 @@ func (w *world) act(a action) {
 		if w.rng.IntN(4) == 0 {
 			w.m.leftoversUnreachable(w.now)
 		}
+	case actAwaitTail:
+		if w.rng.IntN(2) == 0 {
+			w.m.tailCaughtUp()
+		}
 	case actTombstone, actEnded, actFinishTail, actCloseTail, actNote:
 		if a.kind == actNote && a.why == "watchdog" && w.healthy {
 			w.fail("a child that pinged within its interval of run time was ended as hung (ran %s since its ping)", w.ranSince)
