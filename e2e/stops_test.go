@@ -403,3 +403,56 @@ func TestWatchdogDoesNotCountCtrlZ(t *testing.T) {
 	r.signal(unix.SIGTERM)
 	r.expect(0)
 }
+
+// TestJobControlSignalsLeaveLaterChildrenUnblocked: vigil blocks TSTP,
+// TTIN, TTOU and CONT on its threads once they have taken one (to keep
+// their order); a hook forked afterwards must still start with them as
+// vigil found them, unblocked, or Ctrl-Z would not stop it.
+func TestJobControlSignalsLeaveLaterChildrenUnblocked(t *testing.T) {
+	for _, pid1 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pid1=%v", pid1), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			file, mask := filepath.Join(dir, "runs"), filepath.Join(dir, "mask")
+			hook := fmt.Sprintf(`/bin/sh -c 'grep SigBlk /proc/self/status > %s'`, mask)
+			r := start(t, opts{pid1: pid1}, "--on-exit", hook, "--restart", "always", "--restart-max", "1",
+				"--restart-delay", "10ms", "--", "/bin/sh", "-c", `echo start >> "$0"; grep SigBlk /proc/self/status >> "$0"; exec sleep 1000`, file)
+			waitFile(t, file, "SigBlk", 10*time.Second)
+			for range 200 {
+				r.signal(unix.SIGTSTP)
+				r.signal(unix.SIGCONT)
+			}
+			// The first run ends; the second and the hooks are forked
+			// by threads that have had their share of the storm.
+			for _, kid := range childrenOf(r.cmd.Process.Pid) {
+				unix.Kill(kid.pid, unix.SIGKILL)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for strings.Count(readOr(file), "SigBlk") < 2 {
+				if time.Now().After(deadline) {
+					t.Fatalf("no second run\n%s", readOr(file))
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			r.signal(unix.SIGTERM)
+			r.wait(30 * time.Second)
+			for _, line := range append(strings.Split(strings.TrimSpace(readOr(file)), "\n"), readOr(mask)) {
+				var blk uint64
+				if _, err := fmt.Sscanf(strings.TrimPrefix(strings.TrimSpace(line), "SigBlk:"), "%x", &blk); err != nil {
+					continue
+				}
+				if blk&0x3a0000 != 0 {
+					t.Errorf("a child started with job-control signals blocked: %s (mask %#x)", line, blk)
+				}
+			}
+			if readOr(mask) == "" {
+				t.Errorf("the hook reported nothing\nstderr:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+func readOr(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"vigil/internal/intake"
 )
 
 // Exit codes vigil uses for its own failures; the README's table lists them
@@ -73,6 +75,9 @@ func spawn(p *proc) (int, error) {
 		return 0, err
 	}
 	attr := &syscall.ProcAttr{Env: p.env, Files: p.files, Sys: &p.attr}
+	// The child inherits the forking thread's signal mask (see ForkMask).
+	undo := intake.ForkMask()
+	defer undo()
 	pid, err := syscall.ForkExec(path, p.argv, attr)
 	if errors.Is(err, unix.ENOEXEC) {
 		// A script without "#!": execvp(3), and so tini, dumb-init,

@@ -53,7 +53,10 @@ var (
 	ignored []syscall.Signal
 )
 
-func init() { catch() }
+func init() {
+	saveStartMask()
+	catch()
+}
 
 // catch starts catching every signal a Go program can catch, SIGCHLD
 // included, into the pending set.

@@ -3,8 +3,10 @@
 package intake
 
 import (
+	"runtime"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 )
 
 // The Go runtime hands signals to os/signal as a bit set, read lowest
@@ -23,22 +25,30 @@ import (
 // any thread but the main one, blocks the four on that thread from the
 // moment its handler returns (in the saved context's mask, which
 // rt_sigreturn installs): after each thread's first, the kernel gives them
-// to the main thread alone. The runtime sets a thread's mask back to its
-// own after a fork and in a forked child, so the child starts with the
-// mask vigil started with. exec resets the handler, and the runtime resets
-// it to the default in a forked child before exec (it handles these
-// signals), so the child never runs it.
+// to the main thread alone. A forked child would inherit the forking
+// thread's mask: ForkMask puts the four back as vigil found them for the
+// fork. exec resets the handler, and the runtime resets it to the default
+// in a forked child before exec (it handles these signals), so the child
+// never runs it. When vigil started with any of the four blocked, the only
+// thread that takes them is the runtime's signal thread, so nothing is
+// installed and the runtime's order stays.
 
 // jobRingSize is a power of two; the stubs mask with jobRingSize-1.
 const jobRingSize = 256
 
 var (
-	jobSeq    uint64              // taken by the stub, one per signal
-	jobRing   [jobRingSize]uint32 // the signals, by sequence number
-	jobNext   uintptr             // the runtime's handler the stub jumps to
-	jobMain   uint64              // the main thread's id (the pid): the one left to take them
-	jobTaken  uint64              // the relay's read position
-	recording atomic.Bool         // the stub is installed
+	jobSeq  uint64              // taken by the stub, one per signal
+	jobRing [jobRingSize]uint32 // the signals, by sequence number
+	//lint:ignore U1000 read by order_*.s
+	jobNext uintptr // the runtime's handler the stub jumps to
+	//lint:ignore U1000 read by order_*.s
+	jobMain uint64 // the main thread's id (the pid): the one left to take them
+	//lint:ignore U1000 read by order_*.s
+	jobFork uint64 // a thread forking under ForkMask: the stub leaves its mask alone
+
+	startBlocked uint64      // the signal mask vigil started with (signal n is bit n-1)
+	jobTaken     uint64      // the relay's read position
+	recording    atomic.Bool // the stub is installed
 )
 
 // recordJobControl installs the stub in front of the runtime's handler of
@@ -46,6 +56,9 @@ var (
 // if the runtime's handler is not one and the same for the four, or any
 // call fails, nothing is installed and the channel's order is used.
 func recordJobControl() {
+	if startBlocked&jobBits != 0 {
+		return
+	}
 	sigs := [...]syscall.Signal{syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGCONT}
 	var old [len(sigs)]kernelSigaction
 	for i, sig := range sigs {
@@ -68,6 +81,59 @@ func recordJobControl() {
 		}
 	}
 	recording.Store(true)
+}
+
+// The how of rt_sigprocmask(2).
+const (
+	sigBlock   = 0
+	sigUnblock = 1
+	sigSetmask = 2
+)
+
+// jobBits are CONT, TSTP, TTIN and TTOU in a signal mask.
+const jobBits = 1<<(syscall.SIGCONT-1) | 1<<(syscall.SIGTSTP-1) | 1<<(syscall.SIGTTIN-1) | 1<<(syscall.SIGTTOU-1)
+
+// saveStartMask keeps the mask vigil started with; it runs in the
+// package's init, on the main thread, which the runtime has not changed for
+// these signals.
+func saveStartMask() {
+	var old uint64
+	if rtSigprocmask(sigBlock, nil, &old) == nil {
+		startBlocked = old
+	}
+}
+
+// ForkMask gives the calling goroutine, until undo is called, a thread
+// whose mask holds the job-control signals as vigil started with them, so
+// that a child forked there inherits the mask vigil was given. Call it
+// around every fork.
+func ForkMask() (undo func()) {
+	if !recording.Load() {
+		return func() {}
+	}
+	runtime.LockOSThread()
+	atomic.StoreUint64(&jobFork, uint64(syscall.Gettid()))
+	var old uint64
+	set := uint64(jobBits) &^ startBlocked
+	if rtSigprocmask(sigUnblock, &set, &old) != nil {
+		atomic.StoreUint64(&jobFork, 0)
+		runtime.UnlockOSThread()
+		return func() {}
+	}
+	return func() {
+		_ = rtSigprocmask(sigSetmask, &old, nil)
+		atomic.StoreUint64(&jobFork, 0)
+		runtime.UnlockOSThread()
+	}
+}
+
+func rtSigprocmask(how int, set, old *uint64) error {
+	_, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, uintptr(how),
+		uintptr(unsafe.Pointer(set)), uintptr(unsafe.Pointer(old)), 8, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // takeJobControl queues the job-control signals recorded since the last

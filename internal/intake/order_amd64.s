@@ -19,6 +19,8 @@ TEXT record<>(SB),NOSPLIT|NOFRAME,$0-0
 	SYSCALL
 	CMPQ	AX, ·jobMain(SB)
 	JEQ	chain
+	CMPQ	AX, ·jobFork(SB)
+	JEQ	chain
 	// Not the main thread: CONT, TSTP, TTIN and TTOU (bits 17, 19, 20,
 	// 21) join uc_sigmask, at offset 296 of the ucontext.
 	ORQ	$0x3a0000, 296(DX)

@@ -25,6 +25,11 @@ again:
 	MOVD	$·jobMain(SB), R9
 	MOVD	(R9), R9
 	CMP	R9, R0
+	BEQ	main
+	MOVD	$·jobFork(SB), R9
+	MOVD	(R9), R9
+	CMP	R9, R0
+main:
 	MOVD	R13, R0
 	BEQ	chain
 	// Not the main thread: CONT, TSTP, TTIN and TTOU (bits 17, 19, 20,

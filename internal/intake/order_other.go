@@ -12,3 +12,8 @@ var recording atomic.Bool
 func recordJobControl() {}
 
 func takeJobControl() {}
+
+func saveStartMask() {}
+
+// ForkMask is for a fork; on this architecture there is nothing to undo.
+func ForkMask() (undo func()) { return func() {} }
