@@ -145,7 +145,7 @@ type logged struct {
 	lines []string
 }
 
-func startLogged(t *testing.T, pid1 bool, args ...string) *logged {
+func startVerbose(t *testing.T, pid1 bool, args ...string) *logged {
 	t.Helper()
 	return startReading(t, pid1, 0, append([]string{"-v"}, args...)...)
 }
@@ -272,7 +272,7 @@ func TestTSTPThenCONTLeavesTheChildRunning(t *testing.T) {
 	for _, pid1 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("pid1=%v", pid1), func(t *testing.T) {
 			t.Parallel()
-			l := startLogged(t, pid1, "--grace", "2s", "--", "/bin/sleep", "1000")
+			l := startVerbose(t, pid1, "--grace", "2s", "--", "/bin/sleep", "1000")
 			kid := childPid(t, l.cmd.Process.Pid)
 			check := func(what string) {
 				l.settled(10 * time.Second)
