@@ -6,9 +6,14 @@
 # The Go toolchain runs on the build machine's platform and cross-compiles
 # for the target's (no emulation), so one command builds every platform:
 #   docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 -t vigil .
-# BuildKit sets TARGETOS, TARGETARCH and TARGETVARIANT; without them (the
-# legacy builder) the image is for the build machine.
-FROM --platform=$BUILDPLATFORM golang:1.26-bookworm AS build
+# BuildKit sets BUILDPLATFORM, TARGETOS, TARGETARCH and TARGETVARIANT. The
+# legacy builder (DOCKER_BUILDKIT=0) sets none of them: the build stage is
+# then linux/amd64 and so is the binary, unless the machine's own platform
+# is given: docker build --build-arg BUILDPLATFORM=linux/arm64 -t vigil .
+# (An empty platform in FROM is an error to the legacy builder, hence the
+# default; declared without a value here, BuildKit's own value stands.)
+ARG BUILDPLATFORM
+FROM --platform=${BUILDPLATFORM:-linux/amd64} golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

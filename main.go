@@ -156,6 +156,7 @@ func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start bac
 		dur("drain", "VIGIL_DRAIN", "on a stop signal, wait `DURATION` before forwarding it", 0),
 		list("stop-signal", "VIGIL_STOP_SIGNAL", "`SIGNAL` that begins a graceful stop (repeatable; default TERM and INT)"),
 		boolean("no-cleanup", "VIGIL_NO_CLEANUP", "exit without killing descendants left when the child ends"),
+		boolean("exit-zero-on-stop", "VIGIL_EXIT_ZERO_ON_STOP", "exit 0 (class stopped) when the child dies of a stop signal vigil forwarded, or exits 128+N for it"),
 
 		str("restart", "VIGIL_RESTART", "`POLICY`: no, on-failure (any class but success and stopped) or always; never after a stop from outside", "no"),
 		&intFlag{&cli.IntFlag{Name: "restart-max", EnvVars: []string{"VIGIL_RESTART_MAX"}, Usage: "stop restarting after `N` restarts and exit with the last status (0: no limit)"}, names("restart-max", nil)},
@@ -268,6 +269,7 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 		Group:          c.Bool("group"),
 		WarnOnReap:     c.Bool("warn-on-reap"),
 		NoCleanup:      c.Bool("no-cleanup"),
+		ExitZeroOnStop: c.Bool("exit-zero-on-stop"),
 		HooksDir:       c.String("hooks-dir"),
 		Name:           c.String("name"),
 		Tombstone:      c.String("tombstone"),
@@ -292,16 +294,15 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 		cfg.Subreaper = pid1.SubreaperOn
 	case c.Bool("no-subreaper"):
 		cfg.Subreaper = pid1.SubreaperOff
-	case !c.IsSet("subreaper") && !c.IsSet("no-subreaper") && os.Getenv("TINI_SUBREAPER") != "":
+	case !c.IsSet("subreaper") && !c.IsSet("no-subreaper") && tiniSet("TINI_SUBREAPER"):
 		// tini's variables, for docker run --init, which passes no
-		// flags: any value turns the option on, as in tini ("0" too).
-		// vigil's own flags and variables win.
+		// flags. vigil's own flags and variables win.
 		cfg.Subreaper = pid1.SubreaperOn
 	}
 	switch {
 	case c.Bool("group") && c.Bool("single-child"):
 		return cfg, usagef("--group and --single-child contradict each other")
-	case !c.IsSet("group") && !c.IsSet("single-child") && os.Getenv("TINI_KILL_PROCESS_GROUP") != "":
+	case !c.IsSet("group") && !c.IsSet("single-child") && tiniSet("TINI_KILL_PROCESS_GROUP"):
 		cfg.Group = true
 	}
 	if s := c.String("pdeathsig"); s != "" {
@@ -389,6 +390,11 @@ func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error
 	} else {
 		cfg.CaptureTail = n
 	}
+	// The captured stderr is a pipe only vigil reads: a descendant left
+	// alone would die of SIGPIPE at its first write after vigil exits.
+	if cfg.CaptureTail > 0 && cfg.NoCleanup {
+		return cfg, usagef("--capture-tail and --no-cleanup contradict each other: what --no-cleanup leaves running would die of SIGPIPE at its first write to stderr once vigil exits")
+	}
 	for _, class := range append(pid1.Classes(), pid1.OnExit) {
 		for _, line := range nonEmpty(c.StringSlice("on-" + string(class))) {
 			argv, err := pid1.SplitWords(line)
@@ -475,11 +481,8 @@ func logger(c *cli.Context, verbose int, sink *logsink.Sink) (*slog.Logger, erro
 		return nil, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
 	level -= slog.Level(4 * verbose)
-	if v := os.Getenv("TINI_VERBOSITY"); v != "" && !c.IsSet("log-level") && !c.IsSet("verbose") {
-		var err error
-		if level, err = tiniLevel(v); err != nil {
-			return nil, err
-		}
+	if v, ok := os.LookupEnv("TINI_VERBOSITY"); ok && !c.IsSet("log-level") && !c.IsSet("verbose") {
+		level = tiniLevel(v)
 	}
 	format := c.String("log-format")
 	if format == "auto" {
@@ -500,27 +503,6 @@ func logger(c *cli.Context, verbose int, sink *logsink.Sink) (*slog.Logger, erro
 		return nil, usagef("--log-format %q: want auto, text, json or color", format)
 	}
 	return slog.New(h).With("logger", "vigil"), nil
-}
-
-// tiniLevel maps tini's TINI_VERBOSITY to a log level. tini prints fatal
-// errors always, warnings from 1 (its default), then info (2), debug (3)
-// and trace (4 and up); vigil's levels below debug are for -vv.
-func tiniLevel(v string) (slog.Level, error) {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return 0, usagef("TINI_VERBOSITY %q: want a number, 0 (errors only) to 4 (trace)", v)
-	}
-	switch n {
-	case 0:
-		return slog.LevelError, nil
-	case 1:
-		return slog.LevelWarn, nil
-	case 2:
-		return slog.LevelInfo, nil
-	case 3:
-		return slog.LevelDebug, nil
-	}
-	return slog.LevelDebug - 4, nil
 }
 
 // versionLine is the one line --version prints, in tini's form

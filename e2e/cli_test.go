@@ -30,11 +30,12 @@ func vigilThenExit(args []string) int {
 		fmt.Fprintln(os.Stderr, "vigil-then-exit:", err)
 		return 90
 	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if b, _ := os.ReadFile(ready); strings.Contains(string(b), "ready") {
-			writeFile(file, strconv.Itoa(cmd.Process.Pid))
-			return 0
-		}
+	if poll(10*time.Second, func() bool {
+		b, _ := os.ReadFile(ready)
+		return strings.Contains(string(b), "ready")
+	}) {
+		writeFile(file, strconv.Itoa(cmd.Process.Pid))
+		return 0
 	}
 	return 89
 }
@@ -114,12 +115,9 @@ func TestPdeathsigStopsVigilWhenItsParentDies(t *testing.T) {
 	if got := waitFile(t, childFile, "SIGTERM", 10*time.Second); got != "ready\nSIGTERM\n" {
 		t.Errorf("child received %q, want SIGTERM", got)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for st := procState(pid); st != "" && st != "Z"; st = procState(pid) {
-		if time.Now().After(deadline) {
-			syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("vigil (pid %d, state %s) still runs after its parent died", pid, st)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var st string
+	if !poll(10*time.Second, func() bool { st = procState(pid); return st == "" || st == "Z" }) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("vigil (pid %d, state %s) still runs after its parent died", pid, st)
 	}
 }

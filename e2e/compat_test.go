@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -97,5 +99,84 @@ func TestCLIListsFromYAMLBlockScalars(t *testing.T) {
 	got := strings.Fields(waitFile(t, log, "second", time.Second))
 	if want := []string{"first", "second"}; !slices.Equal(got, want) {
 		t.Errorf("hooks ran as %v, want %v\nstderr:\n%s", got, want, r.stderr)
+	}
+}
+
+// TestTiniVariablesReadAsTiniReadsThem: the values people write for tini,
+// a Kubernetes `value: |` among them, run the command under vigil as under
+// the real tini-static, and give the same verbosity where vigil shows it
+// (vigil has no trace lines, so 4 and up look like 3). Both run not as
+// PID 1 and without -s, so that tini's warning shows at 1.
+func TestTiniVariablesReadAsTiniReadsThem(t *testing.T) {
+	const tini = "/usr/bin/tini-static"
+	if _, err := os.Stat(tini); err != nil {
+		t.Skipf("%s is not installed (Debian package tini): %v", tini, err)
+	}
+	// A death by SEGV is a warning for vigil, the leftover it kills is
+	// info, the spawn is debug. The leftover's output goes nowhere, so that
+	// under tini, which leaves it running, it holds no pipe of the test.
+	command := []string{"sh", "-c", "sleep 5 </dev/null >/dev/null 2>&1 & kill -SEGV $$"}
+	tiniLevel := func(out string) int {
+		level := 0
+		for i, tag := range []string{"[WARN  tini", "[INFO  tini", "[DEBUG tini", "[TRACE tini"} {
+			if strings.Contains(out, tag) {
+				level = i + 1
+			}
+		}
+		return level
+	}
+	vigilLevel := func(out string) int {
+		level := 0
+		for i, tag := range []string{"level=WARN", "level=INFO", "level=DEBUG"} {
+			if strings.Contains(out, tag) {
+				level = i + 1
+			}
+		}
+		return level
+	}
+	for _, v := range []string{"0", "1", "2", "3", "4", "1\n", " 2", "3abc", "-1", "0x2", "", "\t3\n", "+2", "99"} {
+		tc := exec.Command(tini, append([]string{"--"}, command...)...)
+		tc.Env = append(os.Environ(), "TINI_VERBOSITY="+v)
+		out, err := tc.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 128+int(unix.SIGSEGV) {
+			t.Fatalf("tini with TINI_VERBOSITY=%q: %v, want the command's 139\n%s", v, err, out)
+		}
+		want := min(tiniLevel(string(out)), 3)
+		status, stderr := vigil(t, opts{env: []string{"TINI_VERBOSITY=" + v}}, append([]string{"--"}, command...)...)
+		if got := vigilLevel(stderr); status != 128+int(unix.SIGSEGV) || got != want {
+			t.Errorf("TINI_VERBOSITY=%q: vigil exited %d with verbosity %d; tini ran the command (139) with verbosity %d\nvigil:\n%s\ntini:\n%s",
+				v, status, got, want, stderr, out)
+		}
+	}
+}
+
+// TestTiniPresenceVariablesAreSetWhenEmpty: tini takes TINI_SUBREAPER and
+// TINI_KILL_PROCESS_GROUP as set by their presence alone, empty included
+// (docker run -e TINI_SUBREAPER=): tini-static's warning about not being
+// a subreaper goes away, and vigil forwards to the whole group.
+func TestTiniPresenceVariablesAreSetWhenEmpty(t *testing.T) {
+	const tini = "/usr/bin/tini-static"
+	if _, err := os.Stat(tini); err != nil {
+		t.Skipf("%s is not installed (Debian package tini): %v", tini, err)
+	}
+	tc := exec.Command(tini, "--", "true")
+	tc.Env = append(os.Environ(), "TINI_SUBREAPER=")
+	if out, err := tc.CombinedOutput(); err != nil || strings.Contains(string(out), "subreaper") {
+		t.Fatalf("tini-static with an empty TINI_SUBREAPER: %v, %q; want no subreaper warning", err, out)
+	}
+	dir := t.TempDir()
+	child, grandchild := filepath.Join(dir, "child"), filepath.Join(dir, "grandchild")
+	r := start(t, opts{env: []string{"TINI_KILL_PROCESS_GROUP="}},
+		append([]string{"--"}, helper("record", child, "group", grandchild)...)...)
+	waitFile(t, child, "ready", 10*time.Second)
+	waitFile(t, grandchild, "ready", 10*time.Second)
+	r.signal(unix.SIGUSR1)
+	r.expect(0)
+	for _, f := range []string{child, grandchild} {
+		if got := waitFile(t, f, "ready", time.Second); got != "ready\nSIGUSR1\n" {
+			t.Errorf("%s received %q, want SIGUSR1 (an empty TINI_KILL_PROCESS_GROUP is set, as in tini)\nstderr:\n%s",
+				filepath.Base(f), got, r.stderr)
+		}
 	}
 }

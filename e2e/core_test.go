@@ -263,12 +263,8 @@ func TestJobControlFollowsTheChild(t *testing.T) {
 	r := start(t, opts{tty: pts}, helper("stop-self", file)...)
 	waitFile(t, file, "ready", 10*time.Second)
 	pid := r.cmd.Process.Pid
-	deadline := time.Now().Add(10 * time.Second)
-	for procState(pid) != "T" {
-		if time.Now().After(deadline) {
-			t.Fatalf("vigil did not stop after its child did (state %q)\nstderr:\n%s", procState(pid), r.stderr)
-		}
-		time.Sleep(time.Millisecond)
+	if !poll(10*time.Second, func() bool { return procState(pid) == "T" }) {
+		t.Fatalf("vigil did not stop after its child did (state %q)\nstderr:\n%s", procState(pid), r.stderr)
 	}
 	r.signal(unix.SIGCONT)
 	r.expect(0)

@@ -438,17 +438,15 @@ func (p *daemonProc) tail(n int) string {
 // waitUntil polls ready until it is true, the daemon exits or d passes, and
 // returns why not.
 func (p *daemonProc) waitUntil(d time.Duration, ready func() bool) error {
-	deadline := time.Now().Add(d)
-	for !ready() {
-		if p.exited() {
-			return fmt.Errorf("%s exited (%v) before it was ready; its log ends:\n%s", p.name, p.cmd.ProcessState, p.tail(20))
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s was not ready within %s; its log ends:\n%s", p.name, d, p.tail(20))
-		}
-		time.Sleep(50 * time.Millisecond)
+	var ok bool
+	poll(d, func() bool { ok = ready(); return ok || p.exited() })
+	switch {
+	case ok:
+		return nil
+	case p.exited():
+		return fmt.Errorf("%s exited (%v) before it was ready; its log ends:\n%s", p.name, p.cmd.ProcessState, p.tail(20))
 	}
-	return nil
+	return fmt.Errorf("%s was not ready within %s; its log ends:\n%s", p.name, d, p.tail(20))
 }
 
 // listening reports whether something accepts connections on the unix

@@ -33,6 +33,7 @@ func TestDocker(t *testing.T) {
 	t.Run("logs hold nothing of vigil's", func(t *testing.T) { t.Parallel(); dockerQuietLogs(t, e, m) })
 	t.Run("job with sidecar", func(t *testing.T) { t.Parallel(); dockerJobWithSidecar(t, e, m) })
 	t.Run("memory limit", func(t *testing.T) { t.Parallel(); dockerOOM(t, e, m) })
+	t.Run("the Dockerfile with the legacy builder", func(t *testing.T) { t.Parallel(); dockerLegacyBuild(t, e, m) })
 }
 
 // TestPodman runs the core of the matrix under podman.

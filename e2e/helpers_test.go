@@ -68,8 +68,21 @@ func writeFile(path, s string) {
 func pid1Shim(args []string) int {
 	env := []string{}
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "E2E_CGROUP_PROCS=") {
+		if !strings.HasPrefix(kv, "E2E_CGROUP_PROCS=") && !strings.HasPrefix(kv, "E2E_HIDE_ETC=") {
 			env = append(env, kv)
+		}
+	}
+	if os.Getenv("E2E_HIDE_ETC") != "" {
+		// An image that holds only vigil: no /etc at all, so no
+		// /etc/hosts, resolv.conf or nsswitch.conf. Private first, so the
+		// host's /etc is untouched.
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			fmt.Fprintln(os.Stderr, "shim: make / private:", err)
+			return 98
+		}
+		if err := unix.Mount("tmpfs", "/etc", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=64k,mode=0755"); err != nil {
+			fmt.Fprintln(os.Stderr, "shim: hide /etc:", err)
+			return 98
 		}
 	}
 	err := nsinit.Exec(args, env, os.Getenv("E2E_CGROUP_PROCS"))
@@ -141,11 +154,12 @@ func record(args []string) int {
 		if err := cmd.Start(); err != nil {
 			panic(err)
 		}
-		for {
-			if b, _ := os.ReadFile(args[2]); strings.Contains(string(b), "ready") {
-				break
-			}
-			time.Sleep(time.Millisecond)
+		if !poll(time.Minute, func() bool {
+			b, _ := os.ReadFile(args[2])
+			return strings.Contains(string(b), "ready")
+		}) {
+			fmt.Fprintln(os.Stderr, "record: the second recorder did not say ready within a minute")
+			return 97
 		}
 		defer cmd.Wait()
 	}
@@ -169,15 +183,8 @@ func orphans(args []string) int {
 	}
 	// Every grandchild is now an orphan of vigil. Wait until none is left
 	// in the namespace, in any state but reaped.
-	deadline := time.Now().Add(20 * time.Second)
 	var zombies, others int
-	for {
-		zombies, others = census()
-		if zombies == 0 && others == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	poll(20*time.Second, func() bool { zombies, others = census(); return zombies == 0 && others == 0 })
 	writeFile(report, fmt.Sprintf("zombies=%d others=%d", zombies, others))
 	return code
 }
@@ -231,24 +238,17 @@ func orphanPpid(args []string) int {
 	}
 	var ppid, pid int
 	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if !poll(10*time.Second, func() bool {
 		b, _ := os.ReadFile(gc)
-		if _, err := fmt.Sscanf(string(b), "pid=%d ppid=%d", &pid, &ppid); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return 93
-		}
-		time.Sleep(time.Millisecond)
+		_, err := fmt.Sscanf(string(b), "pid=%d ppid=%d", &pid, &ppid)
+		return err == nil
+	}) {
+		return 93
 	}
-	reaped := false
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); os.IsNotExist(err) {
-			reaped = true
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	reaped := poll(time.Until(deadline), func() bool {
+		_, err := os.Stat("/proc/" + strconv.Itoa(pid))
+		return os.IsNotExist(err)
+	})
 	writeFile(report, fmt.Sprintf("ppid=%d vigil=%d reaped=%v", ppid, os.Getppid(), reaped))
 	return 0
 }
@@ -266,10 +266,7 @@ func orphanChild(args []string) int {
 		return 0
 	}
 	parent := mustAtoi(args[1]) // it may have exited before we could ask
-	deadline := time.Now().Add(10 * time.Second)
-	for os.Getppid() == parent && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll(10*time.Second, func() bool { return os.Getppid() != parent })
 	writeFile(file, fmt.Sprintf("pid=%d ppid=%d", os.Getpid(), os.Getppid()))
 	return 0
 }

@@ -97,14 +97,10 @@ func hookdump(args []string) int {
 	}
 	// Earlier hooks and whatever they left behind are vigil's to reap;
 	// give its loop, which runs while this hook does, a moment to do so.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	poll(5*time.Second, func() bool {
 		rep.Zombies, rep.Others = census()
-		if rep.Zombies == 0 && rep.Others == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		return rep.Zombies == 0 && rep.Others == 0
+	})
 	b, err := json.Marshal(rep)
 	if err != nil {
 		panic(err)
@@ -713,17 +709,10 @@ func pathExists(p string) bool {
 // removeCgroup removes dir once the processes in it are gone; they may take
 // a moment to leave after vigil's exit has been seen.
 func removeCgroup(t *testing.T, dir string) {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := unix.Rmdir(dir)
-		if err == nil || errors.Is(err, unix.ENOENT) {
-			return
-		}
-		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
-			t.Errorf("removing cgroup %s: %v", dir, err)
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	var err error
+	poll(10*time.Second, func() bool { err = unix.Rmdir(dir); return !errors.Is(err, unix.EBUSY) })
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		t.Errorf("removing cgroup %s: %v", dir, err)
 	}
 }
 
@@ -971,13 +960,30 @@ func inPipeWrite(pid int) (blocked, alive, named bool) {
 	return false, true, named
 }
 
+// pipeFill is how many bytes wait in the pipe at path (a /proc/PID/fd
+// link). It opens the pipe's writing side without blocking and closes it
+// at once, so that it holds off no reader's end of file.
+func pipeFill(t *testing.T, path string) int {
+	t.Helper()
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("opening the pipe %s: %v", path, err)
+	}
+	defer unix.Close(fd)
+	n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD
+	if err != nil {
+		t.Fatalf("FIONREAD on %s: %v", path, err)
+	}
+	return n
+}
+
 // childOf finds the host pid of ppid's only child.
 func childOf(t *testing.T, ppid int, d time.Duration) int {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		d, _ := os.ReadDir("/proc")
-		for _, e := range d {
+	var child string
+	waitFor(t, d, fmt.Sprintf("a child of process %d", ppid), func() bool {
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
 			b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 			if err != nil {
 				continue
@@ -985,14 +991,13 @@ func childOf(t *testing.T, ppid int, d time.Duration) int {
 			s := string(b)
 			f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 			if len(f) > 1 && f[1] == strconv.Itoa(ppid) {
-				return atoi(t, e.Name())
+				child = e.Name()
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d has no child after %s", ppid, d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
+	return atoi(t, child)
 }
 
 func TestCaptureTailBlocksChildWhileVigilsStderrIsFull(t *testing.T) {
@@ -1034,25 +1039,21 @@ func TestCaptureTailBlocksChildWhileVigilsStderrIsFull(t *testing.T) {
 
 	// Both vigil and the child must come to sleep in a pipe write: vigil
 	// on its full stderr, the child on the pipe vigil no longer reads.
-	deadline := time.Now().Add(10 * time.Second)
-	named := false
-	for {
-		vb, _, vn := inPipeWrite(vigilPid)
-		cb, alive, cn := inPipeWrite(child)
+	var named, vb, cb bool
+	if !poll(10*time.Second, func() bool {
+		var vn, cn, alive bool
+		vb, _, vn = inPipeWrite(vigilPid)
+		cb, alive, cn = inPipeWrite(child)
 		named = named || vn || cn
-		if vb && cb {
-			break
-		}
-		if !alive {
+		if !alive && !(vb && cb) {
 			t.Fatalf("the child wrote all %d bytes while nobody read vigil's stderr: vigil buffered them", total)
 		}
-		if time.Now().After(deadline) {
-			if !named {
-				t.Skip("/proc/PID/wchan names no kernel function here (no kallsyms); cannot see a blocked write")
-			}
-			t.Fatalf("vigil (blocked=%v) and the child (blocked=%v) did not both block on a full pipe", vb, cb)
+		return vb && cb
+	}) {
+		if !named {
+			t.Skip("/proc/PID/wchan names no kernel function here (no kallsyms); cannot see a blocked write")
 		}
-		time.Sleep(2 * time.Millisecond)
+		t.Fatalf("vigil (blocked=%v) and the child (blocked=%v) did not both block on a full pipe", vb, cb)
 	}
 	b, _ := os.ReadFile(progress)
 	t.Logf("both blocked after the child wrote %s of %d bytes", b, total)
@@ -1062,14 +1063,22 @@ func TestCaptureTailBlocksChildWhileVigilsStderrIsFull(t *testing.T) {
 	if n, _ := strconv.Atoi(string(b)); n > 1<<20+256<<10 {
 		t.Errorf("the child wrote %d bytes while vigil's stderr was full, want at most about the pipes' size", n)
 	}
-	// Both may also block for a moment when vigil merely lags behind; a
-	// vigil that buffers would let the child go on within milliseconds.
-	// That it does not is a claim about a stretch of time, so watch one.
-	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-		if now, _ := os.ReadFile(progress); !bytes.Equal(now, b) {
-			t.Fatalf("the child went on from %s to %s bytes while nobody read vigil's stderr: vigil buffers", b, now)
-		}
+	// Both may also block for a moment when vigil merely lags behind, so
+	// account for every byte the child wrote: in the child's pipe, in
+	// vigil's stderr pipe, or held by vigil. With both blocked nothing
+	// moves, and a vigil that does not buffer holds at most the one read
+	// it is writing out (32 KiB). A vigil that reads on would have let the
+	// child go on meanwhile.
+	inChildPipe, inStderrPipe := pipeFill(t, fmt.Sprintf("/proc/%d/fd/2", child)), pipeFill(t, fmt.Sprintf("/proc/self/fd/%d", pr.Fd()))
+	if now, _ := os.ReadFile(progress); !bytes.Equal(now, b) {
+		t.Fatalf("the child went on from %s to %s bytes while nobody read vigil's stderr: vigil buffers", b, now)
 	}
+	n, _ := strconv.Atoi(string(b))
+	if held := n - inChildPipe - inStderrPipe; held > 32<<10 {
+		t.Fatalf("of the %d bytes the child wrote, %d are in its pipe and %d in vigil's stderr: vigil holds %d, more than one read: it buffers",
+			n, inChildPipe, inStderrPipe, held)
+	}
+	t.Logf("%d bytes in the child's pipe, %d in vigil's stderr pipe, vigil holds at most %d", inChildPipe, inStderrPipe, n-inChildPipe-inStderrPipe)
 
 	// Read in the background so that a writer that never closes the pipe
 	// fails the test with the holders named instead of hanging the suite.

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -11,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -71,16 +74,12 @@ func spawnDaemon(args []string) int {
 		fmt.Fprintln(os.Stderr, "spawn-daemon:", err)
 		return 96
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if b, _ := os.ReadFile(file); strings.Contains(string(b), "ready") {
-			break
-		}
-		if time.Now().After(deadline) {
-			fmt.Fprintln(os.Stderr, "spawn-daemon: the daemon never became ready")
-			return 95
-		}
-		time.Sleep(time.Millisecond)
+	if !poll(10*time.Second, func() bool {
+		b, _ := os.ReadFile(file)
+		return strings.Contains(string(b), "ready")
+	}) {
+		fmt.Fprintln(os.Stderr, "spawn-daemon: the daemon never became ready")
+		return 95
 	}
 	writeFile(file+".main", fmt.Sprintf("exiting %d\n", time.Now().UnixNano()))
 	return code
@@ -207,7 +206,8 @@ func (ts tombstone) check(t *testing.T, want map[string]any) {
 		}
 	}
 	// The ten above always; these only when they say something.
-	optional := map[string]bool{"error": true, "restarts": true, "status": true, "ready_at": true}
+	optional := map[string]bool{"error": true, "restarts": true, "status": true, "ready_at": true,
+		"run_id": true, "run_started_at": true, "locked": true}
 	for k := range ts {
 		if !optional[k] && !slices.Contains([]string{"name", "state", "pid", "started_at", "ended_at", "class",
 			"exit_status", "exit_code", "signal", "core_dumped"}, k) {
@@ -519,8 +519,10 @@ func TestTombstoneReadersNeverSeeAPartialRecord(t *testing.T) {
 	if len(res.invalid) > 0 {
 		t.Errorf("%d of %d reads saw a partial or invalid tombstone, e.g. %s", len(res.invalid), res.reads, res.invalid[0])
 	}
-	if res.states["running"] == 0 || res.states["exited"] == 0 || len(res.states) != 2 {
-		t.Errorf("reader saw states %v, want both running and exited, nothing else", res.states)
+	// starting is written at start, before the child runs (the room and
+	// the lock are taken then).
+	if res.states["running"] == 0 || res.states["exited"] == 0 || len(res.states)-min(1, res.states["starting"]) != 2 {
+		t.Errorf("reader saw states %v, want running and exited, nothing else but starting", res.states)
 	}
 	t.Logf("%d runs, %d reads: %v", runs, res.reads, res.states)
 	if d, _ := os.ReadDir(dir); len(d) != 1 {
@@ -601,19 +603,15 @@ func TestTerminationLogSummarisesWithin4096Bytes(t *testing.T) {
 // waiting for its targets, past everything it does before.
 func waitInotify(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitFor(t, 10*time.Second, fmt.Sprintf("vigil (pid %d) to set an inotify watch", pid), func() bool {
 		fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
 		for _, fd := range fds {
 			if b, _ := os.ReadFile(fd); strings.Contains(string(b), "inotify wd:") {
-				return
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("vigil (pid %d) set no inotify watch within 10s", pid)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 func TestWaitForFileHoldsTheChildBack(t *testing.T) {
@@ -641,6 +639,66 @@ func TestWaitForFileHoldsTheChildBack(t *testing.T) {
 	}
 }
 
+// synsTo counts the TCP connection attempts (SYNs) to addr, an IPv4
+// address on the loopback device, as a packet socket sees them arrive: a
+// client's retries are then an event to wait for.
+func synsTo(t *testing.T, addr string) *atomic.Int64 {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ipProto = unix.ETH_P_IP<<8&0xff00 | unix.ETH_P_IP>>8 // in network byte order
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, ipProto)
+	if err != nil {
+		t.Fatalf("a packet socket to watch the loopback: %v", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: ipProto, Ifindex: lo.Index}); err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	// A timeout lets the reader see the end of the test.
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 50_000}); err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	var syns atomic.Int64
+	quit, stopped := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(quit); <-stopped; unix.Close(fd) })
+	go func() {
+		defer close(stopped)
+		buf := make([]byte, 128) // the headers are enough
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			n, from, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil {
+				continue
+			}
+			// The loopback shows each packet twice: going out, coming in.
+			if sll, ok := from.(*unix.SockaddrLinklayer); !ok || sll.Pkttype == unix.PACKET_OUTGOING {
+				continue
+			}
+			p := buf[:n]
+			if len(p) < 20 || p[9] != unix.IPPROTO_TCP || [4]byte(p[16:20]) != ap.Addr().As4() {
+				continue
+			}
+			tcp := p[int(p[0]&0x0f)*4:]
+			if len(tcp) >= 14 && binary.BigEndian.Uint16(tcp[2:4]) == ap.Port() && tcp[13]&0x12 == 0x02 { // SYN, not SYN-ACK
+				syns.Add(1)
+			}
+		}
+	}()
+	return &syns
+}
+
 // freePort returns a local TCP port that nothing listens on.
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -655,13 +713,15 @@ func freePort(t *testing.T) string {
 func TestWaitForTCPHoldsTheChildBack(t *testing.T) {
 	report := filepath.Join(t.TempDir(), "started")
 	addr := freePort(t)
+	syns := synsTo(t, addr)
 	r := start(t, opts{pid1: true}, vigilArgs([]string{"--wait-for", "tcp:" + addr}, helper("started", report))...)
-	// Nothing to observe while vigil retries; give it a few refused
-	// connections (backoff 50, 100, 200ms) before the port opens.
-	time.Sleep(400 * time.Millisecond)
+	// Three refused connections (the first, then after backoffs of 50
+	// and 100 ms) before the port opens.
+	waitFor(t, 10*time.Second, "three connection attempts to "+addr, func() bool { return syns.Load() >= 3 })
 	if _, err := os.Stat(report); !os.IsNotExist(err) {
 		t.Fatalf("the child started before %s accepted connections\nstderr:\n%s", addr, r.stderr)
 	}
+	t.Logf("%d connection attempts refused before the port opens", syns.Load())
 	listening := time.Now()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -908,12 +968,11 @@ func init() {
 // exitWhen says "ready" in FILE, waits until PATH exists and exits CODE.
 func exitWhen(args []string) int {
 	writeFile(args[0], "ready")
-	for {
-		if _, err := os.Stat(args[1]); err == nil {
-			return mustAtoi(args[2])
-		}
-		time.Sleep(time.Millisecond)
+	if !poll(time.Minute, func() bool { _, err := os.Stat(args[1]); return err == nil }) {
+		fmt.Fprintln(os.Stderr, "exit-when:", args[1], "did not appear within a minute")
+		return 97
 	}
+	return mustAtoi(args[2])
 }
 
 func TestChildFailingDuringStopOnDrainIsAFailure(t *testing.T) {
@@ -930,4 +989,33 @@ func TestChildFailingDuringStopOnDrainIsAFailure(t *testing.T) {
 	}
 	r.expect(3)
 	readTombstone(t, tomb).check(t, map[string]any{"state": "exited", "class": "failure", "exit_status": 3})
+}
+
+// TestCaptureTailWithNoCleanupIsRefused: the captured stderr is a pipe
+// that only vigil reads, so a daemon --no-cleanup leaves running would die
+// of SIGPIPE at its next write once vigil has exited. The combination is
+// refused at start, as PID 1 and not: one line, exit 2, nothing started.
+func TestCaptureTailWithNoCleanupIsRefused(t *testing.T) {
+	for _, pid1 := range []bool{false, true} {
+		for _, o := range []opts{
+			{pid1: pid1},
+			{pid1: pid1, env: []string{"VIGIL_CAPTURE_TAIL=4096", "VIGIL_NO_CLEANUP=true"}},
+		} {
+			if pid1 {
+				needRoot(t)
+			}
+			never := filepath.Join(t.TempDir(), "never")
+			args := helper("started", never)
+			if len(o.env) == 0 {
+				args = append([]string{"--capture-tail", "4096", "--no-cleanup", "--"}, args...)
+			}
+			status, stderr := vigil(t, o, args...)
+			if status != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "--capture-tail and --no-cleanup") {
+				t.Errorf("pid1 %v, env %q: status %d, stderr %q; want 2 and one line naming both flags", pid1, o.env, status, stderr)
+			}
+			if _, err := os.Stat(never); !os.IsNotExist(err) {
+				t.Errorf("pid1 %v, env %q: the command started", pid1, o.env)
+			}
+		}
+	}
 }

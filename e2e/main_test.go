@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,6 +33,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("E2E_HELPER") != "" {
 		os.Exit(runHelper(os.Args[1], os.Args[2:]))
 	}
+	hermetic()
 	// Descriptors this test process inherited must not reach vigil, or
 	// TestNoDescriptorLeaksIntoChild would see them.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
@@ -56,6 +59,58 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// hermeticEnv marks the test binary started again by hermetic.
+const hermeticEnv = "E2E_HERMETIC"
+
+// hermetic makes the suite independent of the shell that ran it: the test
+// binary starts itself again with every signal at its default action and
+// none blocked, so that the helpers and vigil do too. Under nohup SIGHUP
+// is ignored, and a Go program keeps an ignored SIGHUP or SIGINT ignored
+// and passes it on through os/exec; a blocked signal stays blocked in every
+// child, since each thread's saved mask is the one the process started
+// with. Neither can be undone for the children from inside, so the binary
+// clears both on one locked thread and execs itself from it: an execve
+// keeps the thread's mask and what is ignored, and resets what is caught.
+func hermetic() {
+	if os.Getenv(hermeticEnv) != "" {
+		os.Unsetenv(hermeticEnv)
+		return
+	}
+	fail := func(what string, err error) {
+		fmt.Fprintf(os.Stderr, "e2e: starting the suite with default signal dispositions and an empty mask: %s: %v\n", what, err)
+		os.Exit(1)
+	}
+	// A Go handler replaces an ignored disposition, and the exec resets it
+	// to the default. Only SIGHUP and SIGINT can still be ignored here:
+	// the runtime has caught every other signal already.
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		fail("/proc/self/status", err)
+	}
+	var ignored uint64
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigIgn:\t"); ok {
+			if ignored, err = strconv.ParseUint(v, 16, 64); err != nil {
+				fail("SigIgn", err)
+			}
+		}
+	}
+	for sig := 1; sig <= 64; sig++ {
+		if ignored&(1<<(sig-1)) != 0 {
+			signal.Notify(make(chan os.Signal, 1), syscall.Signal(sig))
+		}
+	}
+	runtime.LockOSThread()
+	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &unix.Sigset_t{}, nil); err != nil {
+		fail("sigprocmask", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fail("os.Executable", err)
+	}
+	fail("exec "+exe, unix.Exec(exe, os.Args, append(os.Environ(), hermeticEnv+"=1")))
 }
 
 // needRoot skips tests that need new namespaces when not root.
@@ -187,22 +242,47 @@ func vigil(t *testing.T, o opts, args ...string) (int, string) {
 	return r.wait(30 * time.Second), r.stderr.String()
 }
 
+// poll is the suite's one poll loop, for tests and helpers alike: it
+// checks cond until it holds or d has passed, and reports whether it held.
+// It looks again after 1 ms, then less often, at most every 10 ms, so that
+// a quick event is seen at once and a slow one costs little.
+func poll(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for wait := time.Millisecond; !cond(); wait = min(2*wait, 10*time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(wait)
+	}
+	return true
+}
+
+// waitFor waits up to d for cond and fails the test, saying what it
+// waited for, when cond did not hold in time. A test that needs to show
+// the state it gave up in uses poll and says so itself.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !poll(d, cond) {
+		t.Fatalf("%s: not within %s", what, d)
+	}
+}
+
 // waitFile waits until path exists and holds want (a substring), and
 // returns its content. Helpers announce "ready" this way, so tests never
 // sleep and hope.
 func waitFile(t *testing.T, path, want string, d time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		b, err := os.ReadFile(path)
-		if err == nil && strings.Contains(string(b), want) {
-			return string(b)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not come to hold %q within %s; it holds %q (err %v)", path, want, d, b, err)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var (
+		b   []byte
+		err error
+	)
+	if !poll(d, func() bool {
+		b, err = os.ReadFile(path)
+		return err == nil && strings.Contains(string(b), want)
+	}) {
+		t.Fatalf("%s did not come to hold %q within %s; it holds %q (err %v)", path, want, d, b, err)
 	}
+	return string(b)
 }
 
 func atoi(t *testing.T, s string) int {

@@ -212,14 +212,11 @@ func jobShell(args []string) int {
 // waitState waits up to d for pid to stop or end; ok is false if neither
 // happened.
 func waitState(pid int, d time.Duration) (ws unix.WaitStatus, ok bool, err error) {
-	deadline := time.Now().Add(d)
-	for {
-		ws, ok, err := wait4(pid, unix.WUNTRACED|unix.WNOHANG)
-		if err != nil || ok || time.Now().After(deadline) {
-			return ws, ok, err
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll(d, func() bool {
+		ws, ok, err = wait4(pid, unix.WUNTRACED|unix.WNOHANG)
+		return err != nil || ok
+	})
+	return ws, ok, err
 }
 
 // wait4 reports whether pid had news, and what.
@@ -271,14 +268,10 @@ func tcsetpgrp(pgrp int) error {
 
 // waitCount waits up to 10s for file to hold exactly want.
 func waitCount(file, want string) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if b, _ := os.ReadFile(file); string(b) == want {
-			return true
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return false
+	return poll(10*time.Second, func() bool {
+		b, _ := os.ReadFile(file)
+		return string(b) == want
+	})
 }
 
 // jobChild counts the SIGCONTs and SIGUSR1s it receives in $E2E_JOB_FILE

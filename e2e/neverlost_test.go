@@ -142,16 +142,9 @@ func TestOrphansAreReapedWhileWaiting(t *testing.T) {
 			t.Fatalf("nsenter: %v\n%s", err, out)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		zombies := zombieChildren(vpid)
-		if zombies == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d orphans are still zombies of vigil while it waits\nstderr:\n%s", zombies, r.stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var zombies int
+	if !poll(10*time.Second, func() bool { zombies = zombieChildren(vpid); return zombies == 0 }) {
+		t.Fatalf("%d orphans are still zombies of vigil while it waits\nstderr:\n%s", zombies, r.stderr)
 	}
 	r.signal(unix.SIGTERM)
 	r.expect(143)

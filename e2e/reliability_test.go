@@ -130,25 +130,18 @@ func orphanStorm(args []string) int {
 	failed := makeOrphans(n, k, runtime.NumCPU())
 	zombies, others := awaitEmptyNamespace(60 * time.Second)
 	writeFile(report, fmt.Sprintf("failed=%d zombies=%d others=%d usr1=%d", failed, zombies, others, usr1.Load()))
-	for {
-		if _, err := os.Stat(goFile); err == nil {
-			return code
-		}
-		time.Sleep(time.Millisecond)
+	if !poll(time.Minute, func() bool { _, err := os.Stat(goFile); return err == nil }) {
+		fmt.Fprintln(os.Stderr, "orphan-storm:", goFile, "did not appear within a minute")
+		return 97
 	}
+	return code
 }
 
 // awaitEmptyNamespace waits until no process but PID 1 and the caller is
 // left, in any state, and returns the last census.
 func awaitEmptyNamespace(d time.Duration) (zombies, others int) {
-	deadline := time.Now().Add(d)
-	for {
-		zombies, others = census()
-		if zombies == 0 && others == 0 || time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	poll(d, func() bool { zombies, others = census(); return zombies == 0 && others == 0 })
+	return
 }
 
 // vmHWM returns the peak resident set of process pid, in KiB.
@@ -486,22 +479,30 @@ func TestThousandRunsExactStatus(t *testing.T) {
 // vigil has exited.
 func waitReport(t *testing.T, r *run, path, want string, d time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		b, err := os.ReadFile(path)
-		if err == nil && strings.Contains(string(b), want) {
-			return string(b)
+	var (
+		b      []byte
+		err    error
+		exited bool
+	)
+	poll(d, func() bool {
+		if b, err = os.ReadFile(path); err == nil && strings.Contains(string(b), want) {
+			return true
 		}
 		select {
 		case <-r.done:
-			t.Fatalf("vigil exited (%v) before %s held %q\nstderr:\n%s", r.err, path, want, r.stderr)
+			exited = true
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not come to hold %q within %s\nstderr:\n%s", path, want, d, r.stderr)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return exited
+	})
+	switch {
+	case err == nil && strings.Contains(string(b), want):
+		return string(b)
+	case exited:
+		t.Fatalf("vigil exited (%v) before %s held %q\nstderr:\n%s", r.err, path, want, r.stderr)
 	}
+	t.Fatalf("%s did not come to hold %q within %s\nstderr:\n%s", path, want, d, r.stderr)
+	return ""
 }
 
 // pipeScript is a child that records every SIGPIPE it receives in $F,

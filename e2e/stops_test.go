@@ -225,10 +225,11 @@ var jobLine = regexp.MustCompile(`msg=(received|sent) .*signal=(SIGTSTP|SIGCONT)
 // when a TSTP is the last word.
 func (l *logged) settled(d time.Duration) []string {
 	l.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
+	var received, sent []string
+	var log string
+	done := poll(d, func() bool {
+		received, sent = nil, nil
 		l.mu.Lock()
-		var received, sent []string
 		for _, line := range l.lines {
 			if m := jobLine.FindStringSubmatch(line); m != nil {
 				if m[1] == "received" {
@@ -238,30 +239,25 @@ func (l *logged) settled(d time.Duration) []string {
 				}
 			}
 		}
-		log := strings.Join(l.lines, "\n")
+		log = strings.Join(l.lines, "\n")
 		l.mu.Unlock()
-		if len(sent) == len(received) && len(sent) > 0 && sent[len(sent)-1] == "SIGCONT" {
-			return sent
-		}
-		if time.Now().After(deadline) {
-			l.t.Fatalf("after %s vigil received %v and sent %v: the child is left stopped\nlog:\n%s", d, received, sent, clipLog(log))
-		}
-		time.Sleep(5 * time.Millisecond)
+		return len(sent) == len(received) && len(sent) > 0 && sent[len(sent)-1] == "SIGCONT"
+	})
+	if !done {
+		l.t.Fatalf("after %s vigil received %v and sent %v: the child is left stopped\nlog:\n%s", d, received, sent, clipLog(log))
 	}
+	return sent
 }
 
 // childPid finds vigil's main child (the only child of pid).
 func childPid(t *testing.T, pid int) int {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if kids := childrenOf(pid); len(kids) > 0 {
-			return kids[0].pid
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("vigil (%d) has no child", pid)
-	return 0
+	var kids []child
+	waitFor(t, 10*time.Second, fmt.Sprintf("a child of vigil (%d)", pid), func() bool {
+		kids = childrenOf(pid)
+		return len(kids) > 0
+	})
+	return kids[0].pid
 }
 
 // TestTSTPThenCONTLeavesTheChildRunning: `kill -TSTP; kill -CONT` to vigil,
@@ -276,13 +272,7 @@ func TestTSTPThenCONTLeavesTheChildRunning(t *testing.T) {
 			kid := childPid(t, l.cmd.Process.Pid)
 			check := func(what string) {
 				l.settled(10 * time.Second)
-				deadline := time.Now().Add(5 * time.Second)
-				for procState(kid) == "T" {
-					if time.Now().After(deadline) {
-						t.Fatalf("%s: the child is stopped", what)
-					}
-					time.Sleep(time.Millisecond)
-				}
+				waitFor(t, 5*time.Second, what+": the child running, not stopped", func() bool { return procState(kid) != "T" })
 			}
 			for i := range 6 {
 				l.signal(unix.SIGTSTP)
@@ -320,10 +310,7 @@ func newFreezer(t *testing.T) freezer {
 	t.Cleanup(func() {
 		f.set(t, "THAWED")
 		// Empty once the processes in it are gone.
-		deadline := time.Now().Add(10 * time.Second)
-		for os.Remove(dir) != nil && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		poll(10*time.Second, func() bool { return os.Remove(dir) == nil })
 	})
 	return f
 }
@@ -333,17 +320,10 @@ func (f freezer) set(t *testing.T, state string) {
 	if err := os.WriteFile(filepath.Join(string(f), "freezer.state"), []byte(state), 0o644); err != nil {
 		t.Fatalf("freezer.state %s: %v", state, err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitFor(t, 10*time.Second, "freezer.state "+state, func() bool {
 		b, _ := os.ReadFile(filepath.Join(string(f), "freezer.state"))
-		if strings.TrimSpace(string(b)) == state {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("freezer.state is %q 10s after asking for %s", b, state)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return strings.TrimSpace(string(b)) == state
+	})
 }
 
 // TestWatchdogDoesNotCountAFreeze: a healthy child pinging every 200 ms
@@ -358,9 +338,7 @@ func TestWatchdogDoesNotCountAFreeze(t *testing.T) {
 	waitFile(t, file, "env @", 10*time.Second)
 	f.set(t, "FROZEN")
 	frozen := time.Now()
-	for time.Since(frozen) < 3*time.Second {
-		time.Sleep(100 * time.Millisecond) // the freeze itself: its length is the test's input
-	}
+	time.Sleep(3 * time.Second) // the freeze itself: its length is the test's input
 	f.set(t, "THAWED")
 	// Three intervals after the thaw the child must still be there.
 	select {
@@ -383,17 +361,9 @@ func TestWatchdogDoesNotCountCtrlZ(t *testing.T) {
 	waitFile(t, file, "env @", 10*time.Second)
 	pid := r.cmd.Process.Pid
 	r.signal(unix.SIGTSTP)
-	deadline := time.Now().Add(10 * time.Second)
-	for procState(pid) != "T" {
-		if time.Now().After(deadline) {
-			t.Fatalf("vigil did not stop (state %q)", procState(pid))
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, 10*time.Second, "vigil stopped", func() bool { return procState(pid) == "T" })
 	stopped := time.Now()
-	for time.Since(stopped) < 3*time.Second {
-		time.Sleep(100 * time.Millisecond) // the time stopped: the test's input
-	}
+	time.Sleep(3 * time.Second) // the time stopped: the test's input
 	r.signal(unix.SIGCONT)
 	select {
 	case <-r.done:
@@ -427,13 +397,7 @@ func TestJobControlSignalsLeaveLaterChildrenUnblocked(t *testing.T) {
 			for _, kid := range childrenOf(r.cmd.Process.Pid) {
 				unix.Kill(kid.pid, unix.SIGKILL)
 			}
-			deadline := time.Now().Add(10 * time.Second)
-			for strings.Count(readOr(file), "SigBlk") < 2 {
-				if time.Now().After(deadline) {
-					t.Fatalf("no second run\n%s", readOr(file))
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			waitFor(t, 10*time.Second, "a second run", func() bool { return strings.Count(readOr(file), "SigBlk") >= 2 })
 			r.signal(unix.SIGTERM)
 			r.wait(30 * time.Second)
 			for _, line := range append(strings.Split(strings.TrimSpace(readOr(file)), "\n"), readOr(mask)) {

@@ -55,10 +55,10 @@ func runs(args []string) int {
 		if err := mid.Start(); err != nil {
 			return 91
 		}
-		waitFor(file+".worker", "started")
+		awaitFile(file+".worker", "started")
 		return mustAtoi(spec[2])
 	case "wait-file":
-		waitFor(file+".go", "")
+		awaitFile(file+".go", "")
 		return mustAtoi(spec[1])
 	case "sleep":
 		time.Sleep(time.Hour)
@@ -66,12 +66,15 @@ func runs(args []string) int {
 	return 92
 }
 
-func waitFor(path, want string) {
-	for {
-		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), want) {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+// awaitFile is waitFile for a helper: after a minute it gives up and
+// exits 97, saying so, rather than hang.
+func awaitFile(path, want string) {
+	if !poll(time.Minute, func() bool {
+		b, err := os.ReadFile(path)
+		return err == nil && strings.Contains(string(b), want)
+	}) {
+		fmt.Fprintf(os.Stderr, "%s did not come to hold %q within a minute\n", path, want)
+		os.Exit(97)
 	}
 }
 
@@ -180,7 +183,9 @@ func TestStopSignalDuringTheBackoffEndsVigilAtOnce(t *testing.T) {
 	file, tomb := filepath.Join(dir, "runs"), filepath.Join(dir, "tomb.json")
 	r := start(t, opts{pid1: true}, "--restart", "on-failure", "--restart-delay", "20s", "--tombstone", tomb,
 		"--", self, "runs", file, "exit:3")
-	waitFile(t, tomb, `"state":"starting"`, 10*time.Second)
+	// In the backoff: starting again, with the first run's end (starting
+	// alone is also what vigil writes at start).
+	waitFile(t, tomb, `"exit_status":3`, 10*time.Second)
 	began := time.Now()
 	r.signal(unix.SIGTERM)
 	r.expect(3)
@@ -220,12 +225,8 @@ func TestDetachedWorkerOutlivesARestart(t *testing.T) {
 		t.Fatalf("the worker is gone after the restart: %v", err)
 	}
 	waitFile(t, file+".worker", "done", 10*time.Second)
-	deadline := time.Now().Add(10 * time.Second)
-	for zombieChildren(r.cmd.Process.Pid) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the worker was left a zombie\nstderr:\n%s", r.stderr)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !poll(10*time.Second, func() bool { return zombieChildren(r.cmd.Process.Pid) == 0 }) {
+		t.Fatalf("the worker was left a zombie\nstderr:\n%s", r.stderr)
 	}
 	writeFile(file+".go", "go")
 	r.expect(0)
@@ -251,12 +252,8 @@ func TestWaitAllForwardsAStopToTheWorkers(t *testing.T) {
 	waitFile(t, file+".worker", "started", 10*time.Second)
 	// The main child has exited once its worker started; wait until vigil
 	// has reaped it, so the TERM lands in the wait for the worker.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(childrenOf(r.cmd.Process.Pid)) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("vigil's children never came down to the worker: %v", childrenOf(r.cmd.Process.Pid))
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !poll(10*time.Second, func() bool { return len(childrenOf(r.cmd.Process.Pid)) == 1 }) {
+		t.Fatalf("vigil's children never came down to the worker: %v", childrenOf(r.cmd.Process.Pid))
 	}
 	r.signal(unix.SIGTERM)
 	r.expect(4)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -234,4 +235,63 @@ func TestUserSameAsAnUnprivilegedVigil(t *testing.T) {
 	if _, err := os.Stat(never); !os.IsNotExist(err) {
 		t.Errorf("the command started")
 	}
+}
+
+// TestUserLongLinesAsTheCLibraryReadsThem: a GECOS of 100 KiB before the
+// user and a group of 20,000 members before the user's last group (lines
+// the C library and setpriv --init-groups read whole) end neither file:
+// vigil as PID 1 finds the user and every group, with setpriv's answer
+// beside it. A line over 16 MiB is refused with one line, exit 2, nothing
+// started.
+func TestUserLongLinesAsTheCLibraryReadsThem(t *testing.T) {
+	w := newUserWorld(t)
+	passwd := "root:x:0:0:root:/root:/bin/sh\nlong:x:4001:4001:" + strings.Repeat("G", 100<<10) + ":/:/bin/sh\n" +
+		"app:x:4000:4000:app:/home/app:/bin/sh\n"
+	group := "root:x:0:\nbig:x:4300:" + strings.Repeat("someone,", 20000) + "app\nextra:x:4100:app\n"
+	for path, text := range map[string]string{w.passwd: passwd, w.group: group} {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const want = "4000 4100 4300"
+	if _, err := exec.LookPath("setpriv"); err == nil {
+		script := `mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && exec setpriv --reuid app --regid 4000 --init-groups id -G`
+		out, err := exec.Command("unshare", "-m", "sh", "-c", script, "sh", w.passwd, w.group).CombinedOutput()
+		if got := strings.Fields(string(out)); err != nil || strings.Join(sortedInts(t, got), " ") != want {
+			t.Fatalf("setpriv --init-groups gives %q, %v; this test expects %s", out, err, want)
+		}
+	}
+	report := filepath.Join(w.dir, "ids")
+	r := w.start(t, "-", nil, "-u", "app", "--", w.bin, "ids", report)
+	r.expect(0)
+	if got := readIDs(t, report); got["Uid"] != "4000 4000 4000 4000" || got["Groups"] != want {
+		t.Errorf("-u app: the child reports %v, want uid 4000 and groups %s (setpriv's)\nstderr:\n%s", got, want, r.stderr)
+	}
+
+	if err := os.WriteFile(w.group, []byte("root:x:0:\nhuge:x:4400:"+strings.Repeat("x", 16<<20)+"\nextra:x:4100:app\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	never := filepath.Join(w.dir, "never")
+	r = w.start(t, "-", nil, "-u", "app", "--", w.bin, "ids", never)
+	r.expect(2)
+	if msg := r.stderr.String(); strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "/etc/group: line 2 is longer than 16 MiB") {
+		t.Errorf("a 16 MiB line: vigil said %q, want one line naming the file and the line", msg)
+	}
+	if _, err := os.Stat(never); !os.IsNotExist(err) {
+		t.Errorf("the command started")
+	}
+}
+
+func sortedInts(t *testing.T, s []string) []string {
+	t.Helper()
+	n := make([]int, len(s))
+	for i, v := range s {
+		n[i] = atoi(t, v)
+	}
+	slices.Sort(n)
+	out := make([]string, len(n))
+	for i, v := range n {
+		out[i] = strconv.Itoa(v)
+	}
+	return out
 }

@@ -19,7 +19,7 @@ const (
 	OOM      Class = "oom"      // killed by KILL while the cgroup's OOM-kill counter rose
 	Timeout  Class = "timeout"  // vigil ended it because --timeout expired
 	Watchdog Class = "watchdog" // vigil ended it as hung: no WATCHDOG=1 within --watchdog
-	Stopped  Class = "stopped"  // vigil ended it because a --stop-on target fired
+	Stopped  Class = "stopped"  // vigil ended it on purpose: a --stop-on target fired, or (--exit-zero-on-stop) it honoured a stop from outside
 )
 
 // Classes lists every class, in the README's order.
@@ -69,4 +69,29 @@ func Classify(e reaper.Exit, cause Cause, oomRose bool) Class {
 		return Fault
 	}
 	return Signal
+}
+
+// sigSet is a set of signals 1 to 64.
+type sigSet uint64
+
+func (s *sigSet) add(sig unix.Signal) {
+	if sig >= 1 && sig <= 64 {
+		*s |= 1 << (sig - 1)
+	}
+}
+
+func (s sigSet) has(sig unix.Signal) bool { return sig >= 1 && sig <= 64 && s&(1<<(sig-1)) != 0 }
+
+// honouredStop reports whether e is how a child ends that honoured a stop:
+// it died of one of the signals vigil forwarded to it, or exited with
+// 128 plus one of them, as shells and the JVM do on the way out. A KILL
+// is never one: a child that needed it did not stop on its own.
+func honouredStop(e reaper.Exit, forwarded sigSet) bool {
+	switch {
+	case e.Signal == unix.SIGKILL:
+		return false
+	case e.Signal != 0:
+		return forwarded.has(e.Signal)
+	}
+	return e.Code > 128 && unix.Signal(e.Code-128) != unix.SIGKILL && forwarded.has(unix.Signal(e.Code-128))
 }

@@ -51,3 +51,35 @@ func TestClassify(t *testing.T) {
 		})
 	}
 }
+
+func TestHonouredStop(t *testing.T) {
+	var term, termQuit sigSet
+	term.add(unix.SIGTERM)
+	termQuit.add(unix.SIGTERM)
+	termQuit.add(unix.SIGQUIT)
+	tests := []struct {
+		name      string
+		exit      reaper.Exit
+		forwarded sigSet
+		want      bool
+	}{
+		{"died of the TERM forwarded", reaper.Exit{Signal: unix.SIGTERM}, term, true},
+		{"exited 143 for it (a shell, the JVM)", reaper.Exit{Code: 143}, term, true},
+		{"died of the QUIT a rewrite made of it", reaper.Exit{Signal: unix.SIGQUIT}, termQuit, true},
+		{"exited 131 for the QUIT", reaper.Exit{Code: 131}, termQuit, true},
+		{"died of another signal", reaper.Exit{Signal: unix.SIGINT}, term, false},
+		{"exited 130, not for TERM", reaper.Exit{Code: 130}, term, false},
+		{"exited 0", reaper.Exit{Code: 0}, term, false},
+		{"failed with 1", reaper.Exit{Code: 1}, term, false},
+		{"segfaulted", reaper.Exit{Signal: unix.SIGSEGV}, term, false},
+		{"KILL is never honouring a stop", reaper.Exit{Signal: unix.SIGKILL}, term, false},
+		{"nothing forwarded", reaper.Exit{Signal: unix.SIGTERM}, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := honouredStop(tt.exit, tt.forwarded); got != tt.want {
+				t.Errorf("honouredStop(%+v, %b) = %v, want %v", tt.exit, tt.forwarded, got, tt.want)
+			}
+		})
+	}
+}

@@ -45,6 +45,10 @@ type Config struct {
 	Drain        time.Duration // between a stop signal and forwarding it
 	StopSignals  []unix.Signal // received signals that begin a graceful stop
 	NoCleanup    bool          // do not kill descendants left when the main child ends
+	// ExitZeroOnStop makes a child that honoured a stop signal from
+	// outside (it died of the signal forwarded, or exited 128+N for it)
+	// class stopped, exit 0.
+	ExitZeroOnStop bool
 
 	Restart         RestartPolicy
 	RestartMax      int           // restarts before vigil gives up; 0: no limit

@@ -1,6 +1,7 @@
 package pid1
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -67,8 +69,11 @@ func ParseTarget(s string) (Target, error) {
 type deps struct {
 	waitFor, stopOn []Target
 	log             *slog.Logger
-	ino             *os.File // nil when no target is a path
+	ino, wake       int     // inotify and the eventfd that ends its watcher; -1 when no target is a path
+	w               watches // what the inotify descriptor watches; the watcher's own
 	quit            chan struct{}
+
+	earlier map[Target]string // per --stop-on tombstone, the run that had ended when vigil started
 
 	mu      sync.Mutex
 	pending map[Target]bool // --wait-for targets not yet seen to hold
@@ -76,7 +81,21 @@ type deps struct {
 }
 
 func startDeps(waitFor, stopOn []Target, log *slog.Logger) (*deps, error) {
-	d := &deps{waitFor: waitFor, stopOn: stopOn, log: log, quit: make(chan struct{}), pending: map[Target]bool{}}
+	d := &deps{waitFor: waitFor, stopOn: stopOn, log: log, quit: make(chan struct{}), pending: map[Target]bool{}, ino: -1, wake: -1,
+		earlier: map[Target]string{}}
+	// What a --stop-on tombstone says now, before anything is watched: a
+	// run that has ended already is an earlier one (a volume that outlived
+	// it), never a reason to stop.
+	for _, t := range stopOn {
+		if t.Kind == "tombstone" {
+			if ts, live, err := readTombstone(t.Path); err == nil {
+				if run := earlierRun(ts, live); run != "" {
+					d.earlier[t] = run
+					log.Debug("stop-on target holds a record of an earlier run; waiting for the next", "target", t, "state", ts.State)
+				}
+			}
+		}
+	}
 	paths := false
 	for _, t := range waitFor {
 		d.pending[t] = true
@@ -88,13 +107,20 @@ func startDeps(waitFor, stopOn []Target, log *slog.Logger) (*deps, error) {
 		paths = paths || t.Kind != "tcp"
 	}
 	if paths {
+		// Not the runtime's poller: its epoll would wake a thread for
+		// every event queued while the watcher pauses (see watchPaths),
+		// which is what a busy neighbour costs. The watcher polls the two
+		// descriptors itself, holding one thread while it sleeps.
 		fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 		if err != nil {
 			return nil, fail(ExitInternal, "inotify: %w", err)
 		}
-		// A non-blocking descriptor goes to the runtime's poller, so the
-		// reader sleeps without holding a thread.
-		d.ino = os.NewFile(uintptr(fd), "inotify")
+		wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			unix.Close(fd)
+			return nil, fail(ExitInternal, "eventfd: %w", err)
+		}
+		d.ino, d.wake = fd, wake
 		go d.watchPaths()
 	}
 	return d, nil
@@ -104,10 +130,12 @@ func (d *deps) close() {
 	if d == nil {
 		return
 	}
-	close(d.quit)
-	if d.ino != nil {
-		d.ino.Close()
+	// The eventfd first: the watcher closes both descriptors once it has
+	// seen either signal, so this write always finds its descriptor.
+	if d.wake >= 0 {
+		_, _ = unix.Write(d.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	}
+	close(d.quit)
 }
 
 // state says whether every --wait-for target has held, and which --stop-on
@@ -133,17 +161,83 @@ func (d *deps) waiting() string {
 	return strings.Join(out, ", ")
 }
 
+// describe says what each --wait-for target not held yet waits for, for
+// the log line that says why the command has not started.
+func (d *deps) describe() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for t := range d.pending {
+		out = append(out, t.String()+" ("+waitsFor(t)+")")
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
+}
+
+// waitsFor says in words when a --wait-for target holds.
+func waitsFor(t Target) string {
+	switch t.Kind {
+	case "file":
+		return "the file exists"
+	case "tombstone":
+		return "a record that says running or ready, of a vigil that runs"
+	case "ready":
+		return "a record that says ready, of a vigil that runs"
+	}
+	return "a connection is accepted"
+}
+
 // watchPaths evaluates the path targets now and after every batch of
-// inotify events.
+// inotify events that concerns them. Events for other names in a watched
+// directory are dropped here, before anything is read: a neighbour that
+// writes a log beside a tombstone must cost vigil nothing.
 func (d *deps) watchPaths() {
-	buf := make([]byte, 4096)
+	defer func() {
+		unix.Close(d.ino)
+		unix.Close(d.wake)
+	}()
+	buf := make([]byte, 64<<10)
 	for {
 		d.evaluate()
-		if _, err := d.ino.Read(buf); err != nil {
-			return
+		for {
+			fds := []unix.PollFd{{Fd: int32(d.ino), Events: unix.POLLIN}, {Fd: int32(d.wake), Events: unix.POLLIN}}
+			if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+				d.log.Error("watching the targets", "err", fmt.Errorf("poll: %w", err))
+				<-d.quit
+				return
+			}
+			if fds[1].Revents != 0 {
+				return
+			}
+			n, err := unix.Read(d.ino, buf)
+			if err == unix.EAGAIN || err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				d.log.Error("watching the targets", "err", fmt.Errorf("read inotify: %w", err))
+				<-d.quit
+				return
+			}
+			if d.w.concerns(buf[:n]) {
+				break
+			}
+			// Only others' news: let it pile up in the kernel's queue and
+			// take it in one read, rather than waking for each entry a
+			// busy neighbour creates. A queue that overflows says so
+			// (IN_Q_OVERFLOW), and everything is looked at again.
+			select {
+			case <-d.quit:
+				return
+			case <-time.After(othersPause):
+			}
 		}
 	}
 }
+
+// othersPause is how long the watcher waits after a batch of events that
+// concern none of its targets; news of a target waits at most this long
+// behind a neighbour's.
+const othersPause = 20 * time.Millisecond
 
 func (d *deps) evaluate() {
 	d.watch()
@@ -158,7 +252,7 @@ func (d *deps) evaluate() {
 	d.mu.Unlock()
 	changed := false
 	for _, t := range waiting {
-		if holds(t, false) {
+		if d.holds(t, forWait) {
 			d.log.Debug("wait-for target ready", "target", t)
 			d.mu.Lock()
 			delete(d.pending, t)
@@ -168,7 +262,7 @@ func (d *deps) evaluate() {
 	}
 	if checkStop {
 		for _, t := range d.stopOn {
-			if holds(t, true) {
+			if d.holds(t, forStop) {
 				d.mu.Lock()
 				d.fired = t.String()
 				d.mu.Unlock()
@@ -182,53 +276,112 @@ func (d *deps) evaluate() {
 	}
 }
 
-// watch (re)adds watches for the targets' directories. A directory that
-// does not exist yet is stood in for by its nearest existing ancestor, and
-// the watch moves down as the tree is created.
+// The watches. A directory is watched only for entries that arrive
+// (created, renamed into it): a file written in it, which a busy log does
+// thousands of times a second, raises nothing, and neither does one that
+// goes (a target that held has done its work; a record going is seen on
+// its own watch). What is written to a record is seen on a watch of the
+// record file itself.
+const (
+	dirMask  = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
+	fileMask = unix.IN_MODIFY | unix.IN_CLOSE_WRITE | unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_DONT_FOLLOW
+)
+
+// watches says which names matter under each watch descriptor: the
+// target's own name in its directory, the next step down in an ancestor
+// that stands in for a directory not created yet; a watch of a record
+// file itself matters whatever it reports.
+type watches struct {
+	names map[int32]map[string]bool // directory watches
+	files map[int32]bool            // watches of record files
+}
+
+// concerns reports whether a batch of inotify events read from the
+// descriptor holds one that matters.
+func (w *watches) concerns(buf []byte) bool {
+	for len(buf) >= unix.SizeofInotifyEvent {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[0]))
+		end := unix.SizeofInotifyEvent + int(ev.Len)
+		if end > len(buf) {
+			return true // cut short: cannot tell, so look
+		}
+		name := bytes.TrimRight(buf[unix.SizeofInotifyEvent:end], "\x00")
+		buf = buf[end:]
+		switch {
+		case ev.Mask&(unix.IN_Q_OVERFLOW|unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
+			return true // lost events, or a watched inode went: watch again
+		case w.files[ev.Wd]:
+			return true
+		case w.names[ev.Wd][string(name)]: // no copy: a map index
+			return true
+		}
+	}
+	return false
+}
+
+// watch (re)adds watches for the targets' directories and record files.
+// A directory that does not exist yet is stood in for by its nearest
+// existing ancestor, and the watch moves down as the tree is created;
+// watches no longer needed are removed, so that they raise nothing.
 func (d *deps) watch() {
-	const mask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_MODIFY |
-		unix.IN_ATTRIB | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+	fd := d.ino
+	next := watches{names: map[int32]map[string]bool{}, files: map[int32]bool{}}
 	for _, t := range append(append([]Target(nil), d.waitFor...), d.stopOn...) {
 		if t.Kind == "tcp" {
 			continue
 		}
-		for dir := filepath.Dir(t.Path); ; dir = filepath.Dir(dir) {
-			if _, err := unix.InotifyAddWatch(int(d.ino.Fd()), dir, mask); err == nil || dir == "/" || dir == "." {
+		if t.Kind != "file" {
+			if wd, err := unix.InotifyAddWatch(fd, t.Path, fileMask); err == nil {
+				next.files[int32(wd)] = true
+			}
+		}
+		for below, dir := t.Path, filepath.Dir(t.Path); ; below, dir = dir, filepath.Dir(dir) {
+			wd, err := unix.InotifyAddWatch(fd, dir, dirMask)
+			if err == nil {
+				if next.names[int32(wd)] == nil {
+					next.names[int32(wd)] = map[string]bool{}
+				}
+				next.names[int32(wd)][filepath.Base(below)] = true
+				break
+			}
+			if dir == "/" || dir == "." {
 				break
 			}
 		}
 	}
+	for wd := range d.w.names {
+		if next.names[wd] == nil && !next.files[wd] {
+			_, _ = unix.InotifyRmWatch(fd, uint32(wd))
+		}
+	}
+	for wd := range d.w.files {
+		if next.names[wd] == nil && !next.files[wd] {
+			_, _ = unix.InotifyRmWatch(fd, uint32(wd))
+		}
+	}
+	d.w = next
 }
 
 // holds reports whether a path target holds: a file exists; a tombstone
-// says running or ready (wait-for) or exited (stop-on); a ready: record
-// says ready.
-func holds(t Target, stopOn bool) bool {
-	switch t.Kind {
-	case "file":
+// or ready: record holds by tombstoneHolds.
+func (d *deps) holds(t Target, p purpose) bool {
+	if t.Kind == "file" {
 		_, err := os.Stat(t.Path)
 		return err == nil
-	case "tombstone", "ready":
-		ts, err := ReadTombstone(t.Path)
-		if err != nil {
-			return false
-		}
-		switch {
-		case stopOn:
-			return ts.State == "exited"
-		case t.Kind == "ready":
-			return ts.State == "ready"
-		}
-		return ts.State == "running" || ts.State == "ready"
 	}
-	return false
+	ts, live, err := readTombstone(t.Path)
+	if err != nil {
+		return false
+	}
+	ok, _ := tombstoneHolds(t.Kind, p, ts, live, d.earlier[t])
+	return ok
 }
 
 // dial connects to t until it succeeds, backing off from 50ms to 1s.
 func (d *deps) dial(t Target) {
 	backoff := 50 * time.Millisecond
 	for {
-		c, err := net.DialTimeout("tcp", t.Addr, time.Second)
+		c, err := dialTCP(t.Addr, time.Second)
 		if err == nil {
 			c.Close()
 			d.log.Debug("wait-for target ready", "target", t)
@@ -245,4 +398,30 @@ func (d *deps) dial(t Target) {
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// dialTCP connects to addr within timeout. localhost (which an empty host
+// also means) is the loopback itself, 127.0.0.1 then ::1, with no resolver:
+// an image that holds only vigil has no /etc/hosts, and Go's resolver
+// would then ask a DNS server for the name.
+func dialTCP(addr string, timeout time.Duration) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || !isLocalhost(host) {
+		return net.DialTimeout("tcp", addr, timeout)
+	}
+	d := net.Dialer{Deadline: time.Now().Add(timeout)}
+	c, err := d.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
+	if err == nil {
+		return c, nil
+	}
+	if c, err6 := d.Dial("tcp", net.JoinHostPort("::1", port)); err6 == nil {
+		return c, nil
+	}
+	return nil, err
+}
+
+// isLocalhost reports whether host names the loopback by name: localhost,
+// in any case, with or without the root's dot.
+func isLocalhost(host string) bool {
+	return strings.EqualFold(strings.TrimSuffix(host, "."), "localhost")
 }

@@ -94,6 +94,7 @@ func FuzzLookupUser(f *testing.F) {
 		{"root", passwd, group}, {"nobody", passwd, group}, {"app:", passwd, group}, {":0", passwd, group},
 		{"4294967295", passwd, group}, {"0:4294967295", passwd, group}, {"a:b:c", passwd, group},
 		{"x", "x:x:1:2:3:4:5:6:7\n::::::\n", ":::\n" + strings.Repeat("x", 70000) + "\n"},
+		{"app", "long:x:1:1:" + strings.Repeat("G", 70000) + ":/:\n \tapp:x: +1000:-0\n", "+g:x::app\n#c:x:7:app\n"},
 	} {
 		f.Add(s.spec, s.passwd, s.group)
 	}

@@ -10,7 +10,9 @@ package pid1
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"strconv"
@@ -42,11 +44,17 @@ type supervisor struct {
 	deps      *deps
 	readyOn   *deps // the --ready-on targets of the current run
 	listener  *notify.Listener
-	upstream  chan string // messages for the service manager vigil reports to
+	upstream  chan []string // messages for the service manager vigil reports to, a merge's datagrams together
 	tail      *tail
 	records   *writer
 	termLog   *os.File // opened (and so checked) at start
 	oomBefore uint64
+
+	// Which run of vigil this is, for the tombstone: readers never act on
+	// a record of an earlier run.
+	runID      string
+	runStarted time.Time
+	tombLocked bool // the tombstone's files carry vigil's lock
 
 	pend  intake.Pending
 	buf   []reaper.Exit // reused by every drain
@@ -101,6 +109,9 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	s.m.waitingFor = s.deps.waiting()
 	s.feed(now) // a stop signal that came during start-up ends vigil here
 	s.m.begin(now)
+	if s.m.phase == phaseWaiting {
+		s.log.Info("waiting before starting the command", "for", s.deps.describe())
+	}
 	// The watchers may have had news before the machine could take it.
 	if ready, fired := s.deps.state(); ready {
 		s.m.depsReady()
@@ -135,7 +146,8 @@ func newSupervisor(cfg Config) (*supervisor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &supervisor{cfg: cfg, log: log, isInit: os.Getpid() == 1}
+	s := &supervisor{cfg: cfg, log: log, isInit: os.Getpid() == 1,
+		runID: fmt.Sprintf("%016x", rand.Uint64()), runStarted: time.Now()}
 	s.m = newMachine(rules{
 		stopSignals: cfg.StopSignals, rewrite: cfg.Rewrite, group: cfg.Group,
 		timeout: cfg.Timeout, timeoutSignal: cfg.TimeoutSignal, grace: cfg.Grace, graceSet: cfg.GraceSet,
@@ -144,7 +156,7 @@ func newSupervisor(cfg Config) (*supervisor, error) {
 		waitFor: len(cfg.WaitFor) > 0, waitTimeout: cfg.WaitTimeout, tail: cfg.CaptureTail > 0,
 		restart: cfg.Restart, restartMax: cfg.RestartMax, restartDelay: cfg.RestartDelay,
 		restartDelayMax: cfg.RestartDelayMax, waitAll: cfg.WaitAll,
-		watchdog: cfg.Watchdog, watchdogSignal: cfg.WatchdogSignal,
+		watchdog: cfg.Watchdog, watchdogSignal: cfg.WatchdogSignal, exitZeroOnStop: cfg.ExitZeroOnStop,
 	})
 	return s, nil
 }
@@ -193,18 +205,27 @@ func (s *supervisor) setup() error {
 			return &Error{Code: ExitUsage, Err: err}
 		}
 	}
-	// The records' paths are checked now, not found wanting at the end.
-	if s.cfg.Tombstone != "" {
-		if err := checkRecordPath("--tombstone", s.cfg.Tombstone, true); err != nil {
-			return err
-		}
-	}
+	// The records' paths are proven now, room included, not found wanting
+	// at the end. The first tombstone says starting.
 	if s.cfg.TerminationLog != "" {
 		if s.termLog, err = openTerminationLog(s.cfg.TerminationLog); err != nil {
 			return err
 		}
 	}
 	s.records = newWriter(s.log)
+	if s.cfg.Tombstone != "" {
+		st, err := openStore(s.cfg.Tombstone, s.tombstoneSize(), func(locked bool) []byte {
+			s.tombLocked = locked
+			return s.tombstoneBytes()
+		})
+		if err != nil {
+			return err
+		}
+		s.records.store = st
+		if !st.locked {
+			s.log.Debug("the tombstone's file system takes no locks: readers cannot tell whether this vigil runs", "path", s.cfg.Tombstone)
+		}
+	}
 	if err := s.setupNotify(); err != nil {
 		return err
 	}
@@ -230,6 +251,9 @@ func (s *supervisor) close() {
 	}
 	if s.termLog != nil {
 		s.termLog.Close()
+	}
+	if s.records != nil && s.records.idle() {
+		s.records.store.close()
 	}
 	if s.tailFile != "" {
 		os.Remove(s.tailFile)
@@ -659,10 +683,13 @@ func (s *supervisor) setupNotify() error {
 		s.log.Warn("NOTIFY_SOCKET is not usable; not relaying readiness", "err", err)
 	}
 	self := os.Getpid()
+	// The socket's directory belongs to the child's user, the only one
+	// (with root) that can then reach it. Hooks are not given it.
 	s.listener, err = notify.Listen(notify.Config{
-		Accept: func(pid int) bool { return notify.InTree(pid, self) },
+		Accept: notify.Tree(self),
 		Log:    s.log,
 		Notify: func() { intake.Post(intake.Notify) },
+		Owner:  s.cred,
 	})
 	if err != nil {
 		return fail(ExitInternal, "--notify: %w", err)
@@ -675,11 +702,13 @@ func (s *supervisor) setupNotify() error {
 	if up != nil {
 		// One goroutine sends, in order; the loop never waits for a
 		// service manager. A manager that lags this far loses news.
-		s.upstream = make(chan string, 16)
-		go func(c <-chan string) {
-			for msg := range c {
-				if err := up.Send(msg, notify.SendTimeout); err != nil {
-					s.log.Debug("relaying to NOTIFY_SOCKET", "err", err)
+		s.upstream = make(chan []string, 16)
+		go func(c <-chan []string) {
+			for msgs := range c {
+				for _, msg := range msgs {
+					if err := up.Send(msg, notify.SendTimeout); err != nil {
+						s.log.Debug("relaying to NOTIFY_SOCKET", "err", err)
+					}
 				}
 			}
 		}(s.upstream)
@@ -722,19 +751,21 @@ func (s *supervisor) notified(now time.Time) {
 	}
 	s.m.notified(readiness{ready: u.Ready, stopping: u.Stopping, status: u.Status, pings: u.Pings,
 		trigger: u.WatchdogTrigger, interval: u.WatchdogInterval}, now)
-	if msg := u.Relay().Encode(); msg != "" {
-		s.relay(msg)
+	if msgs := u.Relay().Datagrams(); len(msgs) > 0 {
+		s.relay(msgs...)
 	}
 }
 
-// relay passes msg to the service manager vigil reports to, if any.
-func (s *supervisor) relay(msg string) {
+// relay passes msgs, the datagrams of one merge, to the service manager
+// vigil reports to, if any: together, so that a lagging manager loses a
+// merge whole or not at all, never its READY=1 without its STATUS=.
+func (s *supervisor) relay(msgs ...string) {
 	if s.upstream == nil {
 		return
 	}
 	select {
-	case s.upstream <- msg:
+	case s.upstream <- msgs:
 	default:
-		s.log.Debug("NOTIFY_SOCKET is not keeping up; message dropped", "message", msg)
+		s.log.Debug("NOTIFY_SOCKET is not keeping up; message dropped", "messages", len(msgs), "first", msgs[0])
 	}
 }

@@ -93,6 +93,8 @@ type rules struct {
 
 	watchdog       time.Duration // --watchdog: the longest time between two WATCHDOG=1; 0: none
 	watchdogSignal unix.Signal
+
+	exitZeroOnStop bool // --exit-zero-on-stop: a child that honours a stop from outside is stopped, 0
 }
 
 // readiness is what a Notify update says, in the machine's terms.
@@ -136,6 +138,7 @@ type stop struct {
 	graceEnds time.Time   // the same, kept after the child ended, for the cleanup's budget
 	sent      bool        // the stop signal went out (the class counts only from then)
 	killed    bool        // vigil sent the child SIGKILL itself
+	forwarded sigSet      // the stop signals from outside that reached the child, as rewritten
 }
 
 func (s *stop) active() bool { return s.cause != CauseNone }
@@ -387,7 +390,7 @@ func (m *machine) beginStop(sig unix.Signal, cause Cause, now time.Time) {
 			// the held signal goes out, then this one, in the order they came.
 			m.sendStop(now)
 		}
-		m.forward(sig)
+		m.forwardStop(sig)
 		return
 	}
 	if cause == CauseNone {
@@ -419,11 +422,20 @@ func (m *machine) sendStop(now time.Time) {
 		// The user chose this signal for the timeout: no rewrite.
 		m.do(action{kind: actKill, pid: m.target(), sig: m.stop.sig})
 	} else {
-		m.forward(m.stop.sig)
+		m.forwardStop(m.stop.sig)
 	}
 	if m.stop.cause != CauseSignal || m.r.graceSet {
 		m.stop.killAt = now.Add(m.r.grace)
 		m.stop.graceEnds = m.stop.killAt
+	}
+}
+
+// forwardStop forwards a stop signal and, for a stop from outside, keeps
+// what the child was sent: dying of it is honouring the stop.
+func (m *machine) forwardStop(sig unix.Signal) {
+	m.forward(sig)
+	if to, ok := m.r.rewrite.Apply(sig); ok && m.stop.cause == CauseSignal {
+		m.stop.forwarded.add(to)
 	}
 }
 
@@ -636,11 +648,17 @@ func (m *machine) reaped(exits []reaper.Exit, alive bool, oomRose func() bool, n
 // end records how the main child ended and moves on to cleaning up.
 func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 	class := Classify(e, cause, oomRose && !m.stop.killed)
+	if m.r.exitZeroOnStop && cause == CauseSignal && !m.stop.killed && honouredStop(e, m.stop.forwarded) {
+		// A sidecar the kubelet stops after the main containers: its child
+		// died of the stop it was sent, which is the end asked for.
+		class = Stopped
+	}
 	status := e.Status()
 	if class == Stopped {
 		// vigil ended the child on purpose because a --stop-on target fired
-		// (a sidecar whose main container is done): a success, or a Job
-		// with a sidecar would never complete. The record keeps how it died.
+		// (a sidecar whose main container is done), or the child honoured a
+		// stop with --exit-zero-on-stop: a success, or a Job with a sidecar
+		// would never complete. The record keeps how it died.
 		status = 0
 	}
 	if m.r.remapExit[status] {

@@ -3,6 +3,7 @@ package pid1
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -928,5 +929,160 @@ func TestWatchdogCountsOnlyTimeVigilRan(t *testing.T) {
 	expect(t, m, "resume")
 	if got := m.next(); !got.Equal(at(62 * time.Second)) {
 		t.Fatalf("watchdog at %v after a minute stopped, want 62s (1 s left when vigil stopped)", got.Sub(t0))
+	}
+}
+
+func TestExitZeroOnStopOnlyForAStopTheChildHonoured(t *testing.T) {
+	zero := defaults()
+	zero.exitZeroOnStop = true
+	grace := zero
+	grace.graceSet, grace.grace = true, time.Second
+	quit := zero
+	quit.rewrite = signals.Rewrite{unix.SIGTERM: unix.SIGQUIT}
+	tests := []struct {
+		name        string
+		r           rules
+		stop        bool // vigil receives TERM first
+		kill        bool // the grace runs out
+		exit        reaper.Exit
+		class       Class
+		status      int
+		childStatus int
+	}{
+		{"died of the TERM forwarded", zero, true, false, reaper.Exit{Pid: child, Signal: unix.SIGTERM}, Stopped, 0, 143},
+		{"exited 143 after the TERM", zero, true, false, reaper.Exit{Pid: child, Code: 143}, Stopped, 0, 143},
+		{"died of the QUIT the rewrite sent", quit, true, false, reaper.Exit{Pid: child, Signal: unix.SIGQUIT}, Stopped, 0, 131},
+		{"failed on its own during the stop", zero, true, false, reaper.Exit{Pid: child, Code: 3}, Failure, 3, 3},
+		{"crashed during the stop", zero, true, false, reaper.Exit{Pid: child, Signal: unix.SIGSEGV}, Fault, 139, 139},
+		{"needed vigil's SIGKILL after the grace", grace, true, true, reaper.Exit{Pid: child, Signal: unix.SIGKILL}, Kill, 137, 137},
+		{"a TERM from elsewhere, no stop", zero, false, false, reaper.Exit{Pid: child, Signal: unix.SIGTERM}, Signal, 143, 143},
+		{"143 with no stop", zero, false, false, reaper.Exit{Pid: child, Code: 143}, Failure, 143, 143},
+		{"without the flag, as today", defaults(), true, false, reaper.Exit{Pid: child, Signal: unix.SIGTERM}, Signal, 143, 143},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := running(t, tt.r)
+			if tt.stop {
+				m.signal(unix.SIGTERM, t0)
+			}
+			if tt.kill {
+				m.tick(at(time.Second))
+			}
+			m.take()
+			m.reaped([]reaper.Exit{tt.exit}, false, no, at(2*time.Second))
+			m.take()
+			r := finish(t, m)
+			if r.class != tt.class || r.status != tt.status || r.exit.Status() != tt.childStatus {
+				t.Errorf("class %s, status %d, child's %d; want %s, %d, %d", r.class, r.status, r.exit.Status(), tt.class, tt.status, tt.childStatus)
+			}
+		})
+	}
+}
+
+func TestExitZeroOnStopIsNotAStopBeforeTheChildExists(t *testing.T) {
+	r := defaults()
+	r.exitZeroOnStop, r.waitFor = true, true
+	m := newMachine(r)
+	m.begin(t0)
+	m.take()
+	m.signal(unix.SIGTERM, t0)
+	m.take()
+	if m.rec == nil || m.rec.status != 143 || m.rec.class == Stopped {
+		t.Fatalf("record %+v, want 143 and not stopped: the command never ran", m.rec)
+	}
+}
+
+// TestExitZeroOnStopOverRandomHistories drives the machine with seeded
+// random histories (signals to vigil, the clock, the child's end) and
+// checks what --exit-zero-on-stop may do, in terms of what vigil did: a
+// status of 0 for a child that did not exit 0 needs the flag, a stop
+// signal from outside received, and the child's death by (or 128 plus) a
+// signal vigil actually sent it, never after a SIGKILL of vigil's own.
+func TestExitZeroOnStopOverRandomHistories(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 17))
+	sigs := []unix.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGQUIT}
+	classes := map[Class]int{}
+	defer func() {
+		// Not vacuous: the histories reach both sides of the rule.
+		if classes[Stopped] < 200 || classes[Signal] < 100 || classes[Kill] < 10 {
+			t.Errorf("classes reached: %v", classes)
+		}
+	}()
+	for i := range 5000 {
+		r := defaults()
+		r.exitZeroOnStop = rng.IntN(4) != 0
+		if rng.IntN(3) == 0 {
+			r.graceSet, r.grace = true, time.Duration(1+rng.IntN(3))*time.Second
+		}
+		if rng.IntN(3) == 0 {
+			r.rewrite = signals.Rewrite{unix.SIGTERM: sigs[rng.IntN(len(sigs))]}
+		}
+		m := running(t, r)
+		now := t0
+		stopSeen, sent, killedByVigil := false, sigSet(0), false
+		var history []string
+		for range rng.IntN(6) {
+			switch rng.IntN(3) {
+			case 0:
+				sig := sigs[rng.IntN(len(sigs))]
+				stopSeen = stopSeen || m.isStop(sig)
+				m.signal(sig, now)
+				history = append(history, signals.Name(sig))
+			default:
+				now = now.Add(time.Duration(rng.IntN(2000)) * time.Millisecond)
+				m.tick(now)
+				history = append(history, "tick")
+			}
+			for _, a := range m.take() {
+				if a.kind == actKill && (a.pid == child || a.pid == -child) {
+					sent.add(a.sig)
+					killedByVigil = killedByVigil || a.sig == unix.SIGKILL
+				}
+			}
+		}
+		var e reaper.Exit
+		var got []unix.Signal
+		for _, sig := range sigs {
+			if sent.has(sig) {
+				got = append(got, sig)
+			}
+		}
+		switch n := rng.IntN(5); {
+		case n >= 3 && len(got) > 0:
+			// The child honours what it was sent, one way or the other.
+			sig := got[rng.IntN(len(got))]
+			if n == 3 {
+				e = reaper.Exit{Pid: child, Signal: sig}
+			} else {
+				e = reaper.Exit{Pid: child, Code: 128 + int(sig)}
+			}
+		}
+		switch k := rng.IntN(3); {
+		case e.Pid != 0:
+		case k == 0:
+			e = reaper.Exit{Pid: child, Code: []int{0, 1, 3, 128 + int(sigs[rng.IntN(len(sigs))])}[rng.IntN(4)]}
+		case k == 1:
+			e = reaper.Exit{Pid: child, Signal: append(sigs, unix.SIGKILL, unix.SIGSEGV)[rng.IntN(len(sigs)+2)]}
+		default:
+			if killedByVigil {
+				e = reaper.Exit{Pid: child, Signal: unix.SIGKILL}
+			} else {
+				e = reaper.Exit{Pid: child, Code: 2}
+			}
+		}
+		if m.phase == phaseRunning && m.rec == nil {
+			m.reaped([]reaper.Exit{e}, false, no, now)
+		} else {
+			e = m.rec.exit
+		}
+		m.take()
+		rec := m.rec
+		classes[rec.class]++
+		honoured := (e.Signal != 0 && e.Signal != unix.SIGKILL && sent.has(e.Signal)) ||
+			(e.Signal == 0 && e.Code > 128 && sent.has(unix.Signal(e.Code-128)))
+		ok := rec.status == e.Status() || rec.status == 0 && r.exitZeroOnStop && stopSeen && honoured && !killedByVigil
+		if !ok || (!r.exitZeroOnStop && rec.class == Stopped) || (rec.class == Stopped) != (rec.status == 0 && e.Status() != 0) {
+			t.Fatalf("history %d %v, child %+v, flag %v: class %s status %d (vigil sent %b)", i, history, e, r.exitZeroOnStop, rec.class, rec.status, sent)
+		}
 	}
 }

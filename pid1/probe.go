@@ -3,7 +3,6 @@ package pid1
 import (
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"time"
@@ -60,28 +59,19 @@ func probe(t Target) (string, bool) {
 		}
 		return "exists", true
 	case "tcp":
-		c, err := net.DialTimeout("tcp", t.Addr, probeDialTimeout)
+		c, err := dialTCP(t.Addr, probeDialTimeout)
 		if err != nil {
 			return err.Error(), false
 		}
 		c.Close()
 		return "connected to " + t.Addr, true
 	}
-	rec, err := ReadTombstone(t.Path)
-	if err == nil && rec.State == "" {
-		err = fmt.Errorf("%s is not a tombstone: no state", t.Path)
-	}
+	rec, live, err := readTombstone(t.Path)
 	if err != nil {
 		return err.Error(), false
 	}
-	why := "state " + rec.State
-	if rec.Status != "" {
-		why += fmt.Sprintf(", status %q", rec.Status)
-	}
-	if t.Kind == "ready" {
-		return why, rec.State == "ready"
-	}
-	return why, rec.State == "running" || rec.State == "ready"
+	ok, why := tombstoneHolds(t.Kind, forProbe, rec, live, "")
+	return why, ok
 }
 
 // oneLine keeps a probe's report on one line whatever a path holds: a

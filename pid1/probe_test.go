@@ -264,3 +264,25 @@ func probeHelper(dir string, targets []string) int {
 	}
 	return 0
 }
+
+func TestLocalhostIsTheLoopbackWithoutAResolver(t *testing.T) {
+	for host, want := range map[string]bool{"localhost": true, "LocalHost": true, "localhost.": true,
+		"127.0.0.1": false, "localhost.example": false, "": false} {
+		if got := isLocalhost(host); got != want {
+			t.Errorf("isLocalhost(%q) = %v, want %v", host, got, want)
+		}
+	}
+	// Only ::1 listens: localhost still connects, as a resolver's answer
+	// would have let it.
+	l, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	c, err := dialTCP("localhost:"+port, time.Second)
+	if err != nil {
+		t.Fatalf("dialTCP(localhost:%s) with only ::1 listening: %v", port, err)
+	}
+	c.Close()
+}

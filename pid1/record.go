@@ -139,12 +139,21 @@ type Tombstone struct {
 	Restarts   int     `json:"restarts,omitempty"`
 	Status     string  `json:"status,omitempty"`   // the child's last STATUS=
 	ReadyAt    *string `json:"ready_at,omitempty"` // when it became ready
+
+	// Which run of vigil wrote it: readers never act on a record of an
+	// earlier run (see tombstoneHolds).
+	RunID        string `json:"run_id,omitempty"`         // random, one per vigil process
+	RunStartedAt string `json:"run_started_at,omitempty"` // when that vigil started
+	// Locked says that the vigil that wrote it holds an OFD lock on the
+	// file while it runs: a reader that finds no lock knows it is gone.
+	Locked bool `json:"locked,omitempty"`
 }
 
 // tombstone is the record for the machine's state now.
 func (s *supervisor) tombstone() Tombstone {
 	m := s.m
-	ts := Tombstone{Name: s.name(), State: m.state(), Pid: m.child, Restarts: m.restarts, Status: m.status}
+	ts := Tombstone{Name: s.name(), State: m.state(), Pid: m.child, Restarts: m.restarts, Status: m.status,
+		RunID: s.runID, RunStartedAt: s.runStarted.Format(time.RFC3339Nano), Locked: s.tombLocked}
 	if !m.started.IsZero() {
 		ts.StartedAt = m.started.Format(time.RFC3339Nano)
 	}
@@ -161,7 +170,25 @@ func (s *supervisor) tombstone() Tombstone {
 			ts.Pid = 0 // between runs: the last end is kept, the next run is starting
 		}
 	}
+	// Bounded, so that the room reserved at start always holds a record.
+	ts.Status, ts.Error = truncate(ts.Status, tombstoneTextMax), truncate(ts.Error, tombstoneTextMax)
 	return ts
+}
+
+// tombstoneBytes is the tombstone for the machine's state now, as written.
+func (s *supervisor) tombstoneBytes() []byte {
+	b, err := json.Marshal(s.tombstone())
+	if err != nil {
+		panic(err) // strings, numbers and booleans only
+	}
+	return append(b, '\n')
+}
+
+// tombstoneSize is the room a record of this run can need: its name is
+// fixed for the run, everything else is bounded.
+func (s *supervisor) tombstoneSize() int64 {
+	name, _ := json.Marshal(s.name())
+	return int64(tombstoneRoom+len(name)+4095) / 4096 * 4096
 }
 
 // writeTombstone queues the tombstone for the machine's state now.
@@ -169,12 +196,7 @@ func (s *supervisor) writeTombstone() {
 	if s.cfg.Tombstone == "" {
 		return
 	}
-	b, err := json.Marshal(s.tombstone())
-	if err != nil {
-		s.log.Error("tombstone", "err", err)
-		return
-	}
-	s.records.tombstone(s.cfg.Tombstone, append(b, '\n'))
+	s.records.tombstone(s.cfg.Tombstone, s.tombstoneBytes())
 }
 
 // name is the tombstone's name: --name or the command's base name.
@@ -191,6 +213,8 @@ func (s *supervisor) name() string {
 // replaced by the next.
 type writer struct {
 	log *slog.Logger
+
+	store *store // the tombstone's files; only the writing goroutine uses it once it runs
 
 	mu       sync.Mutex
 	tombPath string
@@ -227,7 +251,7 @@ func (w *writer) start() {
 func (w *writer) run() {
 	for {
 		w.mu.Lock()
-		path, tomb, f, term := w.tombPath, w.tomb, w.termFile, w.term
+		path, tomb, f, term, st := w.tombPath, w.tomb, w.termFile, w.term, w.store
 		w.tomb, w.termFile = nil, nil
 		if tomb == nil && f == nil {
 			w.running = false
@@ -237,7 +261,7 @@ func (w *writer) run() {
 		}
 		w.mu.Unlock()
 		if tomb != nil {
-			if err := writeAtomic(path, tomb); err != nil {
+			if err := st.write(tomb); err != nil {
 				w.log.Error("cannot write the tombstone", "path", path, "err", err)
 			}
 		}
@@ -256,53 +280,18 @@ func (w *writer) idle() bool {
 	return !w.running
 }
 
-// rewrite replaces the contents of f with s.
+// rewrite replaces the contents of f with s: written over the room taken
+// at start, then cut to its length (never cut to 0 first, which would
+// give the room back before the write), then the room taken again for the
+// next end under --restart.
 func rewrite(f *os.File, s string) error {
-	if err := f.Truncate(0); err != nil {
+	if _, err := f.WriteAt([]byte(s), 0); err != nil {
 		return err
 	}
-	_, err := f.WriteAt([]byte(s), 0)
-	return err
-}
-
-// writeAtomic replaces path with data so that a reader sees either the old
-// file or the whole new one: a temporary file in the same directory,
-// written, synced, renamed over path. The temporary file is created with
-// O_EXCL|O_NOFOLLOW, and rename replaces a symlink planted at path rather
-// than following it.
-func writeAtomic(path string, data []byte) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp := filepath.Join(dir, fmt.Sprintf(".%s.%d.tmp", base, os.Getpid()))
-	_ = unix.Unlink(tmp) // a leftover from a vigil killed mid-write
-	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", tmp, err)
-	}
-	f := os.NewFile(uintptr(fd), tmp)
-	err = f.Chmod(0o644) // whatever the umask
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = unix.Unlink(tmp)
+	if err := f.Truncate(int64(len(s))); err != nil {
 		return err
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the rename durable; not every file system can
-		d.Close()
-	}
+	_ = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, terminationLogMax)
 	return nil
 }
 
@@ -313,54 +302,61 @@ const recordMax = 64 << 10
 // readRecordFile reads a file a user named without ever blocking on it: it
 // is opened non-blocking and without following a final symlink, must be a
 // regular file (a FIFO would hang the reader for ever), and is read up to
-// recordMax bytes.
-func readRecordFile(path string) ([]byte, error) {
+// recordMax bytes. It also says whether someone holds a lock on it (what
+// a live vigil does on its tombstone), asked on the same open file.
+func readRecordFile(path string) ([]byte, lockState, error) {
 	// Look before opening: opening a device can have effects of its own
 	// (a tape rewinds on close). The check after opening is the one that
 	// counts; this one keeps vigil away from anything but files.
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
-		return nil, &os.PathError{Op: "lstat", Path: path, Err: err}
+		return nil, lockUnknown, &os.PathError{Op: "lstat", Path: path, Err: err}
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 	case unix.S_IFLNK:
-		return nil, fmt.Errorf("%s is a symlink; not followed", path)
+		return nil, lockUnknown, fmt.Errorf("%s is a symlink; not followed", path)
 	default:
-		return nil, fmt.Errorf("%s is not a regular file", path)
+		return nil, lockUnknown, fmt.Errorf("%s is not a regular file", path)
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, lockUnknown, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil {
-		return nil, err
+		return nil, lockUnknown, err
 	} else if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
+		return nil, lockUnknown, fmt.Errorf("%s: not a regular file", path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, recordMax+1))
 	if err != nil {
-		return nil, err
+		return nil, lockUnknown, err
 	}
 	if len(b) > recordMax {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, recordMax)
+		return nil, lockUnknown, fmt.Errorf("%s: larger than %d bytes", path, recordMax)
 	}
-	return b, nil
+	return b, lockOf(fd), nil
 }
 
 // ReadTombstone reads a tombstone written by vigil.
 func ReadTombstone(path string) (Tombstone, error) {
+	ts, _, err := readTombstone(path)
+	return ts, err
+}
+
+// readTombstone reads a tombstone and what its lock says of its writer.
+func readTombstone(path string) (Tombstone, liveness, error) {
 	var ts Tombstone
-	b, err := readRecordFile(path)
+	b, lock, err := readRecordFile(path)
 	if err != nil {
-		return ts, err
+		return ts, livenessUnknown, err
 	}
 	if err := json.Unmarshal(b, &ts); err != nil {
-		return ts, fmt.Errorf("%s is not a tombstone: %w", path, err)
+		return ts, livenessUnknown, fmt.Errorf("%s is not a tombstone: %w", path, err)
 	}
-	return ts, nil
+	return ts, livenessOf(ts.Locked, lock), nil
 }
 
 // terminationLogMax is the size the kubelet reads of a termination message.
@@ -410,6 +406,13 @@ func openTerminationLog(path string) (*os.File, error) {
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		f.Close()
 		return nil, fail(ExitUsage, "%s %q: not a regular file", flag, path)
+	}
+	// The room for the message, now: at the end a full disk would leave
+	// the kubelet an empty file.
+	if err := unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, 0, terminationLogMax); err != nil &&
+		!errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+		f.Close()
+		return nil, fail(ExitUsage, "%s %q: no room for the message (%d bytes): %v", flag, path, terminationLogMax, err)
 	}
 	return f, nil
 }

@@ -290,15 +290,15 @@ func TestReadRecordFileIsBounded(t *testing.T) {
 	dir := t.TempDir()
 	big := filepath.Join(dir, "big")
 	os.WriteFile(big, make([]byte, recordMax+1), 0o644)
-	if _, err := readRecordFile(big); err == nil {
+	if _, _, err := readRecordFile(big); err == nil {
 		t.Error("an oversized record was read")
 	}
 	link := filepath.Join(dir, "link")
 	os.Symlink(big, link)
-	if _, err := readRecordFile(link); err == nil {
+	if _, _, err := readRecordFile(link); err == nil {
 		t.Error("a symlink was followed")
 	}
-	if _, err := readRecordFile(dir); err == nil {
+	if _, _, err := readRecordFile(dir); err == nil {
 		t.Error("a directory was read as a record")
 	}
 }
@@ -351,7 +351,9 @@ func TestRunReadinessRestartAndRelay(t *testing.T) {
 		t.Errorf("tombstone %+v: want exited after 1 restart, with ready_at", ts)
 	}
 	b, _ := os.ReadFile(env)
-	for _, want := range []string{"NOTIFY_SOCKET=@vigil-notify-", "WATCHDOG_USEC=5000000"} {
+	// The socket is a path in a private directory (/run as root, else
+	// TMPDIR or /tmp).
+	for _, want := range []string{"NOTIFY_SOCKET=/", "/vigil-notify-", "WATCHDOG_USEC=5000000"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("the child's environment lacks %s", want)
 		}

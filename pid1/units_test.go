@@ -175,7 +175,7 @@ func TestSummaryFitsTheTerminationLog(t *testing.T) {
 	}
 }
 
-func TestWriteAtomicReplacesSymlink(t *testing.T) {
+func TestStoreReplacesSymlink(t *testing.T) {
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")
 	os.WriteFile(victim, []byte("keep me"), 0o600)
@@ -183,9 +183,11 @@ func TestWriteAtomicReplacesSymlink(t *testing.T) {
 	if err := os.Symlink(victim, path); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeAtomic(path, []byte("{}\n")); err != nil {
+	st, err := openStore(path, 4096, func(bool) []byte { return []byte("{}\n") })
+	if err != nil {
 		t.Fatal(err)
 	}
+	st.close()
 	if b, _ := os.ReadFile(victim); string(b) != "keep me" {
 		t.Errorf("the symlink's target was written: %q", b)
 	}

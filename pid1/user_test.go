@@ -1,10 +1,16 @@
 package pid1
 
 import (
+	"cmp"
 	"errors"
+	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -195,5 +201,219 @@ func TestSpawnAsItselfWithoutPrivileges(t *testing.T) {
 	var ws unix.WaitStatus
 	if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil || ws.ExitStatus() != 0 {
 		t.Errorf("true ended with %v, %v", ws, err)
+	}
+}
+
+// cLibraryPasswd and cLibraryGroup hold what real files hold and what the
+// C library reads in its own way: lines over 64 KiB (a long GECOS, a big
+// group), comments, blank lines, leading white space, NIS entries, short
+// and long lines, odd numbers, a "\r", a NUL byte, duplicates.
+var (
+	cLibraryPasswd = "root:x:0:0:root:/root:/bin/sh\n" +
+		"#app:x:5:5::/nope:/bin/sh\n" +
+		"  \n\n" +
+		" lead:x:1001:1001::/home/lead:/bin/sh\n" +
+		"\t  #hidden:x:1040:1::/:\n" +
+		"four:x:1002:1002\n" +
+		"three:x:1021\n" +
+		"+nis:x:1003:1003::/home/nis:/bin/sh\n" +
+		"-neg:x:1004:1004::/home/neg:/bin/sh\n" +
+		"sp:x: 1005:+1005::/home/sp:/bin/sh\n" +
+		"trail:x:1006 :1006::/:\n" +
+		"neg1:x:-1:1007::/:\n" +
+		"m0:x:-0:1::/m0:\n" +
+		"wrap:x:-18446744073709551615:1::/wrap:\n" +
+		"huge:x:99999999999:1008::/:\n" +
+		"hex:x:0x10:1::/:\n" +
+		"emptyuid:x::1::/:\n" +
+		"long:x:1009:1009:" + strings.Repeat("G", 100000) + ":/home/long:/bin/sh\n" +
+		"cr:x:1010:1010::/home/cr:/bin/sh\r\n" +
+		"extra:x:1011:1011::/home/extra:/bin/sh:more:fields\n" +
+		"nul:x:1050:1::/home/\x00hidden:/bin/sh\n" +
+		"dupe:x:1030:1::/first:\n" +
+		"dupe:x:1031:1::/second:\n" +
+		"app:x:1000:1000::/home/app:/bin/sh\n" +
+		"last:x:1060:1060::/home/last:/bin/sh" // no newline at the end
+	cLibraryGroup = "root:x:0:\n" +
+		"big:x:2000:" + strings.Repeat("someone,", 20000) + "app,long\n" +
+		"#com:x:2001:app\n" +
+		" ws:x:2002:app,lead\n" +
+		"+nisg:x:2003:app\n" +
+		"-negg:x:2004:app\n" +
+		"+nis0:x::app\n" +
+		"three:x:2005\n" +
+		"sp:x:2006: app , four,,cr\n" +
+		"colon:x:2007:app:extra\n" +
+		"dup:x:2000:app\n" +
+		"gidsp:x: 2008:app,m0\n" +
+		"cr:x:2009:app\r\n" +
+		"neg:x:-1:app\n" +
+		"hugeg:x:99999999999:app\n" +
+		"\v\f#d:x:2011:app,last\n" +
+		"g7:x:2012:,,app,,\n" +
+		"g8:x:2013:app ,\n" +
+		"g10:x:2014:zz\x00,app\n" +
+		"emptyg:x::app\n" +
+		"last:x:2010:app,wrap,dupe"
+)
+
+// TestLookupUserAsTheCLibrary reads the same passwd and group files with
+// lookupUser and with glibc (getent passwd, group and initgroups, id) in a
+// mount namespace where they
+// are /etc/passwd and /etc/group: the same users are found, with the same
+// uid, gid, home and supplementary groups, and the same groups by name.
+func TestLookupUserAsTheCLibrary(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to bind-mount the files over /etc/passwd and /etc/group in a mount namespace (CI runs as root)")
+	}
+	for _, tool := range []string{"unshare", "getent", "id"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is missing: %v", tool, err)
+		}
+	}
+	users := []string{"root", "app", "lead", "four", "three", "sp", "trail", "neg1", "m0", "wrap", "huge", "hex",
+		"emptyuid", "long", "cr", "extra", "nul", "dupe", "last", "hidden", "#hidden", "+nis", "nis", "-neg", "neg", "nobody"}
+	groups := []string{"big", "com", "#com", "ws", " ws", "+nisg", "nisg", "three", "sp", "colon", "dup", "gidsp", "cr",
+		"neg", "hugeg", "g7", "g10", "emptyg", "last", "d"}
+	dir := t.TempDir()
+	passwd, group, nss := filepath.Join(dir, "passwd"), filepath.Join(dir, "group"), filepath.Join(dir, "nsswitch.conf")
+	for path, text := range map[string]string{passwd: cLibraryPasswd, group: cLibraryGroup, nss: "passwd: files\ngroup: files\n"} {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := `set -e
+mount --make-rprivate /
+mount --bind "$1" /etc/passwd; mount --bind "$2" /etc/group; mount --bind "$3" /etc/nsswitch.conf
+shift 3
+while [ "$1" != -- ]; do
+	if uid=$(id -u -- "$1" 2>/dev/null); then
+		# getent cannot print an entry with a colon in a field: '?'.
+		e=$(getent passwd -- "$1" 2>/dev/null) && [ -n "$e" ] && home=$(printf %s "$e" | cut -d: -f6) || home='?'
+		printf 'U|%s|%s|%s|%s|%s\n' "$1" "$uid" "$(id -g -- "$1")" "$(getent initgroups -- "$1" | cut -c22-)" "$home"
+	else
+		printf 'U|%s|-\n' "$1"
+	fi
+	shift
+done
+shift
+for g; do
+	if e=$(getent group -- "$g" 2>/dev/null); then printf 'G|%s|%s\n' "$g" "$(printf %s "${e:-?}" | cut -d: -f3)"; else printf 'G|%s|-\n' "$g"; fi
+done`
+	args := append([]string{"-m", "sh", "-c", script, "sh", passwd, group, nss}, users...)
+	out, err := exec.Command("unshare", append(append(args, "--"), groups...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("glibc's view: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "|")
+		switch {
+		case f[0] == "U" && len(f) == 3: // glibc finds no such user
+			if cred, _, err := lookupUser(f[1], passwd, group); err == nil {
+				t.Errorf("user %q: glibc finds none, lookupUser gives %+v", f[1], cred)
+			}
+		case f[0] == "U" && len(f) == 6:
+			cred, home, err := lookupUser(f[1], passwd, group)
+			if err != nil {
+				t.Errorf("user %q: glibc finds uid %s gid %s, lookupUser: %v", f[1], f[2], f[3], err)
+				continue
+			}
+			// initgroups: the primary group, then every group that lists
+			// the user (getent initgroups lists the latter).
+			want := map[string]bool{f[3]: true}
+			for _, g := range strings.Fields(f[4]) {
+				want[g] = true
+			}
+			got := map[string]bool{}
+			for _, g := range cred.Groups {
+				got[strconv.Itoa(int(g))] = true
+			}
+			if strconv.Itoa(int(cred.Uid)) != f[2] || strconv.Itoa(int(cred.Gid)) != f[3] || !maps.Equal(got, want) {
+				t.Errorf("user %q: lookupUser gives uid %d gid %d groups %v; glibc: uid %s gid %s groups %s",
+					f[1], cred.Uid, cred.Gid, cred.Groups, f[2], f[3], f[4])
+			}
+			if wantHome := cmp.Or(f[5], "/"); f[5] != "?" && home != wantHome {
+				t.Errorf("user %q: home %q, glibc's %q", f[1], home, wantHome)
+			}
+		case f[0] == "G" && len(f) == 3:
+			gid, err := lookupGroup(f[1], group)
+			switch {
+			case f[2] == "-" && err == nil:
+				t.Errorf("group %q: glibc finds none, lookupGroup gives %d", f[1], gid)
+			case f[2] != "-" && f[2] != "?" && (err != nil || strconv.Itoa(int(gid)) != f[2]):
+				t.Errorf("group %q: lookupGroup gives %d, %v; glibc: %s", f[1], gid, err, f[2])
+			}
+		default:
+			t.Fatalf("unexpected line %q from glibc's side", line)
+		}
+	}
+}
+
+// TestLookupUserIsBounded: whatever the files hold, lookupUser holds one
+// line at a time. A line of maxLine bytes is read; one byte more is an
+// error naming the file and the line; an 8 GiB file of one line (sparse)
+// is refused after maxLine, and 64 MiB of short lines before the user
+// cost no more memory than one of them.
+func TestLookupUserIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	passwd, group := filepath.Join(dir, "passwd"), filepath.Join(dir, "group")
+	write := func(path, text string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(passwd, "app:x:1000:1000::/home/app:/bin/sh\n")
+	prefix := "big:x:2000:"
+	write(group, prefix+strings.Repeat("x", maxLine-len(prefix)-len(",app"))+",app\nwheel:x:10:app\n")
+	if cred, _, err := lookupUser("app", passwd, group); err != nil || !slices.Equal(cred.Groups, []uint32{1000, 2000, 10}) {
+		t.Errorf("a line of maxLine bytes: %+v, %v; want groups 1000 2000 10", cred, err)
+	}
+	write(group, "root:x:0:\n"+prefix+strings.Repeat("x", maxLine-len(prefix)+1)+"\nwheel:x:10:app\n")
+	if _, _, err := lookupUser("app", passwd, group); err == nil || !strings.Contains(err.Error(), group+": line 2 is longer than 16 MiB") {
+		t.Errorf("a line of maxLine+1 bytes: %v, want an error naming %s, line 2", err, group)
+	}
+
+	// 8 GiB of NUL bytes and no newline, without the disk space.
+	sparse := filepath.Join(dir, "sparse")
+	f, err := os.Create(sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(8 << 30); err != nil {
+		t.Skipf("no sparse file here: %v", err)
+	}
+	f.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, _, err := lookupUser("app", sparse, group); err == nil || !strings.Contains(err.Error(), "line 1 is longer") {
+		t.Errorf("an 8 GiB line: %v, want an error", err)
+	}
+	runtime.ReadMemStats(&after)
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("an 8 GiB line: refused after %d MiB allocated in all", alloc>>20)
+	if alloc > 4*maxLine {
+		t.Errorf("an 8 GiB line: %d MiB allocated, want at most %d", alloc>>20, 4*maxLine>>20)
+	}
+
+	// 64 MiB of short lines, then the user.
+	var b strings.Builder
+	for b.Len() < 64<<20 {
+		b.WriteString("someone:x:1:1:a user:/home/someone:/bin/sh\n")
+	}
+	b.WriteString("app:x:1000:1000::/home/app:/bin/sh\n")
+	write(passwd, b.String())
+	b.Reset()
+	write(group, "wheel:x:10:app\n")
+	runtime.ReadMemStats(&before)
+	cred, home, err := lookupUser("app", passwd, group)
+	runtime.ReadMemStats(&after)
+	if err != nil || cred.Uid != 1000 || home != "/home/app" {
+		t.Errorf("app after 64 MiB of lines: %+v, %q, %v", cred, home, err)
+	}
+	alloc = after.TotalAlloc - before.TotalAlloc
+	t.Logf("64 MiB of short lines: %d KiB allocated", alloc>>10)
+	if alloc > 1<<20 {
+		t.Errorf("64 MiB of short lines: %d KiB allocated, want under 1 MiB", alloc>>10)
 	}
 }

@@ -264,6 +264,7 @@ func (c *checker) checkPod(spec *corev1.PodSpec) []error {
 	// the kubelet's SIGKILL, so its drain and grace together stay below the
 	// pod's termination grace period, set here rather than left to the
 	// default.
+	stops := map[*corev1.Container]time.Duration{} // each vigil's --drain + --grace
 	if spec.TerminationGracePeriodSeconds == nil {
 		errs = append(errs, errors.New("terminationGracePeriodSeconds is not set: set it, and --grace below it"))
 	} else {
@@ -288,7 +289,9 @@ func (c *checker) checkPod(spec *corev1.PodSpec) []error {
 			case drain+grace >= period:
 				errs = append(errs, fmt.Errorf("%s: --drain %v + --grace %v = %v, not below terminationGracePeriodSeconds %v: the kubelet's SIGKILL would come before vigil's records", r.where, drain, grace, drain+grace, period))
 			}
+			stops[r.container] = drain + grace
 		}
+		errs = append(errs, sidecarBudget(spec, stops, period)...)
 	}
 
 	// Records: a tombstone: or ready: target must be a record some vigil
@@ -305,6 +308,37 @@ func (c *checker) checkPod(spec *corev1.PodSpec) []error {
 			if err := recordReachable(runs, u, p); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %s: %w", u.where, s.From, err))
 			}
+		}
+	}
+	return errs
+}
+
+// sidecarBudget checks the stop budget of native sidecars (init containers
+// with restartPolicy Always). On a deletion the kubelet stops them only
+// once every main container has ended, and the later sidecars before the
+// earlier ones, and each gets what is left of the pod's period (the
+// kubelet's floor is 2s): so the longest stop of a main container plus
+// the stops of the sidecars up to and including this one must stay below
+// the period.
+func sidecarBudget(spec *corev1.PodSpec, stops map[*corev1.Container]time.Duration, period time.Duration) []error {
+	var mainStop time.Duration
+	for i := range spec.Containers {
+		mainStop = max(mainStop, stops[&spec.Containers[i]])
+	}
+	var errs []error
+	used := mainStop
+	for i := len(spec.InitContainers) - 1; i >= 0; i-- {
+		c := &spec.InitContainers[i]
+		if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			continue
+		}
+		stop, ok := stops[c]
+		if !ok {
+			continue
+		}
+		used += stop
+		if used >= period {
+			errs = append(errs, fmt.Errorf("sidecar %s: stopped after the main containers (their longest --drain + --grace: %v) and any later sidecar, its own %v makes %v, not below terminationGracePeriodSeconds %v: the kubelet gives a sidecar only what is left of the period", c.Name, mainStop, stop, used, period))
 		}
 	}
 	return errs

@@ -190,6 +190,58 @@ func TestCheckerRejects(t *testing.T) {
 	}
 }
 
+// A pod with a native sidecar: the budget counts main's stop and the
+// sidecar's together, as the kubelet stops them one after the other.
+const nativeJob = `
+apiVersion: batch/v1
+kind: Job
+metadata: {name: t}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 30
+      initContainers:
+        - name: side
+          image: vigil-example:1
+          restartPolicy: Always
+          command: [/vigil, --grace=10s, --, httpd, -f]
+      containers:
+        - name: main
+          image: vigil-example:1
+          command: [/vigil, --drain=5s, --grace=10s, --, sh, -c, "true"]
+`
+
+func TestCheckerBudgetsNativeSidecars(t *testing.T) {
+	c := newChecker(t)
+	if errs := c.checkFile([]byte(nativeJob)); len(errs) > 0 {
+		t.Fatalf("the good job is refused: %v", errors.Join(errs...))
+	}
+	for _, tc := range []struct {
+		name, old, new, want string
+	}{
+		{"sidecar after main too long", "--grace=10s, --, httpd", "--grace=15s, --, httpd", "sidecar side: stopped after the main containers (their longest --drain + --grace: 15s) and any later sidecar, its own 15s makes 30s, not below terminationGracePeriodSeconds 30s"},
+		{"main leaves too little", "--drain=5s, --grace=10s", "--drain=5s, --grace=20s", "its own 10s makes 35s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(nativeJob, tc.old) {
+				t.Fatalf("the good job has no %q to replace", tc.old)
+			}
+			bad := strings.Replace(nativeJob, tc.old, tc.new, 1)
+			err := errors.Join(c.checkFile([]byte(bad))...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("want an error containing %q, got: %v", tc.want, err)
+			}
+		})
+	}
+	// Without restartPolicy: Always it is an init container that has
+	// ended before main starts: its stop is not added to main's.
+	plain := strings.Replace(strings.Replace(nativeJob, "          restartPolicy: Always\n", "", 1), "--grace=10s, --, httpd", "--grace=15s, --, httpd", 1)
+	if errs := c.checkFile([]byte(plain)); len(errs) > 0 {
+		t.Errorf("a plain init container's stop was counted after main's: %v", errors.Join(errs...))
+	}
+}
+
 func TestSplitDocuments(t *testing.T) {
 	docs := splitDocuments([]byte("# header only\n---\na: 1\n--- \nb: 2\n---\n# trailing comment\n"))
 	if len(docs) != 2 || string(docs[0]) != "a: 1\n" || string(docs[1]) != "b: 2\n" {

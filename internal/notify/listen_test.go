@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,8 +22,21 @@ import (
 // TestMain runs the test binary as a helper when asked to (see
 // runOutsideHelper), the way os/exec's own tests do.
 func TestMain(m *testing.M) {
-	if os.Getenv("NOTIFY_TEST_HELPER") == "listen-in-new-pidns" {
+	switch os.Getenv("NOTIFY_TEST_HELPER") {
+	case "listen-in-new-pidns":
 		os.Exit(listenHelper())
+	case "send":
+		os.Exit(sendHelper())
+	case "send-twice":
+		// To NOTIFY_SOCKET, then after a line on stdin to NOTIFY_SOCKET2.
+		sendHelper()
+		bufio.NewScanner(os.Stdin).Scan()
+		os.Setenv("NOTIFY_SOCKET", os.Getenv("NOTIFY_SOCKET2"))
+		os.Exit(sendHelper())
+	case "send-and-wait":
+		code := sendHelper()
+		bufio.NewScanner(os.Stdin).Scan()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
@@ -54,7 +68,7 @@ func listen(t *testing.T, cfg Config) *Listener {
 	return l
 }
 
-func self(pid int) bool { return pid == os.Getpid() }
+func self(s Sender) bool { return s.Pid == os.Getpid() }
 
 // send sends one datagram to socket from this process, with fds attached.
 func send(t *testing.T, socket string, payload []byte, fds ...int) {
@@ -127,16 +141,139 @@ func woken(l *Listener) bool {
 	}
 }
 
-func TestSocketIsAbstractAndUnique(t *testing.T) {
-	a := listen(t, Config{Accept: self})
-	b := listen(t, Config{Accept: self})
+// TestSocketIsPrivateAndUnique: the socket is a path in a directory of
+// its own, mode 0700, which only its owner (and root) may enter.
+func TestSocketIsPrivateAndUnique(t *testing.T) {
+	a := listen(t, Config{Accept: self, Dirs: []string{t.TempDir()}})
+	b := listen(t, Config{Accept: self, Dirs: []string{t.TempDir()}})
 	for _, l := range []*Listener{a, b} {
-		if !strings.HasPrefix(l.Socket(), "@vigil-notify-") || len(l.Socket()) != len("@vigil-notify-")+16 {
-			t.Errorf("Socket() = %q, want @vigil-notify- and 16 hex digits", l.Socket())
+		if l.Abstract() || !strings.HasSuffix(l.Socket(), "/notify") {
+			t.Fatalf("Socket() = %q, want a path ending in /notify", l.Socket())
+		}
+		st, err := os.Stat(filepath.Dir(l.Socket()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o700 || !st.IsDir() {
+			t.Errorf("%s: mode %v, want a directory of mode 0700", filepath.Dir(l.Socket()), st.Mode())
+		}
+		if uid := int(st.Sys().(*syscall.Stat_t).Uid); uid != os.Geteuid() {
+			t.Errorf("%s belongs to uid %d, want %d", filepath.Dir(l.Socket()), uid, os.Geteuid())
 		}
 	}
 	if a.Socket() == b.Socket() {
-		t.Errorf("two listeners share the name %q", a.Socket())
+		t.Errorf("two listeners share the socket %q", a.Socket())
+	}
+	send(t, a.Socket(), []byte("READY=1"))
+	barrier(t, a.Socket())
+	if u := a.Take(); !u.Ready {
+		t.Errorf("Take() = %+v, want ready", u)
+	}
+	// Close removes the directory.
+	dir := filepath.Dir(a.Socket())
+	a.Close()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s after Close: %v, want it gone", dir, err)
+	}
+}
+
+// TestSocketForAnotherUser: with an owner, the directory and the socket
+// are the owner's, and another user (not root) cannot send at all.
+func TestSocketForAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving the socket to another user needs root")
+	}
+	base, err := os.MkdirTemp("", "notify-base-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	// A directory the user cannot pass through is skipped.
+	closed := t.TempDir()
+	l := listen(t, Config{Accept: func(Sender) bool { return true }, Dirs: []string{closed, base},
+		Owner: &syscall.Credential{Uid: 65534, Gid: 65534}})
+	if !strings.HasPrefix(l.Socket(), base+"/") {
+		t.Errorf("Socket() = %q, want it in %s, the first directory user 65534 can pass through", l.Socket(), base)
+	}
+	st, err := os.Stat(filepath.Dir(l.Socket()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sys := st.Sys().(*syscall.Stat_t); sys.Uid != 65534 || sys.Gid != 65534 {
+		t.Errorf("the directory belongs to %d:%d, want 65534:65534", sys.Uid, sys.Gid)
+	}
+	for _, tc := range []struct {
+		uid  uint32
+		want string
+	}{{65534, "sent"}, {65533, "permission denied"}} {
+		out, err := sendAs(t, tc.uid, l.Socket())
+		if !strings.Contains(out, tc.want) {
+			t.Errorf("uid %d sending: %q (%v), want %q", tc.uid, out, err, tc.want)
+		}
+	}
+}
+
+// sendAs runs the test binary as uid to send one datagram to socket;
+// it prints "sent" or the error.
+func sendAs(t *testing.T, uid uint32, socket string) (string, error) {
+	t.Helper()
+	// A copy of the test binary that the user can run: the build's own
+	// directory is not open to it.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "notify-send-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	exe = filepath.Join(dir, "send")
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "NOTIFY_TEST_HELPER=send", "NOTIFY_SOCKET="+socket)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// sendHelper sends READY=1 to $NOTIFY_SOCKET and says how it went.
+func sendHelper() int {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err == nil {
+		err = unix.Sendto(fd, []byte("READY=1"), 0, &unix.SockaddrUnix{Name: os.Getenv("NOTIFY_SOCKET")})
+	}
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	fmt.Println("sent")
+	return 0
+}
+
+// TestNoWritableDirectoryFallsBackToAbstract: where no directory can be
+// made, the socket is abstract, and says so.
+func TestNoWritableDirectoryFallsBackToAbstract(t *testing.T) {
+	logs := &records{}
+	l := listen(t, Config{Accept: self, Dirs: []string{"/nonexistent", "/proc"}, Log: slog.New(logs)})
+	if !l.Abstract() || !strings.HasPrefix(l.Socket(), "@vigil-notify-") || len(l.Socket()) != len("@vigil-notify-")+16 {
+		t.Errorf("Socket() = %q, want @vigil-notify- and 16 hex digits", l.Socket())
+	}
+	if logs.count("abstract") != 1 {
+		t.Errorf("log lines %q, want one saying the socket is abstract", logs.msgs)
+	}
+	send(t, l.Socket(), []byte("READY=1"))
+	barrier(t, l.Socket())
+	if u := l.Take(); !u.Ready {
+		t.Errorf("Take() = %+v, want ready", u)
 	}
 }
 
@@ -203,8 +340,8 @@ func TestRefusedWithoutHarm(t *testing.T) {
 	var refuse atomic.Bool
 	refuse.Store(true)
 	var asked atomic.Int64
-	l := listen(t, Config{Accept: func(pid int) bool {
-		asked.Store(int64(pid))
+	l := listen(t, Config{Accept: func(s Sender) bool {
+		asked.Store(int64(s.Pid))
 		return !refuse.Load()
 	}})
 	send(t, l.Socket(), []byte("READY=1\nSTATUS=from a stranger"))
@@ -258,7 +395,7 @@ func TestDescriptorsAreClosed(t *testing.T) {
 	var clock atomic.Int64
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
 	var refuse atomic.Bool
-	l := listen(t, Config{Accept: func(int) bool { return !refuse.Load() }, Burst: 1, Rate: 1, Now: now})
+	l := listen(t, Config{Accept: func(Sender) bool { return !refuse.Load() }, Burst: 1, Rate: 1, Now: now})
 	socket := l.Socket()
 	for _, tc := range []struct {
 		name   string
@@ -269,7 +406,12 @@ func TestDescriptorsAreClosed(t *testing.T) {
 		{"counted", func() {}, 1, "READY=1\nFDSTORE=1"},
 		{"many at once", func() { clock.Add(int64(time.Second)) }, 3, "FDSTORE=1"},
 		{"refused", func() { clock.Add(int64(time.Second)); refuse.Store(true) }, 2, "READY=1"},
-		{"dropped", func() { refuse.Store(false) /* the clock stands still: no token */ }, 2, "READY=1"},
+		{"dropped", func() {
+			// The refused one spent no token: this one does, and the
+			// clock stands still.
+			refuse.Store(false)
+			send(t, socket, []byte("STATUS=spends the token"))
+		}, 2, "READY=1"},
 	} {
 		tc.setup()
 		var reads []int
@@ -441,6 +583,7 @@ func TestSenderOutsideThePidNamespace(t *testing.T) {
 	send(t, socket, []byte("READY=1\nSTATUS=from outside"))
 	barrier(t, socket)
 	fmt.Fprintln(in, "report")
+	in.Close()
 	if !out.Scan() {
 		t.Fatalf("the helper printed no report; stderr:\n%s", stderr.String())
 	}
@@ -452,12 +595,22 @@ func TestSenderOutsideThePidNamespace(t *testing.T) {
 		t.Errorf("helper in a new pid namespace: %+v, want not ready, 2 refused (message and barrier), predicate never asked; stderr:\n%s",
 			rep, stderr.String())
 	}
+	// The helper's /proc is this namespace's: its own child is placed
+	// by pidfd all the same.
+	if rep.ChildSent != "sent" || !rep.ChildReady || rep.ChildRefused != 0 {
+		t.Errorf("the helper's own child, with a /proc of another namespace: %+v, want its READY=1 to count; stderr:\n%s",
+			rep, stderr.String())
+	}
 }
 
 type helperReport struct {
 	Ready   bool
 	Refused int
 	Asked   int // times the predicate was asked
+
+	ChildSent    string // what the helper's own child said of its send
+	ChildReady   bool   // its READY=1 counted
+	ChildRefused int
 }
 
 // listenHelper is the listener of TestSenderOutsideThePidNamespace, as
@@ -465,16 +618,41 @@ type helperReport struct {
 // from stdin.
 func listenHelper() int {
 	var asked atomic.Int64
-	l, err := Listen(Config{Accept: func(pid int) bool { asked.Add(1); return InTree(pid, 1) }})
+	l, err := Listen(Config{Accept: func(s Sender) bool { asked.Add(1); return Tree(1)(s) }})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	go l.Serve()
 	fmt.Println(l.Socket())
-	bufio.NewScanner(os.Stdin).Scan()
+	in := bufio.NewScanner(os.Stdin)
+	in.Scan()
 	u := l.Take()
-	b, _ := json.Marshal(helperReport{Ready: u.Ready, Refused: u.Refused, Asked: int(asked.Load())})
+	askedOutside := int(asked.Load())
+	// Its own child, alive, sends READY=1: /proc here is the parent
+	// namespace's, where the child's pid names another process.
+	exe, _ := os.Executable()
+	child := exec.Command(exe)
+	child.Env = append(os.Environ(), "NOTIFY_TEST_HELPER=send-and-wait", "NOTIFY_SOCKET="+l.Socket())
+	stdin, _ := child.StdinPipe()
+	out, _ := child.StdoutPipe()
+	child.Start()
+	line := bufio.NewScanner(out)
+	line.Scan()
+	childSent := line.Text()
+	var p [2]int
+	unix.Pipe2(p[:], unix.O_CLOEXEC)
+	fd, _ := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	unix.Sendmsg(fd, []byte("BARRIER=1"), unix.UnixRights(p[1]), &unix.SockaddrUnix{Name: l.Socket()}, 0)
+	unix.Close(p[1])
+	var b1 [1]byte
+	unix.Read(p[0], b1[:])
+	c := l.Take()
+	stdin.Close()
+	child.Wait()
+	l.Close()
+	b, _ := json.Marshal(helperReport{Ready: u.Ready, Refused: u.Refused, Asked: askedOutside,
+		ChildSent: childSent, ChildReady: c.Ready, ChildRefused: c.Refused})
 	fmt.Println(string(b))
 	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -104,4 +105,37 @@ func (u Update) Relay() Message {
 		m.Pings = 1
 	}
 	return m
+}
+
+// Datagrams is m encoded (Encode) as datagrams of at most MaxMessage
+// bytes each, in order, split between lines: what the relay merged from
+// several messages (READY=1 from one, a STATUS= of 4096 bytes from the
+// next) can be longer than one datagram, and is passed on, never
+// refused. A STATUS= line is itself never longer than the datagram it
+// came in; one made longer (by a caller, not a sender) is cut to fit.
+func (m Message) Datagrams() []string {
+	enc := m.Encode()
+	if enc == "" {
+		return nil
+	}
+	var out []string
+	var cur strings.Builder
+	for line := range strings.SplitSeq(enc, "\n") {
+		if len(line) > MaxMessage {
+			cut := MaxMessage
+			for cut > 0 && !utf8.RuneStart(line[cut]) {
+				cut--
+			}
+			line = line[:cut]
+		}
+		if cur.Len() > 0 && cur.Len()+1+len(line) > MaxMessage {
+			out = append(out, cur.String())
+			cur.Reset()
+		}
+		if cur.Len() > 0 {
+			cur.WriteByte('\n')
+		}
+		cur.WriteString(line)
+	}
+	return append(out, cur.String())
 }

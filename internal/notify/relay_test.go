@@ -32,7 +32,10 @@ func TestNewUpstream(t *testing.T) {
 // TestRelayToAbstract: vigil's relay reaches a listener on an abstract
 // socket, the way a child's message reaches vigil.
 func TestRelayToAbstract(t *testing.T) {
-	l := listen(t, Config{Accept: self})
+	l := listen(t, Config{Accept: self, Dirs: []string{}})
+	if !l.Abstract() {
+		t.Fatalf("Socket() = %q, want an abstract socket", l.Socket())
+	}
 	up, err := NewUpstream(l.Socket())
 	if err != nil {
 		t.Fatal(err)
@@ -134,5 +137,43 @@ func TestRelay(t *testing.T) {
 		if got := tc.u.Relay().Encode(); got != tc.want {
 			t.Errorf("%s: Relay().Encode() = %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestRelayNeverRefusesWhatItMerged: READY=1 from one message and a
+// STATUS= of 4096 bytes from the next merge into more than one datagram
+// can hold; the relay passes all of it on, in datagrams a manager reads
+// (systemd's reads 4096 bytes), never refusing its own merge.
+func TestRelayNeverRefusesWhatItMerged(t *testing.T) {
+	long := strings.Repeat("s", MaxMessage-len("STATUS="))
+	for _, u := range []Update{
+		{Ready: true, Phase: PhaseReady, Status: &long},
+		{Ready: true, Stopping: true, Phase: PhaseStopping, Status: &long, Pings: 9},
+		{Status: ptr(strings.Repeat("é", MaxMessage))}, // longer than any sender's: cut, still sent
+	} {
+		l := listen(t, Config{Accept: self})
+		up, err := NewUpstream(l.Socket())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dgrams := u.Relay().Datagrams()
+		for _, d := range dgrams {
+			if len(d) > MaxMessage {
+				t.Errorf("a datagram of %d bytes, more than %d", len(d), MaxMessage)
+			}
+			if err := up.Send(d, SendTimeout); err != nil {
+				t.Errorf("Send of the relay's own datagram: %v", err)
+			}
+		}
+		barrier(t, l.Socket())
+		got := l.Take()
+		want := u.Relay()
+		if got.Ready != want.Ready || got.Stopping != want.Stopping || got.Phase != want.Phase || got.Refused != 0 ||
+			got.Status == nil || !strings.HasPrefix(*u.Status, *got.Status) || len(*got.Status) < MaxMessage-len("STATUS=")-1 {
+			t.Errorf("upstream got %+v from %d datagrams, want %+v with the status", got, len(dgrams), want)
+		}
+	}
+	if d := (Update{}).Relay().Datagrams(); d != nil {
+		t.Errorf("nothing to relay gives %q, want no datagram", d)
 	}
 }

@@ -55,12 +55,13 @@ func TestSystemdNotify(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			var mu sync.Mutex
 			var senders []int
-			l := listen(t, Config{Accept: func(pid int) bool {
+			tree := Tree(os.Getpid())
+			l := listen(t, Config{Accept: func(s Sender) bool {
 				mu.Lock()
-				senders = append(senders, pid)
+				senders = append(senders, s.Pid)
 				mu.Unlock()
-				return InTree(pid, os.Getpid())
-			}})
+				return tree(s)
+			}, Owner: v.cred})
 			cmd := exec.Command("sh", "-c", v.script)
 			cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+l.Socket(), "NOTIFY="+bin)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: v.cred}

@@ -23,20 +23,20 @@ func TestInTreeWalk(t *testing.T) {
 		name      string
 		pid, root int
 		depth     int
-		want      bool
+		want      placement
 	}{
-		{"the root itself", 10, 10, 64, true},
-		{"a child", 20, 10, 64, true},
-		{"a great-grandchild", 40, 10, 64, true},
-		{"a sibling branch", 50, 10, 64, false},
-		{"the root's parent", 1, 10, 64, false},
-		{"entered from outside the namespace", 60, 10, 64, false},
-		{"a process that is gone", 99, 10, 64, false},
-		{"a loop from reused pids ends", 70, 10, 64, false},
-		{"no pid in this namespace", 0, 10, 64, false},
-		{"everything is under pid 1", 40, 1, 64, true},
-		{"depth bound reached", 40, 10, 2, false},
-		{"depth bound just enough", 40, 10, 3, true},
+		{"the root itself", 10, 10, 64, inside},
+		{"a child", 20, 10, 64, inside},
+		{"a great-grandchild", 40, 10, 64, inside},
+		{"a sibling branch", 50, 10, 64, outside},
+		{"the root's parent", 1, 10, 64, outside},
+		{"entered from outside the namespace", 60, 10, 64, outside},
+		{"a process that is gone", 99, 10, 64, gone},
+		{"a loop from reused pids ends", 70, 10, 64, outside},
+		{"no pid in this namespace", 0, 10, 64, outside},
+		{"everything is under pid 1", 40, 1, 64, inside},
+		{"depth bound reached", 40, 10, 2, outside},
+		{"depth bound just enough", 40, 10, 3, inside},
 	} {
 		if got := inTree(tc.pid, tc.root, tc.depth, lookup); got != tc.want {
 			t.Errorf("%s: inTree(%d, %d, depth %d) = %v, want %v", tc.name, tc.pid, tc.root, tc.depth, got, tc.want)
