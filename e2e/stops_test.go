@@ -335,7 +335,7 @@ func TestWatchdogDoesNotCountAFreeze(t *testing.T) {
 	file := filepath.Join(dir, "notifier")
 	r := start(t, opts{pid1: true, env: []string{"E2E_CGROUP_PROCS=" + filepath.Join(string(f), "cgroup.procs")}},
 		"--notify", "--watchdog", "1s", "--", self, "notifier", file, "send:READY=1", "ping:200:45")
-	waitFile(t, file, "env @", 10*time.Second)
+	waitFile(t, file, "env ", 10*time.Second)
 	f.set(t, "FROZEN")
 	frozen := time.Now()
 	time.Sleep(3 * time.Second) // the freeze itself: its length is the test's input
@@ -358,7 +358,7 @@ func TestWatchdogDoesNotCountCtrlZ(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "notifier")
 	r := start(t, opts{tty: pts}, "--notify", "--watchdog", "1s", "--", self, "notifier", file, "send:READY=1", "ping:200:45")
-	waitFile(t, file, "env @", 10*time.Second)
+	waitFile(t, file, "env ", 10*time.Second)
 	pid := r.cmd.Process.Pid
 	r.signal(unix.SIGTSTP)
 	waitFor(t, 10*time.Second, "vigil stopped", func() bool { return procState(pid) == "T" })
