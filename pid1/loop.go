@@ -175,8 +175,9 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		if s.m.phase == phaseDone {
 			break
 		}
-		s.sleep()
+		due := s.sleep()
 		now := time.Now()
+		s.m.woke(now, due)
 		s.feed(now)
 		s.m.tick(now)
 	}
@@ -296,6 +297,11 @@ func (s *supervisor) setup() error {
 }
 
 func (s *supervisor) close() {
+	if s.tookTerminal && s.m.child != 0 && foregroundIs(0, s.m.child) {
+		// The terminal still names the last run's group: the shell that
+		// started vigil takes its terminal back from vigil's group.
+		reclaimTerminal(0)
+	}
 	s.deps.close()
 	s.readyOn.close()
 	s.oom.close()
@@ -317,10 +323,11 @@ func (s *supervisor) close() {
 	}
 }
 
-// sleep waits for the intake or the machine's next deadline. With neither
+// sleep waits for the intake or the next deadline (the machine's, or
+// the page drop's), and returns that deadline (zero if none). With neither
 // a signal nor a deadline vigil sleeps without a timer: an idle init does
 // not wake up.
-func (s *supervisor) sleep() {
+func (s *supervisor) sleep() time.Time {
 	next := s.m.next()
 	if at := s.dropIdle(); !at.IsZero() && (next.IsZero() || at.Before(next)) {
 		next = at
@@ -333,9 +340,10 @@ func (s *supervisor) sleep() {
 		case <-intake.Wake():
 		case <-s.timer.C:
 		}
-		return
+		return next
 	}
 	<-intake.Wake()
+	return time.Time{}
 }
 
 // feed takes everything pending from the intake and gives it to the
@@ -351,23 +359,17 @@ func (s *supervisor) feed(now time.Time) {
 	// Asked once: a real-time signal's name is formatted, so a disabled
 	// debug line would still allocate on every forward.
 	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
-	for n, count := range p.Signals {
-		sig := unix.Signal(n)
-		if count == 0 || sig == unix.SIGCHLD {
-			continue
-		}
+	for sig := range p.Signals() {
 		if debug {
-			s.log.Debug("received", "signal", signals.Name(sig), "count", count)
+			s.log.Debug("received", "signal", signals.Name(sig))
 		}
-		for range count {
-			s.m.signal(sig, now)
-		}
+		s.m.signal(sig, now)
 	}
 	s.perform()
 	if p.Has(intake.OOM) {
 		s.readOOM(now)
 	}
-	if p.Signals[unix.SIGCHLD] > 0 {
+	if p.Child() {
 		s.reap(now)
 	}
 	if p.Has(intake.Cancel) {
@@ -393,10 +395,15 @@ func (s *supervisor) feed(now time.Time) {
 			s.m.stopOnFired(now)
 		}
 	}
-	if p.Has(intake.Tail) && s.tail != nil && s.tail.ended() {
-		// Only the current run's tail: under --restart an earlier one's
-		// end may arrive late.
-		s.m.tailDone()
+	if p.Has(intake.Tail) && s.tail != nil {
+		switch {
+		case s.tail.ended():
+			// Only the current run's tail: under --restart an earlier
+			// one's end may arrive late.
+			s.m.tailDone()
+		case s.tail.caughtUp():
+			s.m.tailCaughtUp()
+		}
 	}
 	if p.Has(intake.Records) && s.records.idle() {
 		s.m.flushed()
@@ -408,6 +415,8 @@ func (s *supervisor) reap(now time.Time) {
 	var err error
 	var alive bool
 	untraced := s.m.r.jobControl && s.m.phase == phaseRunning
+	// Asked before the drain, while a dead child's group still exists.
+	s.m.terminal(s.tookTerminal && s.m.child != 0 && foregroundIs(0, s.m.child))
 	// The counter before the drain: an OOM victim's kill is counted
 	// before it can exit, so every victim in this drain is counted by now
 	// (with no event to say so, on a read-only cgroup v1, this is where
@@ -491,6 +500,10 @@ func (s *supervisor) act(a action) {
 	case actCloseTail:
 		if s.tail != nil {
 			s.tail.closeWriter()
+		}
+	case actAwaitTail:
+		if s.tail != nil {
+			s.tail.await()
 		}
 	case actEnded:
 		s.ended()
@@ -679,6 +692,13 @@ func reclaimTerminal(fd int) {
 	}
 	_ = unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, unix.Getpgrp())
 	_ = unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+}
+
+// foregroundIs reports whether pgrp is the foreground group of the
+// terminal at fd.
+func foregroundIs(fd, pgrp int) bool {
+	fg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
+	return err == nil && fg == pgrp
 }
 
 // ownsTerminal reports whether fd is vigil's controlling terminal and

@@ -52,6 +52,7 @@ const (
 	actHook                         // start hook number n; answer with hookStarted or hookFailed
 	actFinishTail                   // stop waiting for the stderr tail; take what is there
 	actCloseTail                    // vigil lets go of its end of the stderr pipe: no more runs
+	actAwaitTail                    // say (tailCaughtUp) once the copier has read all the pipe holds
 	actFlush                        // wait for the record writes; answer with flushed
 	actNote                         // log what vigil decided (why says what)
 )
@@ -165,6 +166,12 @@ type machine struct {
 	stop      stop
 	awaitCont bool // vigil stopped itself with the job and has not seen SIGCONT since
 	alive     bool // vigil has children, as the last drain saw
+	outside   bool // a stop was asked for from outside: no run follows, whatever the phase
+	ttyFg     bool // the child's group is the terminal's foreground, which vigil gave it
+
+	lastRan      time.Time // the last wake-up: the latest time vigil is known to have run
+	stoppedAt    time.Time // vigil stopped itself (job control) then; zero once it runs again
+	thawCredited bool      // the watchdog was credited a freeze since the last WATCHDOG=1
 
 	rec *record // how the child ended; set once per run
 	err error   // vigil's own failure to report with the status (exec, wait, stop before start)
@@ -220,6 +227,7 @@ func (m *machine) take() []action {
 
 // begin is the first step: spawn at once, or wait for the targets.
 func (m *machine) begin(now time.Time) {
+	m.lastRan = now
 	if m.phase != phaseStart {
 		return // a stop signal came before vigil was ready to start anything
 	}
@@ -258,7 +266,7 @@ func (m *machine) spawned(pid int, jobControl bool, now time.Time) {
 	if m.r.timeout > 0 {
 		m.timeoutAt = now.Add(m.r.timeout)
 	}
-	m.watchdog = m.r.watchdog
+	m.watchdog, m.thawCredited = m.r.watchdog, false
 	if m.watchdog > 0 {
 		m.watchdogEnds = now.Add(m.watchdog)
 	}
@@ -302,6 +310,11 @@ func (m *machine) target() int {
 // loop reaps instead).
 func (m *machine) signal(sig unix.Signal, now time.Time) {
 	_, kept := m.r.rewrite.Apply(sig)
+	if kept && m.isStop(sig) {
+		// Whatever the phase (a --timeout's grace, the drain, the hooks,
+		// the backoff), the stop asked for is the last word on restarts.
+		m.outside = true
+	}
 	switch m.phase {
 	case phaseStart, phaseWaiting:
 		switch {
@@ -350,10 +363,20 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 			// Stop the job the way a shell would: the child's group
 			// first, then vigil, so the shell sees its job stop.
 			m.do(action{kind: actKill, pid: -m.child, sig: sig})
-			m.stopSelf()
+			m.stopSelf(now)
 			return
 		case unix.SIGCONT:
 			m.awaitCont = false
+			// A stop of vigil's own decided in this same batch has not
+			// happened yet: after this CONT it must not (nothing would
+			// continue vigil).
+			for i := len(m.out) - 1; i >= 0; i-- {
+				if m.out[i].kind == actStopSelf {
+					m.out = append(m.out[:i], m.out[i+1:]...)
+					m.stoppedAt = time.Time{}
+					break
+				}
+			}
 			m.do(action{kind: actResume})
 			return
 		}
@@ -377,9 +400,15 @@ func (m *machine) forward(sig unix.Signal) {
 // the class nor the clock; a repeated stop signal is forwarded again.
 func (m *machine) beginStop(sig unix.Signal, cause Cause, now time.Time) {
 	if m.stop.active() {
-		if cause == CauseNone && m.stop.forwardAt.IsZero() {
-			m.forwardStop(sig)
+		if cause != CauseNone {
+			return
 		}
+		if !m.stop.forwardAt.IsZero() {
+			// A second stop during the drain is impatience: the drain ends,
+			// the held signal goes out, then this one, in the order they came.
+			m.sendStop(now)
+		}
+		m.forwardStop(sig)
 		return
 	}
 	if cause == CauseNone {
@@ -428,10 +457,43 @@ func (m *machine) forwardStop(sig unix.Signal) {
 	}
 }
 
-func (m *machine) stopSelf() {
+func (m *machine) stopSelf(now time.Time) {
 	m.awaitCont = true
+	m.stoppedAt = now
 	m.do(action{kind: actStopSelf})
 }
+
+// frozenAfter is how late a wake-up must be, past the deadline vigil slept
+// towards, to count as time vigil did not run (a cgroup freezer, SIGSTOP):
+// a Go timer on a busy machine is late by milliseconds, not by this.
+const frozenAfter = 100 * time.Millisecond
+
+// woke is the first step of every wake-up: due is the deadline vigil slept
+// towards (zero if none). The watchdog counts only time in which vigil ran:
+// the time it stopped itself for job control is known exactly; a freeze
+// (docker pause) is seen only as a wake-up far past its deadline, and then
+// everything since the last wake-up is taken as frozen, once per
+// WATCHDOG=1, so that a hung child is still ended one interval after the
+// thaw.
+func (m *machine) woke(now, due time.Time) {
+	var lost time.Duration
+	switch {
+	case !m.stoppedAt.IsZero():
+		lost = now.Sub(m.stoppedAt)
+		m.stoppedAt = time.Time{}
+	case !due.IsZero() && now.Sub(due) > frozenAfter && !m.lastRan.IsZero() && !m.thawCredited:
+		lost = now.Sub(m.lastRan)
+		m.thawCredited = true
+	}
+	m.lastRan = now
+	if lost > 0 && m.phase == phaseRunning && !m.watchdogEnds.IsZero() {
+		m.watchdogEnds = m.watchdogEnds.Add(lost)
+	}
+}
+
+// terminal says whether the child's group is the terminal's foreground
+// group, given to it by vigil; asked before each reap.
+func (m *machine) terminal(fg bool) { m.ttyFg = fg }
 
 // notified takes what the child said over the notification socket.
 func (m *machine) notified(u readiness, now time.Time) {
@@ -459,6 +521,9 @@ func (m *machine) notified(u readiness, now time.Time) {
 	}
 	if u.pings > 0 && m.watchdog > 0 {
 		m.watchdogEnds = now.Add(m.watchdog)
+	}
+	if u.pings > 0 || u.interval != nil {
+		m.thawCredited = false
 	}
 	if changed {
 		m.do(action{kind: actTombstone})
@@ -527,6 +592,7 @@ func (m *machine) noMoreRuns(now time.Time) {
 
 // stopOnFired says a --stop-on target holds.
 func (m *machine) stopOnFired(now time.Time) {
+	m.outside = true
 	switch {
 	case m.phase == phaseRunning && m.child != 0:
 		m.beginStop(m.r.stopSignals[0], CauseStopOn, now)
@@ -544,6 +610,9 @@ func (m *machine) stopOnFired(now time.Time) {
 func (m *machine) cancel(now time.Time) {
 	switch m.phase {
 	case phaseRunning:
+		if _, kept := m.r.rewrite.Apply(m.r.stopSignals[0]); kept {
+			m.outside = true
+		}
 		m.beginStop(m.r.stopSignals[0], CauseNone, now)
 	default:
 		m.signal(m.r.stopSignals[0], now)
@@ -551,7 +620,7 @@ func (m *machine) cancel(now time.Time) {
 }
 
 // childStopped is a job-control stop report for the main child.
-func (m *machine) childStopped() {
+func (m *machine) childStopped(now time.Time) {
 	if m.phase != phaseRunning || !m.r.jobControl {
 		return
 	}
@@ -561,7 +630,7 @@ func (m *machine) childStopped() {
 		// This report is of the stop vigil already followed.
 		return
 	}
-	m.stopSelf()
+	m.stopSelf(now)
 }
 
 // cause is what vigil did to the child, for its class: a stop counts only
@@ -586,7 +655,7 @@ func (m *machine) reaped(exits []reaper.Exit, alive bool, now time.Time) {
 		switch {
 		case e.Stopped:
 			if e.Pid == m.child {
-				m.childStopped()
+				m.childStopped(now)
 			}
 		case e.Pid == m.child && m.child != 0 && m.rec == nil:
 			m.end(*e, m.cause(), m.oomVictim(e), now)
@@ -701,10 +770,15 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 	if m.err != nil {
 		m.rec.err = m.err.Error()
 	}
-	m.again = m.restartAfter(class, cause)
 	m.timeoutAt, m.stop.forwardAt, m.stop.killAt, m.stop.landBy = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	m.watchdogEnds = time.Time{}
 	m.rec.ready, m.rec.readyAt, m.rec.statusText = m.ready, m.readyAt, m.status
+	if m.ttyFg && (e.Signal == unix.SIGINT || e.Signal == unix.SIGQUIT) {
+		// The terminal's Ctrl-C or Ctrl-\ went to the foreground group,
+		// the child's, not to vigil: the user asked for a stop all the same.
+		m.outside = true
+	}
+	m.again = m.restartAfter(class, cause)
 	if m.r.waitAll && !m.again && m.alive {
 		// The broken-entrypoint case: a script that started daemons and
 		// exited. Wait for all of them; the record is written when they
@@ -727,7 +801,7 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 // never followed by a restart; a --timeout is a failure of that run.
 func (m *machine) restartAfter(class Class, cause Cause) bool {
 	switch {
-	case cause == CauseSignal || cause == CauseStopOn || m.gaveUp:
+	case cause == CauseSignal || cause == CauseStopOn || m.gaveUp || m.outside:
 		return false // a --timeout or a watchdog is a failure of the run
 	case m.r.restartMax > 0 && m.restarts >= m.r.restartMax:
 		return false
@@ -820,9 +894,15 @@ func (m *machine) afterCleanup(now time.Time) {
 	switch {
 	case m.hooksCleaned:
 		m.flush(now)
-	case m.again:
+	case m.again && m.r.tail:
 		// The next run writes into the same pipe, and the workers of this
 		// one still may: no end of file to wait for, and none to cause.
+		// What the child wrote before it died is in the pipe, though: the
+		// run's tail holds it once the copier has read that far.
+		m.phase = phaseTail
+		m.tailEnds = now.Add(tailWait)
+		m.do(action{kind: actAwaitTail})
+	case m.again:
 		m.finishTail()
 	case m.r.tail && !m.tailEOF && !m.r.noCleanup:
 		// Leftovers that held the child's stderr are gone now, so the
@@ -841,6 +921,13 @@ func (m *machine) afterCleanup(now time.Time) {
 func (m *machine) tailDone() {
 	m.tailEOF = true
 	if m.phase == phaseTail {
+		m.finishTail()
+	}
+}
+
+// tailCaughtUp says the copier has read everything the pipe held.
+func (m *machine) tailCaughtUp() {
+	if m.phase == phaseTail && m.again {
 		m.finishTail()
 	}
 }

@@ -58,6 +58,8 @@ func show(acts []action) string {
 			out = append(out, "finish tail")
 		case actCloseTail:
 			out = append(out, "close tail")
+		case actAwaitTail:
+			out = append(out, "await tail")
 		case actFlush:
 			out = append(out, "flush")
 		case actNote:
@@ -501,12 +503,21 @@ func TestTailIsAwaitedBoundedly(t *testing.T) {
 	m.tick(at(tailWait))
 	expect(t, m, "finish tail; ended; list hooks")
 
-	// Between runs the pipe stays the next run's: no wait, no close.
+	// Between runs the pipe stays the next run's: no end of file and no
+	// close, but the run's tail is what the pipe held when it ended
+	// (issue 19: a lagging copier lost the last lines), within the bound.
 	rr := restarting(RestartAlways, 0)
 	rr.tail = true
 	m = running(t, rr)
 	m.reaped(exited(child, 1), false, t0)
-	expect(t, m, "tombstone; finish tail; ended; list hooks")
+	expect(t, m, "tombstone; await tail")
+	m.tailCaughtUp()
+	expect(t, m, "finish tail; ended; list hooks")
+	m = running(t, rr)
+	m.reaped(exited(child, 1), false, t0)
+	m.take()
+	m.tick(at(tailWait))
+	expect(t, m, "finish tail; ended; list hooks")
 
 	// End of file before the child's end was even seen.
 	m = running(t, r)
@@ -864,6 +875,149 @@ func TestTheChildsWatchdogIntervalLastsOneRun(t *testing.T) {
 	m.spawned(child+1, false, at(2*time.Second))
 	if got := m.next(); !got.Equal(at(3 * time.Second)) {
 		t.Errorf("the next run's watchdog at %v, want the configured 1s", got.Sub(t0))
+	}
+}
+
+// Issue 19: a stop from outside in any phase of a run is the last word.
+func TestAnOutsideStopInAnyPhaseIsNeverFollowedByARestart(t *testing.T) {
+	// During a --timeout's grace: the timeout stop came first and keeps the
+	// class, but the TERM from outside still means no new run.
+	r := restarting(RestartOnFailure, 0)
+	r.timeout = time.Second
+	m := running(t, r)
+	m.tick(at(time.Second))
+	expect(t, m, "note timeout; tombstone; kill 100 SIGTERM")
+	m.signal(unix.SIGTERM, at(2*time.Second))
+	expect(t, m, "kill 100 SIGTERM")
+	endRun(t, m, killedBy(child, unix.SIGTERM), at(3*time.Second))
+	if m.again || m.rec.class != Timeout {
+		t.Errorf("TERM during the timeout's grace: again %v, class %s; want no restart, class timeout", m.again, m.rec.class)
+	}
+
+	// During the drain, with the child failing before the drain ends: a
+	// failure, and no restart.
+	r = restarting(RestartOnFailure, 0)
+	r.drain = 2 * time.Second
+	m = running(t, r)
+	m.signal(unix.SIGTERM, t0)
+	expect(t, m, "tombstone")
+	endRun(t, m, exited(child, 1), at(time.Second))
+	if m.again || m.rec.class != Failure {
+		t.Errorf("TERM during the drain, child failed: again %v, class %s; want no restart, failure", m.again, m.rec.class)
+	}
+
+	// A --stop-on during a watchdog's grace.
+	r = restarting(RestartAlways, 0)
+	r.watchdog = time.Second
+	m = running(t, r)
+	m.tick(at(time.Second))
+	m.take()
+	m.stopOnFired(at(2 * time.Second))
+	endRun(t, m, killedBy(child, unix.SIGABRT), at(3*time.Second))
+	if m.again {
+		t.Error("restarted after a --stop-on during the watchdog's grace")
+	}
+}
+
+func TestCtrlCToTheChildsForegroundGroupIsAStop(t *testing.T) {
+	for _, sig := range []unix.Signal{unix.SIGINT, unix.SIGQUIT} {
+		m := running(t, restarting(RestartOnFailure, 0))
+		m.terminal(true)
+		endRun(t, m, killedBy(child, sig), t0)
+		if m.again || m.rec.status != 128+int(sig) {
+			t.Errorf("%s with the terminal's foreground: again %v, status %d; want no restart, %d",
+				signals.Name(sig), m.again, m.rec.status, 128+int(sig))
+		}
+	}
+	// Without the terminal (kill -INT <child> from elsewhere) it is a
+	// death like any other, and a failure.
+	m := running(t, restarting(RestartOnFailure, 0))
+	m.terminal(false)
+	endRun(t, m, killedBy(child, unix.SIGINT), t0)
+	if !m.again {
+		t.Error("a SIGINT from outside the terminal was taken for a Ctrl-C")
+	}
+	// Another death in the foreground is a failure still.
+	m = running(t, restarting(RestartOnFailure, 0))
+	m.terminal(true)
+	endRun(t, m, killedBy(child, unix.SIGSEGV), t0)
+	if !m.again {
+		t.Error("a SIGSEGV in the foreground was not restarted")
+	}
+}
+
+func TestStopSignalsDuringTheDrainAreForwardedInOrder(t *testing.T) {
+	r := defaults()
+	r.drain = 2 * time.Second
+	m := running(t, r)
+	m.signal(unix.SIGHUP, t0)
+	expect(t, m, "kill 100 SIGHUP")
+	m.signal(unix.SIGTERM, t0)
+	expect(t, m, "tombstone")
+	m.signal(unix.SIGTERM, at(time.Second))
+	expect(t, m, "kill 100 SIGTERM; kill 100 SIGTERM")
+	if !m.next().IsZero() {
+		t.Errorf("a deadline left after the drain ended: %v", m.next().Sub(t0))
+	}
+	m.tick(at(2 * time.Second))
+	expect(t, m, "")
+	m.reaped(killedBy(child, unix.SIGTERM), false, at(3*time.Second))
+	m.take()
+	if r := finish(t, m); r.status != 143 {
+		t.Errorf("status %d, want 143", r.status)
+	}
+}
+
+func TestAContInTheSameBatchCancelsAStopOfVigilsOwn(t *testing.T) {
+	m := newMachine(defaults())
+	m.begin(t0)
+	m.take()
+	m.spawned(child, true, t0)
+	m.take()
+	m.signal(unix.SIGTSTP, t0)
+	m.signal(unix.SIGCONT, t0)
+	expect(t, m, "kill -100 SIGTSTP; resume")
+}
+
+func TestWatchdogCountsOnlyTimeVigilRan(t *testing.T) {
+	r := defaults()
+	r.watchdog, r.watchdogSignal = 2*time.Second, unix.SIGABRT
+	// A freeze: vigil last ran at 1.5 s (a ping), its timer for 3.5 s fires
+	// at 6.5 s. The child gets what it had left at 1.5 s: 2 s from the thaw.
+	m := running(t, r)
+	m.notified(readiness{pings: 1}, at(1500*time.Millisecond))
+	m.woke(at(1500*time.Millisecond), time.Time{})
+	m.woke(at(6500*time.Millisecond), at(3500*time.Millisecond))
+	m.tick(at(6500 * time.Millisecond))
+	expect(t, m, "")
+	if got := m.next(); !got.Equal(at(8500 * time.Millisecond)) {
+		t.Fatalf("watchdog at %v after the thaw, want 8.5s", got.Sub(t0))
+	}
+	// A hung child is ended one interval after the thaw, even if vigil is
+	// late again (the credit is once per WATCHDOG=1).
+	m.woke(at(9*time.Second), at(8500*time.Millisecond))
+	m.tick(at(9 * time.Second))
+	expect(t, m, "note watchdog; tombstone; kill 100 SIGABRT")
+
+	// A timer a few milliseconds late is not a freeze.
+	m = running(t, r)
+	m.woke(at(2*time.Second+20*time.Millisecond), at(2*time.Second))
+	m.tick(at(2*time.Second + 20*time.Millisecond))
+	expect(t, m, "note watchdog; tombstone; kill 100 SIGABRT")
+
+	// Ctrl-Z: the time vigil was stopped is known exactly.
+	m = newMachine(r)
+	m.begin(t0)
+	m.take()
+	m.spawned(child, true, t0)
+	m.take()
+	m.reaped([]reaper.Exit{{Pid: child, Signal: unix.SIGTSTP, Stopped: true}}, true, at(time.Second))
+	expect(t, m, "stop self")
+	m.woke(at(61*time.Second), time.Time{})
+	m.signal(unix.SIGCONT, at(61*time.Second))
+	expect(t, m, "resume")
+	if got := m.next(); !got.Equal(at(62 * time.Second)) {
+		t.Fatalf("watchdog at %v after a minute stopped, want 62s (1 s left when vigil stopped)", got.Sub(t0))
 	}
 }
 

@@ -2,6 +2,7 @@ package pid1
 
 import (
 	"context"
+	"iter"
 	"log/slog"
 	"os"
 	"runtime"
@@ -50,9 +51,9 @@ func pause(ctx context.Context, cfg Config) (int, error) {
 	var buf []reaper.Exit
 	// A vigil exec'd by a process that had children inherits them, and
 	// their SIGCHLDs may have come before the intake: reap once first.
-	pend.Signals[unix.SIGCHLD] = 1
+	child := true
 	for {
-		switch act, sig := pauseStep(&pend, stops); act {
+		switch act, sig := pauseStep(pend.Signals(), child, pend.Has(intake.Cancel), stops); act {
 		case pauseReap:
 			var err error
 			if buf, _, err = reaper.Drain(buf[:0], false, false); err != nil {
@@ -78,6 +79,7 @@ func pause(ctx context.Context, cfg Config) (int, error) {
 		}
 		<-intake.Wake()
 		intake.Take(&pend)
+		child = pend.Child()
 	}
 }
 
@@ -95,16 +97,16 @@ const (
 // a SIGCHLD reaps; any other signal is ignored, as the Kubernetes pause
 // container and catatonit -P ignore what they are not asked to act on
 // (there is no child to forward it to). It returns the stop signal, or 0.
-func pauseStep(p *intake.Pending, stops []unix.Signal) (pauseAction, unix.Signal) {
-	for n, count := range p.Signals {
-		if count > 0 && slices.Contains(stops, unix.Signal(n)) {
-			return pauseExit, unix.Signal(n)
+func pauseStep(sigs iter.Seq[unix.Signal], child, cancel bool, stops []unix.Signal) (pauseAction, unix.Signal) {
+	for sig := range sigs {
+		if slices.Contains(stops, sig) {
+			return pauseExit, sig
 		}
 	}
-	if p.Has(intake.Cancel) {
+	if cancel {
 		return pauseExit, 0
 	}
-	if p.Signals[unix.SIGCHLD] > 0 {
+	if child {
 		return pauseReap, 0
 	}
 	return pauseWait, 0

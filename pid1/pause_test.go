@@ -1,11 +1,10 @@
 package pid1
 
 import (
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"vigil/internal/intake"
 )
 
 func TestPauseStep(t *testing.T) {
@@ -26,20 +25,20 @@ func TestPauseStep(t *testing.T) {
 		{name: "cancel", cancel: true, want: pauseExit},
 	}
 	for _, tt := range tests {
-		var p intake.Pending
+		var sigs []unix.Signal
+		child := false
 		for _, s := range tt.signals {
-			p.Signals[s]++
+			if s == unix.SIGCHLD {
+				child = true // the intake reports SIGCHLD apart
+			} else {
+				sigs = append(sigs, s)
+			}
 		}
-		if tt.cancel {
-			p.Sources |= intake.Cancel
-		}
-		if got, sig := pauseStep(&p, stops); got != tt.want || sig != tt.sig {
+		if got, sig := pauseStep(slices.Values(sigs), child, tt.cancel, stops); got != tt.want || sig != tt.sig {
 			t.Errorf("%s: pauseStep = %d, %v; want %d, %v", tt.name, got, sig, tt.want, tt.sig)
 		}
 	}
-	var p intake.Pending
-	p.Signals[unix.SIGHUP] = 1
-	if got, _ := pauseStep(&p, []unix.Signal{unix.SIGHUP}); got != pauseExit {
+	if got, _ := pauseStep(slices.Values([]unix.Signal{unix.SIGHUP}), false, false, []unix.Signal{unix.SIGHUP}); got != pauseExit {
 		t.Errorf("--stop-signal HUP: SIGHUP gives %d, want an exit", got)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"vigil/internal/intake"
 )
 
 // Exit codes vigil uses for its own failures; the README's table lists them
@@ -76,6 +78,9 @@ func spawn(p *proc) (int, error) {
 		return 0, err
 	}
 	attr := &syscall.ProcAttr{Env: p.env, Files: p.files, Sys: &p.attr}
+	// The child inherits the forking thread's signal mask (see ForkMask).
+	undo := intake.ForkMask()
+	defer undo()
 	if p.via != "" {
 		// The internal mode handles a script without "#!" itself.
 		pid, err := syscall.ForkExec(p.via, append([]string{"vigil", path}, p.argv...), attr)

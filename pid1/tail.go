@@ -4,6 +4,9 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 
 	"vigil/internal/intake"
 	"vigil/internal/logsink"
@@ -21,6 +24,10 @@ type tail struct {
 	w    *os.File // vigil's copy of the write end, for the next run; nil once let go
 	out  io.Writer
 	done chan struct{}
+
+	// idle: the copier found the pipe empty after keeping all it had read;
+	// want: the loop waits for that (await) and is told through the intake.
+	idle, want atomic.Bool
 
 	mu   sync.Mutex
 	ring []byte
@@ -51,9 +58,36 @@ func (t *tail) closeWriter() {
 
 // reset empties the ring: each run's tail is its own.
 func (t *tail) reset() {
+	t.want.Store(false)
 	t.mu.Lock()
 	t.pos, t.full = 0, false
 	t.mu.Unlock()
+}
+
+// await asks to be told (intake.Tail) once the copier has read everything
+// the pipe holds now: under --restart the pipe has no end of file between
+// runs, and a copier that lags behind (a slow stderr) would leave a run's
+// last lines to the next one.
+func (t *tail) await() {
+	t.want.Store(true)
+	if t.caughtUp() {
+		intake.Post(intake.Tail)
+	}
+}
+
+// caughtUp reports whether the pipe is empty and the copier has kept all
+// it read. The pipe is asked first: if it is empty and the copier is idle
+// after that, every read that emptied it was followed by its keep.
+func (t *tail) caughtUp() bool {
+	rc, err := t.r.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := -1 // TIOCINQ is FIONREAD
+	if rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }) != nil {
+		return false
+	}
+	return n == 0 && t.idle.Load()
 }
 
 func (t *tail) copy() {
@@ -64,19 +98,43 @@ func (t *tail) copy() {
 	out := logsink.Quiet(t.out) // see Quiet: a broken stderr must not SIGPIPE vigil
 	buf := make([]byte, 32<<10)
 	outOK := true
-	for {
-		n, err := t.r.Read(buf)
-		if n > 0 {
-			if outOK {
-				// If vigil's stderr is gone, keep draining the pipe so the
-				// child never blocks on a reader that stopped.
-				_, werr := out.Write(buf[:n])
-				outOK = werr == nil
+	rc, err := t.r.SyscallConn()
+	if err != nil {
+		return
+	}
+	// The reads are the copier's own (the pipe is non-blocking, waited on
+	// by the runtime's poller) so that it knows when it found the pipe
+	// empty: idle, for caughtUp.
+	done := false
+	for !done {
+		err := rc.Read(func(fd uintptr) bool {
+			for {
+				t.idle.Store(false)
+				n, err := unix.Read(int(fd), buf)
+				switch {
+				case err == unix.EINTR:
+					continue
+				case err == unix.EAGAIN:
+					t.idle.Store(true)
+					if t.want.Load() {
+						intake.Post(intake.Tail)
+					}
+					return false // wait until readable
+				case err != nil || n <= 0:
+					done = true
+					return true
+				}
+				if outOK {
+					// If vigil's stderr is gone, keep draining the pipe so
+					// the child never blocks on a reader that stopped.
+					_, werr := out.Write(buf[:n])
+					outOK = werr == nil
+				}
+				t.keep(buf[:n])
 			}
-			t.keep(buf[:n])
-		}
+		})
 		if err != nil {
-			return
+			return // closed
 		}
 	}
 }

@@ -12,15 +12,20 @@
 // lands before that still dies with the runtime's default (exit 2 for
 // SIGTERM), a window only a C init can close; the README gives its size.
 //
-// A pending set cannot overflow: a signal is a counter, not a queue slot,
-// so a storm of one signal cannot crowd out another, and nothing is lost
-// between the moment a signal is caught and the moment the supervisor is
-// ready for it. The state is global because signal dispositions are.
+// Signals are kept in the order they arrived (a Queue), because order
+// matters to the child: TSTP then CONT leaves it running, CONT then TSTP
+// stopped. The queue is bounded; what finds it full becomes a counter, as
+// in the kernel's own pending set, so a storm cannot grow vigil's memory
+// and nothing is lost between the moment a signal is caught and the moment
+// the supervisor is ready for it. The state is global because signal
+// dispositions are.
 package intake
 
 import (
+	"iter"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -45,7 +50,7 @@ const (
 )
 
 var (
-	counts  [maxSignal + 1]atomic.Uint32
+	queue   Queue
 	sources atomic.Uint32
 	wake    = make(chan struct{}, 1)
 	// ignored lists the signals left ignored because they were ignored
@@ -53,7 +58,10 @@ var (
 	ignored []syscall.Signal
 )
 
-func init() { catch() }
+func init() {
+	saveStartMask()
+	catch()
+}
 
 // catch starts catching every signal a Go program can catch, SIGCHLD
 // included, into the pending set.
@@ -103,6 +111,7 @@ func catch() {
 	go func() {
 		defer close(caught)
 		signal.Notify(c, rest...)
+		recordJobControl()
 	}()
 }
 
@@ -128,9 +137,78 @@ func deadly(sig syscall.Signal) bool {
 
 func relay(c <-chan os.Signal) {
 	for sig := range c {
-		counts[sig.(syscall.Signal)].Add(1)
+		if sig := sig.(syscall.Signal); jobControl(sig) && recording.Load() {
+			takeJobControl()
+		} else {
+			queue.Put(sig)
+		}
 		poke()
 	}
+}
+
+// queueSize bounds the signals kept in the order they came: 50 Ctrl-Z and
+// fg pairs fit many times over.
+const queueSize = 256
+
+// Queue holds signals in the order they arrived, in fixed space. Once it
+// is full, until the next Take, each signal is a counter instead (order
+// among those is lost, as in the kernel's pending set), except job control:
+// of TSTP, TTIN, TTOU and CONT only the last one is kept, which is what the
+// kernel does with pending ones, so that a CONT never overtakes an earlier
+// stop nor a stop an earlier CONT. SIGCHLD is a flag: its number says
+// nothing, the drain reaps everything. The zero Queue is empty.
+type Queue struct {
+	mu       sync.Mutex
+	order    [queueSize]uint8
+	n        int
+	overflow bool
+	counts   [maxSignal + 1]uint32
+	job      uint8 // the last job-control signal that found the queue full
+	child    bool
+}
+
+// jobControl reports whether sig is one the kernel orders against the
+// others of its kind (a stop cancels a pending CONT and the reverse).
+func jobControl(sig syscall.Signal) bool {
+	switch sig {
+	case syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGCONT:
+		return true
+	}
+	return false
+}
+
+// Put adds sig behind the signals already pending. Signals outside 1..64
+// are dropped.
+func (q *Queue) Put(sig syscall.Signal) {
+	if sig < 1 || sig > maxSignal {
+		return
+	}
+	q.mu.Lock()
+	switch {
+	case sig == syscall.SIGCHLD:
+		q.child = true
+	case !q.overflow && q.n < queueSize:
+		q.order[q.n] = uint8(sig)
+		q.n++
+	case jobControl(sig):
+		q.overflow, q.job = true, uint8(sig)
+	default:
+		q.overflow = true
+		q.counts[sig]++
+	}
+	q.mu.Unlock()
+}
+
+// Take moves everything pending into p and reports whether there was any
+// signal.
+func (q *Queue) Take(p *Pending) bool {
+	q.mu.Lock()
+	p.n = copy(p.order[:], q.order[:q.n])
+	p.counts, p.job, p.child = q.counts, q.job, q.child
+	any := q.n > 0 || q.overflow || q.child
+	q.n, q.overflow, q.counts, q.job, q.child = 0, false, [maxSignal + 1]uint32{}, 0, false
+	q.mu.Unlock()
+	return any
 }
 
 // Catchable reports whether a Go program can catch sig. KILL and STOP
@@ -167,25 +245,51 @@ func Post(src Source) {
 // pending set may hold something.
 func Wake() <-chan struct{} { return wake }
 
-// Pending is what Take hands over: how often each signal arrived since the
-// last Take, and which sources posted.
+// Pending is what Take hands over: the signals that arrived since the last
+// Take, and which sources posted.
 type Pending struct {
-	Signals [maxSignal + 1]uint32
 	Sources Source
+	order   [queueSize]uint8
+	n       int
+	counts  [maxSignal + 1]uint32
+	job     uint8
+	child   bool
 }
 
 // Has reports whether src posted.
 func (p *Pending) Has(src Source) bool { return p.Sources&src != 0 }
 
-// Take moves everything pending into p and reports whether there was
-// anything. Counters are swapped to zero one by one, so a signal arriving
-// during Take is either in p or still pending, never lost.
-func Take(p *Pending) bool {
-	any := false
-	for n := range counts {
-		p.Signals[n] = counts[n].Swap(0)
-		any = any || p.Signals[n] != 0
+// Child reports whether SIGCHLD arrived.
+func (p *Pending) Child() bool { return p.child }
+
+// Signals yields the signals other than SIGCHLD in the order they arrived:
+// those the queue held, then those that found it full (each as often as it
+// came, by number), then the last job-control signal among them.
+func (p *Pending) Signals() iter.Seq[syscall.Signal] {
+	return func(yield func(syscall.Signal) bool) {
+		for _, sig := range p.order[:p.n] {
+			if !yield(syscall.Signal(sig)) {
+				return
+			}
+		}
+		for sig, count := range p.counts {
+			for range count {
+				if !yield(syscall.Signal(sig)) {
+					return
+				}
+			}
+		}
+		if p.job != 0 {
+			yield(syscall.Signal(p.job))
+		}
 	}
+}
+
+// Take moves everything pending into p and reports whether there was
+// anything. A signal arriving during Take is either in p or still
+// pending, never lost.
+func Take(p *Pending) bool {
+	any := queue.Take(p)
 	p.Sources = Source(sources.Swap(0))
 	return any || p.Sources != 0
 }
