@@ -67,7 +67,7 @@ func lookupUser(spec, passwdPath, groupPath string) (*syscall.Credential, string
 		uid, gid = num, 0
 	case uid == noID || gid == noID:
 		return nil, "", fmt.Errorf("--user %q: %s gives %s uid %d and gid %d; %d means no change to setuid and setgid",
-			spec, passwdPath, name, uid, gid, noID)
+			spec, passwdPath, name, uid, gid, uint32(noID))
 	}
 	if home == "" {
 		home = "/"
