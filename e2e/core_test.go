@@ -258,13 +258,30 @@ func TestJobControlFollowsTheChild(t *testing.T) {
 	// vigil run from an interactive shell: when the child stops (Ctrl-Z),
 	// vigil stops too so the shell sees its job stop; on fg (SIGCONT to
 	// vigil) the child goes on.
-	_, pts := openPTY(t)
-	file := filepath.Join(t.TempDir(), "state")
-	r := start(t, opts{tty: pts}, helper("stop-self", file)...)
-	waitFile(t, file, "ready", 10*time.Second)
-	pid := r.cmd.Process.Pid
-	if !poll(10*time.Second, func() bool { return procState(pid) == "T" }) {
-		t.Fatalf("vigil did not stop after its child did (state %q)\nstderr:\n%s", procState(pid), r.stderr)
+	//
+	// Now and then (about 1 run in 40 here, before and after the issue 19
+	// work) the child's own SIGTSTP does not stop it: it goes straight on,
+	// writes "continued" and exits 0. That run says nothing about vigil,
+	// which had no stop to follow, so it is run again, a bounded number
+	// of times; a vigil that does not follow a child that did stop still
+	// fails at once.
+	var r *run
+	var file string
+	for attempt := 1; ; attempt++ {
+		_, pts := openPTY(t)
+		file = filepath.Join(t.TempDir(), "state")
+		r = start(t, opts{tty: pts}, helper("stop-self", file)...)
+		waitFile(t, file, "ready", 10*time.Second)
+		pid := r.cmd.Process.Pid
+		if poll(10*time.Second, func() bool { return procState(pid) == "T" }) {
+			break
+		}
+		status := r.wait(time.Second)
+		if b, _ := os.ReadFile(file); string(b) == "ready continued" && status == 0 && attempt < 3 {
+			t.Logf("attempt %d: the child's SIGTSTP did not stop it (it continued at once); again", attempt)
+			continue
+		}
+		t.Fatalf("vigil did not stop after its child did (state %q, exit %d)\nstderr:\n%s", procState(pid), status, r.stderr)
 	}
 	r.signal(unix.SIGCONT)
 	r.expect(0)
