@@ -435,17 +435,7 @@ func TestReadinessWithAProcOfAnotherNamespace(t *testing.T) {
 // socket is abstract, and vigil says so once.
 func TestNotifyWithoutAWritableDirectory(t *testing.T) {
 	needRoot(t)
-	root := t.TempDir()
-	for src, dst := range map[string]string{"/usr/bin/busybox": "bin/busybox", vigilBin: "vigil"} {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			t.Skipf("no %s: %v", src, err)
-		}
-		os.MkdirAll(filepath.Join(root, filepath.Dir(dst)), 0o755)
-		if err := os.WriteFile(filepath.Join(root, dst), b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	root := scratchRoot(t)
 	script := `case "$NOTIFY_SOCKET" in @vigil-notify-*) exit 7;; esac; echo "NOTIFY_SOCKET=$NOTIFY_SOCKET"; exit 1`
 	r := startVia(t, via{argv: []string{self, "chroot-shim", root, "ro", "/vigil", "--notify", "--", "/bin/busybox", "sh", "-c", script}, pid1: true})
 	if got := r.wait(30 * time.Second); got != 7 {

@@ -779,10 +779,10 @@ func TestForkingToThePidsLimit(t *testing.T) {
 	t.Logf("child: %s", got)
 }
 
-func TestScratchReadOnlyRoot(t *testing.T) {
-	needRoot(t)
-	// A root with nothing but busybox and vigil: no /proc mounted, no
-	// /etc/passwd, no /tmp, and read-only.
+// scratchRoot is a root holding nothing but busybox (/bin/busybox) and
+// the vigil under test (/vigil), as a scratch image would.
+func scratchRoot(t *testing.T) string {
+	t.Helper()
 	root := t.TempDir()
 	for src, dst := range map[string]string{"/usr/bin/busybox": "bin/busybox", vigilBin: "vigil"} {
 		b, err := os.ReadFile(src)
@@ -794,6 +794,14 @@ func TestScratchReadOnlyRoot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return root
+}
+
+func TestScratchReadOnlyRoot(t *testing.T) {
+	needRoot(t)
+	// A root with nothing but busybox and vigil: no /proc mounted, no
+	// /etc/passwd, no /tmp, and read-only.
+	root := scratchRoot(t)
 	sh := func(script string) []string { return []string{"/bin/busybox", "sh", "-c", script} }
 	tests := []struct {
 		name    string
