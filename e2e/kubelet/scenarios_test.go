@@ -160,21 +160,7 @@ func TestOOMKillIsNamedByKubeletAndVigil(t *testing.T) {
 	for _, init := range []string{"vigil", "tini"} {
 		t.Run(init, func(t *testing.T) {
 			t.Parallel()
-			app := []string{"/helper", "alloc", "536870912"}
-			pod := newPod("oom-"+init, 10)
-			var c corev1.Container
-			switch init {
-			case "vigil":
-				c = container("app", append([]string{"/vigil", "--name=app", "--tombstone=/run/vigil/app.json",
-					"--termination-log=/dev/termination-log", "--"}, app...)...)
-			case "tini":
-				c = container("app", append([]string{"/tini", "--"}, app...)...)
-			}
-			c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}
-			pod.Spec.Containers = []corev1.Container{c}
-			sp := n.run(t, pod)
-			st := sp.waitPod(60*time.Second, "app terminated", func(p *corev1.Pod) bool { return terminated(p, "app") != nil })
-			term := terminated(st, "app")
+			sp, term := runLimited(t, n, "oom-"+init, init, "64Mi", "/helper", "alloc", "536870912")
 			what := fmt.Sprintf("kubelet: %s, exit %d", term.Reason, term.ExitCode)
 			if init == "vigil" {
 				ts := sp.waitTombstone(5*time.Second, "app.json", "exited")
@@ -191,6 +177,29 @@ func TestOOMKillIsNamedByKubeletAndVigil(t *testing.T) {
 	}
 }
 
+// runLimited runs app as the one container of a pod under init (vigil,
+// with a tombstone and a termination log, or tini) with a memory limit,
+// and waits for it to end.
+func runLimited(t *testing.T, n *node, name, init, limit string, app ...string) (*staticPod, *corev1.ContainerStateTerminated) {
+	t.Helper()
+	pod := newPod(name, 10)
+	var c corev1.Container
+	switch init {
+	case "vigil":
+		c = container("app", append([]string{"/vigil", "--name=app", "--tombstone=/run/vigil/app.json",
+			"--termination-log=/dev/termination-log", "--"}, app...)...)
+	case "tini":
+		c = container("app", append([]string{"/tini", "--"}, app...)...)
+	default:
+		t.Fatalf("unknown init %q", init)
+	}
+	c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(limit)}
+	pod.Spec.Containers = []corev1.Container{c}
+	sp := n.run(t, pod)
+	st := sp.waitPod(60*time.Second, "app terminated", func(p *corev1.Pod) bool { return terminated(p, "app") != nil })
+	return sp, terminated(st, "app")
+}
+
 // The case: a worker is OOM-killed while the main child lives on,
 // and the main child exits 5 later. The kubelet cannot tell (on cgroup v1
 // there is no group kill, and the container did not die of the OOM
@@ -202,21 +211,7 @@ func TestAWorkersOOMKillIsInVigilsRecord(t *testing.T) {
 	for _, init := range []string{"vigil", "tini"} {
 		t.Run(init, func(t *testing.T) {
 			t.Parallel()
-			app := []string{"/helper", "worker", "536870912", "5"}
-			pod := newPod("worker-oom-"+init, 10)
-			var c corev1.Container
-			switch init {
-			case "vigil":
-				c = container("app", append([]string{"/vigil", "--name=app", "--tombstone=/run/vigil/app.json",
-					"--termination-log=/dev/termination-log", "--"}, app...)...)
-			case "tini":
-				c = container("app", append([]string{"/tini", "--"}, app...)...)
-			}
-			c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("48Mi")}
-			pod.Spec.Containers = []corev1.Container{c}
-			sp := n.run(t, pod)
-			st := sp.waitPod(60*time.Second, "app terminated", func(p *corev1.Pod) bool { return terminated(p, "app") != nil })
-			term := terminated(st, "app")
+			sp, term := runLimited(t, n, "worker-oom-"+init, init, "48Mi", "/helper", "worker", "536870912", "5")
 			what := fmt.Sprintf("kubelet: %s, exit %d", term.Reason, term.ExitCode)
 			if init == "vigil" {
 				ts := sp.waitTombstone(5*time.Second, "app.json", "exited")
