@@ -38,9 +38,9 @@ func TestNotForwardedSaysWhy(t *testing.T) {
 			t.Errorf("Forwardable(%d) = %v", tt.sig, Forwardable(tt.sig))
 		}
 	}
-	for _, s := range Forwarded() {
+	for _, s := range forwarded() {
 		if s == 32 || s == 33 || s == 34 || s == unix.SIGPROF {
-			t.Errorf("Forwarded() holds %d", s)
+			t.Errorf("forwarded() holds %d", s)
 		}
 	}
 }

@@ -85,16 +85,19 @@ var rtNames = [maxSignal - rtmin + 1]string{
 	"SIGRTMIN+24", "SIGRTMIN+25", "SIGRTMIN+26", "SIGRTMIN+27", "SIGRTMIN+28", "SIGRTMIN+29", "SIGRTMIN+30",
 }
 
-// Forwardable reports whether vigil catches sig and passes it on.
+// Forwardable reports whether vigil catches sig and passes it on. As PID 1
+// the kernel drops any signal that has no handler, so vigil catches every
+// one of them (internal/intake) for a `docker kill -s` to reach the child.
 func Forwardable(sig unix.Signal) bool { return NotForwarded(sig) == "" }
 
 // NotForwarded says why sig never reaches the child through vigil, or ""
-// when it does. KILL and STOP cannot be caught; CHLD is vigil's own
-// business (reaping); URG is the Go runtime's preemption signal; 32, 33 and
-// 34 are reserved by the runtime for the C library and cannot be caught
-// through it (34 is the C library's SIGRTMIN, so the first real-time signal
-// programs use is 35; vigil survives all three, see internal/intake);
-// PROF is the runtime's profiler tick.
+// when it does. It is the one list of what vigil cannot catch: package
+// intake catches every other signal. KILL and STOP cannot be caught; CHLD
+// is vigil's own business (reaping); URG is the Go runtime's preemption
+// signal; 32, 33 and 34 are reserved by the runtime for the C library and
+// cannot be caught through it (34 is the C library's SIGRTMIN, so the
+// first real-time signal programs use is 35; vigil survives all three, see
+// internal/intake); PROF is the runtime's profiler tick.
 func NotForwarded(sig unix.Signal) string {
 	switch {
 	case sig == unix.SIGKILL || sig == unix.SIGSTOP:
@@ -111,19 +114,6 @@ func NotForwarded(sig unix.Signal) string {
 		return "it is not a signal"
 	}
 	return ""
-}
-
-// Forwarded lists every signal vigil forwards, in numeric order. As PID 1 the
-// kernel drops any signal that has no handler, so vigil must catch all of
-// them for a `docker kill -s` to reach the child.
-func Forwarded() []unix.Signal {
-	out := make([]unix.Signal, 0, maxSignal)
-	for s := unix.Signal(1); s <= maxSignal; s++ {
-		if Forwardable(s) {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // Rewrite maps a received signal to the one forwarded to the child. A

@@ -6,9 +6,10 @@
 //
 // Signals are caught in this package's init, the earliest point Go code can
 // reach: the runtime initialises a package only after the packages it
-// imports, and this one imports nothing of vigil's (but internal/setpid,
-// whose init may replace the process before anything is caught), so it
-// runs before the command line is parsed and before the supervisor exists. A signal that
+// imports, and this one imports nothing of vigil's but internal/setpid,
+// whose init may replace the process before anything is caught, and
+// signals, which has nothing to initialise, so it runs before the command
+// line is parsed and before the supervisor exists. A signal that
 // lands before that still dies with the runtime's default (exit 2 for
 // SIGTERM), a window only a C init can close; the README gives its size.
 //
@@ -31,6 +32,7 @@ import (
 
 	// Its init, the internal mode, comes before this package's catch.
 	_ "vigil/internal/setpid"
+	"vigil/signals"
 )
 
 // maxSignal is the highest signal number Linux delivers.
@@ -86,7 +88,7 @@ func catch() {
 	for n := 3; n <= maxSignal; n++ {
 		sig := syscall.Signal(n)
 		switch {
-		case !Catchable(sig), sig == syscall.SIGTERM:
+		case !catchable(sig), sig == syscall.SIGTERM:
 		case signal.Ignored(sig):
 			ignored = append(ignored, sig)
 		case deadly(sig):
@@ -211,17 +213,11 @@ func (q *Queue) Take(p *Pending) bool {
 	return any
 }
 
-// Catchable reports whether a Go program can catch sig. KILL and STOP
-// cannot be caught by anyone; URG is the runtime's preemption signal;
-// 32, 33 and 34 are reserved by the runtime (for the C library's threads)
-// and os/signal cannot catch them (reserved.go keeps 32 and 34 from
-// killing vigil); PROF is the runtime's profiler tick.
-func Catchable(sig syscall.Signal) bool {
-	switch sig {
-	case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGURG, syscall.SIGPROF, 32, 33, 34:
-		return false
-	}
-	return sig >= 1 && sig <= maxSignal
+// catchable reports whether vigil catches sig: every signal it forwards
+// (signals.NotForwarded says why the others cannot be caught) and SIGCHLD,
+// which it keeps for reaping.
+func catchable(sig syscall.Signal) bool {
+	return sig == syscall.SIGCHLD || signals.Forwardable(sig)
 }
 
 // Ignored lists the signals that were ignored when vigil started and that

@@ -79,3 +79,15 @@ func TestQueueDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per Put, Take and range (%d signals)", allocs, n)
 	}
 }
+
+// TestCatchesWhatItForwardsAndSIGCHLD: the signals vigil catches are the
+// ones package signals forwards, and SIGCHLD; none of those a Go program
+// cannot catch.
+func TestCatchesWhatItForwardsAndSIGCHLD(t *testing.T) {
+	never := []syscall.Signal{0, syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGURG, syscall.SIGPROF, 32, 33, 34, 65}
+	for sig := syscall.Signal(0); sig <= 65; sig++ {
+		if want := !slices.Contains(never, sig); catchable(sig) != want {
+			t.Errorf("catchable(%d) = %v, want %v", sig, !want, want)
+		}
+	}
+}
