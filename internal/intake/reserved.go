@@ -43,7 +43,8 @@ type kernelSigaction struct {
 	mask     uint64
 }
 
-// guarded lists the signals the no-op handler was installed for.
+// guarded lists the signals the no-op handler was installed for: those
+// the runtime leaves to their default action that vigil survives.
 var guarded []syscall.Signal
 
 func init() { guardReserved() }
@@ -66,11 +67,6 @@ func guardReserved() {
 		}
 	}
 }
-
-// Guarded lists the signals the runtime leaves to their default action
-// that vigil survives: a no-op handler catches them and they go no
-// further.
-func Guarded() []syscall.Signal { return guarded }
 
 func rtSigaction(sig syscall.Signal, act, old *kernelSigaction) error {
 	_, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig),
