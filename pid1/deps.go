@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -367,18 +366,9 @@ func (d *deps) watch() {
 	d.w = next
 }
 
-// holds reports whether a path target holds: a file exists; a tombstone
-// or ready: record holds by tombstoneHolds.
+// holds reports whether a path target holds (pathHolds).
 func (d *deps) holds(t Target, p purpose) bool {
-	if t.Kind == "file" {
-		_, err := os.Stat(t.Path)
-		return err == nil
-	}
-	ts, live, err := readTombstone(t.Path)
-	if err != nil {
-		return false
-	}
-	ok, _ := tombstoneHolds(t.Kind, p, ts, live, d.earlier[t])
+	ok, _ := pathHolds(t, p, d.earlier[t])
 	return ok
 }
 

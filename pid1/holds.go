@@ -1,6 +1,9 @@
 package pid1
 
-import "strconv"
+import (
+	"os"
+	"strconv"
+)
 
 // purpose is what a tombstone target is read for.
 type purpose uint8
@@ -10,6 +13,24 @@ const (
 	forProbe                // --probe: one answer now
 	forStop                 // --stop-on: stop the child once it holds
 )
+
+// pathHolds is the one rule for a path target of --wait-for, --probe and
+// --stop-on, and says why: file: holds when PATH exists (a stat, which
+// opens nothing: a FIFO or a socket that exists holds, and cannot block the
+// reader), tombstone: and ready: by tombstoneHolds. earlier is as there.
+func pathHolds(t Target, p purpose, earlier string) (bool, string) {
+	if t.Kind == "file" {
+		if _, err := os.Stat(t.Path); err != nil {
+			return false, err.Error()
+		}
+		return true, "exists"
+	}
+	ts, live, err := readTombstone(t.Path)
+	if err != nil {
+		return false, err.Error()
+	}
+	return tombstoneHolds(t.Kind, p, ts, live, earlier)
+}
 
 // tombstoneHolds is the one rule for a tombstone:/ready: target of
 // --wait-for, --probe and --stop-on, and says why for the log and the

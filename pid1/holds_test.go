@@ -1,6 +1,11 @@
 package pid1
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
 
 func TestTombstoneHolds(t *testing.T) {
 	rec := func(state, run string) Tombstone { return Tombstone{State: state, RunID: run, Locked: true} }
@@ -58,6 +63,39 @@ func TestEarlierRun(t *testing.T) {
 	for _, tt := range tests {
 		if got := earlierRun(tt.ts, tt.live); got != tt.want {
 			t.Errorf("%s: earlierRun = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestPathHoldsTheSameForEveryPurpose: a file: target holds when its path
+// exists, whatever it is (a FIFO is stat'ed, never opened), for
+// --wait-for, --probe and --stop-on alike; a record that cannot be read
+// holds for none of them.
+func TestPathHoldsTheSameForEveryPurpose(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	junk := filepath.Join(dir, "junk")
+	if err := os.WriteFile(junk, []byte("not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		t    Target
+		want bool
+	}{
+		{Target{Kind: "file", Path: fifo}, true},
+		{Target{Kind: "file", Path: filepath.Join(dir, "absent")}, false},
+		{Target{Kind: "tombstone", Path: filepath.Join(dir, "absent")}, false},
+		{Target{Kind: "tombstone", Path: junk}, false},
+		{Target{Kind: "ready", Path: junk}, false},
+	}
+	for _, tt := range tests {
+		for _, p := range []purpose{forWait, forProbe, forStop} {
+			if got, why := pathHolds(tt.t, p, ""); got != tt.want || why == "" {
+				t.Errorf("pathHolds(%v, purpose %d) = %v, %q; want %v and a reason", tt.t, p, got, why, tt.want)
+			}
 		}
 	}
 }

@@ -3,7 +3,6 @@ package pid1
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 )
@@ -51,22 +50,10 @@ func Probe(target string, out io.Writer) int {
 
 // probe evaluates t and says why it holds or not.
 func probe(t Target) (string, bool) {
-	switch t.Kind {
-	case "file":
-		// stat, like --wait-for file:, which opens nothing: a FIFO or a
-		// socket that exists holds, and cannot block the probe.
-		if _, err := os.Stat(t.Path); err != nil {
-			return err.Error(), false
-		}
-		return "exists", true
-	case "tcp", "http":
+	if t.dialled() {
 		return checkDialled(t, probeDialTimeout)
 	}
-	rec, live, err := readTombstone(t.Path)
-	if err != nil {
-		return err.Error(), false
-	}
-	ok, why := tombstoneHolds(t.Kind, forProbe, rec, live, "")
+	ok, why := pathHolds(t, forProbe, "")
 	return why, ok
 }
 
