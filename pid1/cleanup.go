@@ -47,16 +47,10 @@ func readStat(pid int) (procStat, bool) {
 	return parseStat(b)
 }
 
-// procIsOurs reports whether /proc shows vigil's own PID namespace. Under
+// procView reports whether /proc is mounted at all (a scratch image may
+// have none) and whether it shows vigil's own PID namespace. Under
 // `unshare --pid --fork` without --mount-proc it is the parent's, and its
 // pids name other processes than the ones vigil can see.
-func procIsOurs() bool {
-	ours, _ := procView()
-	return ours
-}
-
-// procView reports whether /proc is mounted at all (a scratch image may
-// have none) and whether it is vigil's own namespace's.
 func procView() (ours, mounted bool) {
 	self, err := os.Readlink("/proc/self")
 	if err != nil {
