@@ -599,33 +599,46 @@ func (l *Listener) refuse(pid int, reason string) {
 	l.cfg.Log.Debug("notify message refused", "pid", pid, "reason", reason)
 }
 
-// merge adds m to the pending Update and reports whether it changed it.
+// merge adds m, read at now, to the pending Update and reports whether
+// it holds anything to act on (Update.Changed, the one predicate).
 func (l *Listener) merge(m Message, now time.Time) bool {
+	d := Update{Ready: m.Ready, Reloading: m.Reloading, Stopping: m.Stopping, Phase: m.Phase,
+		Status: m.Status, Pings: m.Pings, WatchdogTrigger: m.WatchdogTrigger,
+		WatchdogInterval: m.WatchdogInterval, ExtendTimeout: m.ExtendTimeout}
+	if d.Pings > 0 {
+		d.LastPing = now
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	u := &l.pending
-	u.Ready = u.Ready || m.Ready
-	u.Reloading = u.Reloading || m.Reloading
-	u.Stopping = u.Stopping || m.Stopping
-	if m.Phase != PhaseNone {
-		u.Phase = m.Phase
+	l.pending.add(d)
+	return d.Changed()
+}
+
+// add merges the news d, which came after u, into u: flags stay set, the
+// latest value of each setting wins, pings add up. The counts of refused
+// and dropped datagrams are not news; they go into the pending Update as
+// they happen.
+func (u *Update) add(d Update) {
+	u.Ready = u.Ready || d.Ready
+	u.Reloading = u.Reloading || d.Reloading
+	u.Stopping = u.Stopping || d.Stopping
+	if d.Phase != PhaseNone {
+		u.Phase = d.Phase
 	}
-	if m.Status != nil {
-		u.Status = m.Status
+	if d.Status != nil {
+		u.Status = d.Status
 	}
-	if m.Pings > 0 {
-		u.Pings += m.Pings
-		u.LastPing = now
+	if d.Pings > 0 {
+		u.Pings += d.Pings
+		u.LastPing = d.LastPing
 	}
-	u.WatchdogTrigger = u.WatchdogTrigger || m.WatchdogTrigger
-	if m.WatchdogInterval != nil {
-		u.WatchdogInterval = m.WatchdogInterval
+	u.WatchdogTrigger = u.WatchdogTrigger || d.WatchdogTrigger
+	if d.WatchdogInterval != nil {
+		u.WatchdogInterval = d.WatchdogInterval
 	}
-	if m.ExtendTimeout != nil {
-		u.ExtendTimeout = m.ExtendTimeout
+	if d.ExtendTimeout != nil {
+		u.ExtendTimeout = d.ExtendTimeout
 	}
-	return m.Ready || m.Reloading || m.Stopping || m.Status != nil || m.Pings > 0 ||
-		m.WatchdogTrigger || m.WatchdogInterval != nil || m.ExtendTimeout != nil
 }
 
 // control is what a datagram's control data holds.
