@@ -90,8 +90,9 @@ type Config struct {
 	// ReadBurst and ReadPerSecond), on the real clock.
 	ReadBurst int
 	ReadRate  float64
-	// Notify, if set, is called instead of a send on Wake when there is
-	// something to Take: vigil posts to its one intake.
+	// Notify, if set, is called whenever there is something to Take:
+	// vigil posts to its one intake, which wakes the supervisor once for
+	// any number of calls before its Take.
 	Notify func()
 	// Dirs are where the socket's directory may be made, tried in order;
 	// nil means DefaultDirs, an empty list none. Where none works the
@@ -150,7 +151,6 @@ type Listener struct {
 	name   string
 	dir    string // the socket's own directory; "" for an abstract socket
 	cfg    Config
-	wake   chan struct{}
 	closed atomic.Bool
 
 	mu      sync.Mutex
@@ -222,7 +222,7 @@ func Listen(cfg Config) (*Listener, error) {
 	}
 	now := time.Now()
 	return &Listener{
-		f: f, raw: raw, name: name, dir: dir, cfg: cfg, wake: make(chan struct{}, 1),
+		f: f, raw: raw, name: name, dir: dir, cfg: cfg,
 		closeq: make(chan int, closeBacklog),
 		bucket: bucket{burst: float64(cfg.Burst), rate: cfg.Rate, tokens: float64(cfg.Burst), last: cfg.Now()},
 		reads:  bucket{burst: float64(cfg.ReadBurst), rate: cfg.ReadRate, tokens: float64(cfg.ReadBurst), last: now},
@@ -349,18 +349,10 @@ func bindAbstract(fd int) (string, error) {
 // or "@" and the abstract name, as sd_notify(3) spells abstract sockets.
 func (l *Listener) Socket() string { return l.name }
 
-// Abstract reports whether the socket is abstract: no directory could
-// be made for it.
-func (l *Listener) Abstract() bool { return l.dir == "" }
-
-// Wake has a value whenever an Update with changes is waiting. It holds
-// at most one: the supervisor calls Take once per wake-up and gets
-// everything that arrived until then.
-func (l *Listener) Wake() <-chan struct{} { return l.wake }
-
 // Take returns what arrived since the last Take and starts afresh. A
-// message that arrives between a wake-up and its Take is in that Take and
-// leaves another wake-up behind, whose Take may then hold nothing new.
+// message that arrives between a wake-up (Config.Notify) and its Take is
+// in that Take and leaves another wake-up behind, whose Take may then hold
+// nothing new.
 func (l *Listener) Take() Update {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -569,15 +561,8 @@ func (l *Listener) handle(b, oob []byte, flags int) {
 	if m.MainPID != 0 {
 		l.cfg.Log.Debug("MAINPID ignored: vigil's main process is the one it started", "pid", pid, "mainpid", m.MainPID)
 	}
-	if l.merge(m, now) {
-		if l.cfg.Notify != nil {
-			l.cfg.Notify()
-			return
-		}
-		select {
-		case l.wake <- struct{}{}:
-		default: // a wake-up is pending; the Take it leads to sees this too
-		}
+	if l.merge(m, now) && l.cfg.Notify != nil {
+		l.cfg.Notify()
 	}
 }
 

@@ -131,10 +131,25 @@ func barrier(t *testing.T, socket string) {
 	}
 }
 
+// listenWoken starts a listener as listen does, whose wake-ups
+// (Config.Notify) land in a channel of capacity 1: one pending wake-up
+// stands for any number of them, as in vigil's intake.
+func listenWoken(t *testing.T, cfg Config) (*Listener, chan struct{}) {
+	t.Helper()
+	wake := make(chan struct{}, 1)
+	cfg.Notify = func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	return listen(t, cfg), wake
+}
+
 // woken reports whether a wake-up is pending, without waiting.
-func woken(l *Listener) bool {
+func woken(wake chan struct{}) bool {
 	select {
-	case <-l.Wake():
+	case <-wake:
 		return true
 	default:
 		return false
@@ -147,7 +162,7 @@ func TestSocketIsPrivateAndUnique(t *testing.T) {
 	a := listen(t, Config{Accept: self, Dirs: []string{t.TempDir()}})
 	b := listen(t, Config{Accept: self, Dirs: []string{t.TempDir()}})
 	for _, l := range []*Listener{a, b} {
-		if l.Abstract() || !strings.HasSuffix(l.Socket(), "/notify") {
+		if l.dir == "" || !strings.HasSuffix(l.Socket(), "/notify") {
 			t.Fatalf("Socket() = %q, want a path ending in /notify", l.Socket())
 		}
 		st, err := os.Stat(filepath.Dir(l.Socket()))
@@ -264,7 +279,7 @@ func sendHelper() int {
 func TestNoWritableDirectoryFallsBackToAbstract(t *testing.T) {
 	logs := &records{}
 	l := listen(t, Config{Accept: self, Dirs: []string{"/nonexistent", "/proc"}, Log: slog.New(logs)})
-	if !l.Abstract() || !strings.HasPrefix(l.Socket(), "@vigil-notify-") || len(l.Socket()) != len("@vigil-notify-")+16 {
+	if l.dir != "" || !strings.HasPrefix(l.Socket(), "@vigil-notify-") || len(l.Socket()) != len("@vigil-notify-")+16 {
 		t.Errorf("Socket() = %q, want @vigil-notify- and 16 hex digits", l.Socket())
 	}
 	if logs.count("abstract") != 1 {
@@ -281,19 +296,19 @@ func TestNoWritableDirectoryFallsBackToAbstract(t *testing.T) {
 // twice, sent back to back before the supervisor takes anything, come
 // out as one Update holding all of it.
 func TestQuickSuccessionIsNotLost(t *testing.T) {
-	l := listen(t, Config{Accept: self})
+	l, wake := listenWoken(t, Config{Accept: self})
 	for _, m := range []string{"READY=1", "STATUS=starting", "STATUS=serving", "WATCHDOG=1", "WATCHDOG=1"} {
 		send(t, l.Socket(), []byte(m))
 	}
 	barrier(t, l.Socket())
-	if !woken(l) {
+	if !woken(wake) {
 		t.Fatal("no wake-up pending after five messages")
 	}
 	u := l.Take()
 	if !u.Ready || u.Phase != PhaseReady || u.Status == nil || *u.Status != "serving" || u.Pings != 2 || u.LastPing.IsZero() {
 		t.Errorf("Take() = %+v, want ready, status serving, 2 pings", u)
 	}
-	if woken(l) {
+	if woken(wake) {
 		t.Error("a second wake-up is pending; want one per Take")
 	}
 	if u := l.Take(); u.Changed() || u.Refused != 0 || u.Dropped != 0 {
@@ -302,17 +317,17 @@ func TestQuickSuccessionIsNotLost(t *testing.T) {
 }
 
 func TestTakeStartsAfresh(t *testing.T) {
-	l := listen(t, Config{Accept: self})
+	l, wake := listenWoken(t, Config{Accept: self})
 	send(t, l.Socket(), []byte("READY=1\nWATCHDOG=1"))
 	barrier(t, l.Socket())
-	<-l.Wake()
+	<-wake
 	if u := l.Take(); !u.Ready || u.Pings != 1 {
 		t.Fatalf("first Take() = %+v, want ready and one ping", u)
 	}
 	send(t, l.Socket(), []byte("WATCHDOG=1\nWATCHDOG_USEC=5000000\nEXTEND_TIMEOUT_USEC=10"))
 	send(t, l.Socket(), []byte("STOPPING=1\nWATCHDOG=trigger"))
 	barrier(t, l.Socket())
-	if !woken(l) {
+	if !woken(wake) {
 		t.Fatal("no wake-up pending")
 	}
 	u := l.Take()
@@ -325,10 +340,10 @@ func TestTakeStartsAfresh(t *testing.T) {
 // TestNothingToActOnWakesNoOne: unknown keys, MAINPID and barriers change
 // nothing the supervisor acts on.
 func TestNothingToActOnWakesNoOne(t *testing.T) {
-	l := listen(t, Config{Accept: self})
+	l, wake := listenWoken(t, Config{Accept: self})
 	send(t, l.Socket(), []byte("FDSTORE=1\nMAINPID=1234\nERRNO=5"))
 	barrier(t, l.Socket())
-	if woken(l) {
+	if woken(wake) {
 		t.Errorf("woken by a message with nothing to act on: %+v", l.Take())
 	}
 }
@@ -340,7 +355,7 @@ func TestRefusedWithoutHarm(t *testing.T) {
 	var refuse atomic.Bool
 	refuse.Store(true)
 	var asked atomic.Int64
-	l := listen(t, Config{Accept: func(s Sender) bool {
+	l, wake := listenWoken(t, Config{Accept: func(s Sender) bool {
 		asked.Store(int64(s.Pid))
 		return !refuse.Load()
 	}})
@@ -357,7 +372,7 @@ func TestRefusedWithoutHarm(t *testing.T) {
 	send(t, l.Socket(), []byte("READY=1\x00"))
 	send(t, l.Socket(), nil)
 	barrier(t, l.Socket())
-	if woken(l) {
+	if woken(wake) {
 		t.Fatalf("woken by refused messages: %+v", l.Take())
 	}
 	if u := l.Take(); u.Changed() || u.Refused != 3 {

@@ -35,18 +35,6 @@ const (
 	PhaseStopping               // STOPPING=1: shutting down
 )
 
-func (p Phase) String() string {
-	switch p {
-	case PhaseReady:
-		return "ready"
-	case PhaseReloading:
-		return "reloading"
-	case PhaseStopping:
-		return "stopping"
-	}
-	return "none"
-}
-
 // Message is one datagram, parsed. Assignments vigil does not act on are
 // named in Unknown; lines that are not assignments, or assign a value a
 // known key cannot take, are refused one by one and quoted in Invalid,

@@ -68,6 +68,19 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// String names a Phase in a failure's %v.
+func (p Phase) String() string {
+	switch p {
+	case PhaseReady:
+		return "ready"
+	case PhaseReloading:
+		return "reloading"
+	case PhaseStopping:
+		return "stopping"
+	}
+	return "none"
+}
+
 // show makes a Message's pointers readable in a failure.
 func show(m Message) string {
 	s := strings.NewReplacer("\n", `\n`).Replace(m.Encode())

@@ -44,9 +44,6 @@ func NewUpstream(socket string) (*Upstream, error) {
 	return &Upstream{addr: unix.SockaddrUnix{Name: socket}}, nil
 }
 
-// Socket is the NOTIFY_SOCKET value u sends to.
-func (u *Upstream) Socket() string { return u.addr.Name }
-
 // Send sends msg as one datagram, waiting at most timeout for room in the
 // receiver's queue. A full queue, a missing socket or a refusal is an
 // error for the caller to log; nothing is retried.

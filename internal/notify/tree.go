@@ -267,19 +267,13 @@ func procIsOurs() bool {
 	return err == nil && self == strconv.Itoa(os.Getpid())
 }
 
-// InTree reports whether pid is root or one of root's descendants, by
-// following parent pids through /proc/PID/stat; a sender that cannot be
-// placed (gone) is not. root itself counts because systemd-notify, run
-// as root directly by vigil, signs its message with its parent's pid,
-// which is vigil's; forging a pid that is not one's own needs
-// CAP_SYS_ADMIN, so such a sender is trusted anyway.
-func InTree(pid, root int) bool {
-	return inTree(pid, root, MaxTreeDepth, procPPid) == inside
-}
-
-// inTree is the walk of InTree with the parent lookup as a parameter. A
-// lookup that fails for the sender itself says it is gone; one that
-// fails higher up ends the walk with "outside".
+// inTree places pid against the tree of root by following parent pids,
+// at most depth of them, through ppid (procPPid: /proc/PID/stat). root
+// itself counts because systemd-notify, run as root directly by vigil,
+// signs its message with its parent's pid, which is vigil's; forging a
+// pid that is not one's own needs CAP_SYS_ADMIN, so such a sender is
+// trusted anyway. A lookup that fails for the sender itself says it is
+// gone; one that fails higher up ends the walk with "outside".
 func inTree(pid, root, depth int, ppid func(int) (int, error)) placement {
 	if pid <= 0 || root <= 0 {
 		return outside

@@ -65,21 +65,17 @@ func TestParseStatPPid(t *testing.T) {
 	}
 }
 
-// TestInTreeProc checks the /proc walk on real processes: this test, its
-// parent, and a grandchild started through a shell.
-func TestInTreeProc(t *testing.T) {
-	me := os.Getpid()
-	if !InTree(me, me) {
-		t.Errorf("InTree(self=%d, self) = false, want true", me)
-	}
-	if InTree(os.Getppid(), me) {
-		t.Errorf("InTree(parent=%d, self=%d) = true, want false", os.Getppid(), me)
-	}
-	if me != 1 && InTree(1, me) {
-		t.Errorf("InTree(1, self=%d) = true, want false", me)
-	}
-	// sh starts sleep and prints its pid; sleep's parent is sh, whose
-	// parent is this test.
+// inTreeByProc reports whether pid is root or one of root's descendants by the
+// walk through /proc that Tree's judge falls back on.
+func inTreeByProc(pid, root int) bool {
+	return inTree(pid, root, MaxTreeDepth, procPPid) == inside
+}
+
+// startGrandchild starts a shell that starts a sleep: the sleep's parent
+// is the shell (child), whose parent is this test. Both are killed when
+// the test ends.
+func startGrandchild(t *testing.T) (child *exec.Cmd, grandchild int) {
+	t.Helper()
 	cmd := exec.Command("sh", "-c", `sleep 30 & echo $!; wait`)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -89,18 +85,34 @@ func TestInTreeProc(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	var grandchild int
 	if _, err := fmt.Fscan(out, &grandchild); err != nil {
 		t.Fatalf("reading the grandchild's pid: %v", err)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(grandchild, syscall.SIGKILL) })
-	if !InTree(grandchild, me) {
-		t.Errorf("InTree(grandchild=%d, self=%d) = false, want true", grandchild, me)
+	return cmd, grandchild
+}
+
+// TestInTreeProc checks the /proc walk on real processes: this test, its
+// parent, and a grandchild started through a shell.
+func TestInTreeProc(t *testing.T) {
+	me := os.Getpid()
+	if !inTreeByProc(me, me) {
+		t.Errorf("inTreeByProc(self=%d, self) = false, want true", me)
 	}
-	if !InTree(grandchild, cmd.Process.Pid) {
-		t.Errorf("InTree(grandchild=%d, child=%d) = false, want true", grandchild, cmd.Process.Pid)
+	if inTreeByProc(os.Getppid(), me) {
+		t.Errorf("inTreeByProc(parent=%d, self=%d) = true, want false", os.Getppid(), me)
 	}
-	if InTree(cmd.Process.Pid, grandchild) {
-		t.Errorf("InTree(child=%d, grandchild=%d) = true, want false", cmd.Process.Pid, grandchild)
+	if me != 1 && inTreeByProc(1, me) {
+		t.Errorf("inTreeByProc(1, self=%d) = true, want false", me)
+	}
+	cmd, grandchild := startGrandchild(t)
+	if !inTreeByProc(grandchild, me) {
+		t.Errorf("inTreeByProc(grandchild=%d, self=%d) = false, want true", grandchild, me)
+	}
+	if !inTreeByProc(grandchild, cmd.Process.Pid) {
+		t.Errorf("inTreeByProc(grandchild=%d, child=%d) = false, want true", grandchild, cmd.Process.Pid)
+	}
+	if inTreeByProc(cmd.Process.Pid, grandchild) {
+		t.Errorf("inTreeByProc(child=%d, grandchild=%d) = true, want false", cmd.Process.Pid, grandchild)
 	}
 }
