@@ -248,22 +248,7 @@ func TestTreeByPidfd(t *testing.T) {
 		t.Cleanup(func() { unix.Close(fd) })
 		return fd
 	}
-	cmd := exec.Command("sh", "-c", `sleep 30 & echo $!; wait`)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	var b [32]byte
-	n, _ := out.Read(b[:])
-	var grandchild int
-	for _, c := range strings.TrimSpace(string(b[:n])) {
-		grandchild = grandchild*10 + int(c-'0')
-	}
-	t.Cleanup(func() { unix.Kill(grandchild, unix.SIGKILL) })
+	_, grandchild := startGrandchild(t)
 	dead := exec.Command("true")
 	if err := dead.Start(); err != nil {
 		t.Fatal(err)
