@@ -184,8 +184,8 @@ func oomWorker(args []string) int {
 }
 
 // dropFilePages drops the resident pages of every read-only private file
-// mapping: those of the executable, as slim.DropExecutablePages does for
-// vigil, and those of the C library, since go test links this binary
+// mapping: those of the executable, as slim.Pages.Drop does for vigil,
+// and those of the C library, since go test links this binary
 // dynamically when cgo is on.
 func dropFilePages() error {
 	maps, err := os.ReadFile("/proc/self/maps")

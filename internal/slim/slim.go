@@ -19,16 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DropExecutablePages finds the executable's read-only mappings
-// (ExecutablePages) and drops their pages once (Pages.Drop).
-func DropExecutablePages() (int, error) {
-	p, err := ExecutablePages()
-	if err != nil {
-		return 0, err
-	}
-	return p.Drop()
-}
-
 // Pages are the read-only mappings of the running executable: its code,
 // r-x, and its constants and tables, r--.
 type Pages struct{ spans []span }

@@ -33,13 +33,17 @@ func status(t *testing.T, key string) int {
 // that mapping, it would read its initial value again.
 var written = []int{1, 2, 3}
 
-func TestDropExecutablePagesLowersRssFile(t *testing.T) {
+func TestDroppingExecutablePagesLowersRssFile(t *testing.T) {
 	written[1] = 42
 	// The test binary has run the testing package's start-up, reflect and
 	// fmt: many of its pages are resident.
 	_ = reflect.TypeOf(t).String()
 	before := status(t, "RssFile")
-	n, err := DropExecutablePages()
+	p, err := ExecutablePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := p.Drop()
 	if err != nil {
 		t.Fatal(err)
 	}
