@@ -1,8 +1,9 @@
 // Command bench measures vigil side by side with tini, dumb-init,
-// catatonit and goref, the smallest correct init written in Go (built from
-// bench/goref, to show what is the Go runtime's and what is vigil's):
-// start-up overhead, memory, idle wake-ups, an orphan storm as PID 1 of a
-// PID namespace, signal-forward latency and binary size.
+// catatonit and goref, the smallest correct init written in Go, which
+// catches signals the way vigil does (built from bench/goref, to show what
+// is the Go runtime's and what is vigil's): start-up overhead, memory,
+// idle wake-ups, an orphan storm as PID 1 of a PID namespace,
+// signal-forward latency and binary size.
 //
 //	go run ./bench            # medium run, a few minutes
 //	go run ./bench -quick     # tiny counts, seconds (what the test suite runs)

@@ -1,8 +1,11 @@
 // Command goref is the smallest correct init written in Go, the benchmark's
-// reference for what the Go runtime costs before vigil adds anything: it
-// catches every catchable signal (a PID 1 must: the kernel drops signals it
-// has no handler for, and for one that is not Notify'd the Go runtime
-// takes the default action itself), forwards each to its child, reaps with
+// reference for what the Go runtime costs before vigil adds anything. It
+// catches signals the way vigil does (internal/intake): the ones the
+// runtime would die of in a package init, the other catchable ones with
+// signal.Notify on a goroutine started there, waited for before the child
+// exists (a PID 1 must catch them all: the kernel drops signals it has no
+// handler for, and for one that is not Notify'd the Go runtime takes the
+// default action itself). It forwards each to its child, reaps with
 // wait4(-1) on SIGCHLD, and exits with the child's code or 128+N. No CLI
 // library, no logging, no tuning of the runtime.
 //
@@ -21,22 +24,49 @@ var (
 	// full channel means a drain is already due, and the drain reaps all.
 	sigs = make(chan os.Signal, 64)
 	chld = make(chan os.Signal, 1)
+	// caught is closed once every catchable signal is caught.
+	caught = make(chan struct{})
 )
 
-// init catches signals before main runs: nothing may arrive unhandled.
+// deadly are the signals the Go runtime ends the process for when they
+// arrive uncaught: the stop signals, and those it takes for a crash.
+var deadly = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP,
+	syscall.SIGQUIT, syscall.SIGILL, syscall.SIGTRAP, syscall.SIGABRT, syscall.SIGBUS,
+	syscall.SIGFPE, syscall.SIGSEGV, syscall.SIGSTKFLT, syscall.SIGSYS}
+
+// init catches the deadly signals before main runs. Each Notify'd signal
+// is a round trip to the runtime's signal-mask thread, so the others,
+// which the runtime drops unseen until then, are caught on a goroutine
+// while main starts.
 func init() {
-	signal.Notify(chld, syscall.SIGCHLD)
-	var all []os.Signal
-	for s := syscall.Signal(1); s <= 64; s++ {
-		switch s {
-		// KILL and STOP cannot be caught; CHLD is ours; URG is the Go
-		// runtime's preemption signal and never the child's.
-		case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGURG:
-			continue
+	signal.Notify(sigs, deadly...)
+	go func() {
+		defer close(caught)
+		signal.Notify(chld, syscall.SIGCHLD)
+		var rest []os.Signal
+		for s := syscall.Signal(1); s <= 64; s++ {
+			switch s {
+			// KILL and STOP cannot be caught; CHLD is ours; URG is the
+			// Go runtime's preemption signal, PROF its profiler's, and
+			// 32 to 34 it keeps for the C library: none is the child's.
+			case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGURG, syscall.SIGPROF, 32, 33, 34:
+				continue
+			}
+			if !isDeadly(s) {
+				rest = append(rest, s)
+			}
 		}
-		all = append(all, s)
+		signal.Notify(sigs, rest...)
+	}()
+}
+
+func isDeadly(s syscall.Signal) bool {
+	for _, d := range deadly {
+		if d == s {
+			return true
+		}
 	}
-	signal.Notify(sigs, all...)
+	return false
 }
 
 func main() {
@@ -57,6 +87,7 @@ func main() {
 		os.Stderr.WriteString("goref: " + args[0] + ": cannot run\n")
 		os.Exit(code)
 	}
+	<-caught // nothing for the child may arrive unhandled
 	pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}})
 	if err != nil {
 		os.Stderr.WriteString("goref: " + args[0] + ": " + err.Error() + "\n")
