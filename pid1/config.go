@@ -74,7 +74,7 @@ type Config struct {
 	Hooks       map[Class][][]string // argv per class; the key "exit" runs after any class
 	HooksDir    string
 	HookTimeout time.Duration // 0: DefaultConfig's; otherwise at least MinHookTimeout
-	CaptureTail int // bytes of the child's stderr kept for hooks; 0: stderr is inherited
+	CaptureTail int           // bytes of the child's stderr kept for hooks; 0: stderr is inherited
 
 	Name           string // for the tombstone; default: base name of the command
 	Tombstone      string
