@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -363,5 +364,50 @@ func TestRunGivesTheCommandLinesMessages(t *testing.T) {
 				t.Errorf("pid1.Run said %q, the command line %q", err.Error(), want)
 			}
 		})
+	}
+}
+
+// TestOptionsAreNamedAfterTheirFields: a flag bound straight to a field of
+// pid1.Config is named after it (pid1.OptionName), so that what
+// Config.Validate says of a field names the flag that set it.
+func TestOptionsAreNamedAfterTheirFields(t *testing.T) {
+	cl := newCommandLine()
+	cfg := reflect.ValueOf(&cl.cfg).Elem()
+	fields := map[uintptr]string{}
+	for i := range cfg.NumField() {
+		fields[cfg.Field(i).Addr().Pointer()] = cfg.Type().Field(i).Name
+	}
+	bound := 0
+	for _, o := range cl.opts {
+		var dst any
+		switch f := o.Flag.(type) {
+		case *boolFlag:
+			dst = f.Destination
+		case *stringFlag:
+			dst = f.Destination
+		case *durationFlag:
+			dst = f.Destination
+		case *intFlag:
+			dst = f.Destination
+		default:
+			continue
+		}
+		field, ok := fields[reflect.ValueOf(dst).Pointer()]
+		if !ok {
+			continue // the command line's own, parsed into the Config
+		}
+		bound++
+		if want := pid1.OptionName(field); o.Names()[0] != want {
+			t.Errorf("--%s sets Config.%s; name it --%s, or the field after it", o.Names()[0], field, want)
+		}
+	}
+	durations := 0
+	for i := range cfg.NumField() {
+		if cfg.Field(i).Type() == reflect.TypeFor[time.Duration]() {
+			durations++
+		}
+	}
+	if bound < durations {
+		t.Errorf("%d options bound to Config fields, fewer than its %d durations", bound, durations)
 	}
 }

@@ -3,6 +3,7 @@ package pid1
 import (
 	"log/slog"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"time"
@@ -203,22 +204,25 @@ func (c Config) Validate() error {
 			return fail(ExitUsage, "%s %d: not a signal", s.flag, s.sig)
 		}
 	}
-	for _, d := range []struct {
-		flag string
-		d    time.Duration
-	}{
-		{"--timeout", c.Timeout}, {"--grace", c.Grace}, {"--drain", c.Drain}, {"--cleanup-grace", c.CleanupGrace},
-		{"--wait-timeout", c.WaitTimeout}, {"--hook-timeout", c.HookTimeout},
-	} {
-		if d.d < 0 {
-			return fail(ExitUsage, "%s %s: must be at least 0s", d.flag, d.d)
+	if c.Watchdog < 0 || c.Watchdog > 0 && !c.Notify {
+		return fail(ExitUsage, "--watchdog %s: needs --notify, and a duration above 0", c.Watchdog)
+	}
+	if c.RestartDelay < 0 || c.RestartDelayMax < c.RestartDelay {
+		return fail(ExitUsage, "--restart-delay %s, --restart-delay-max %s: want 0 <= delay <= max", c.RestartDelay, c.RestartDelayMax)
+	}
+	// Every duration is a span of time, so none is negative; a new one is
+	// checked without a line here. Its option is the field's name in kebab
+	// case (the command line's TestOptionsAreNamedAfterTheirFields).
+	v := reflect.ValueOf(c)
+	for i := range v.NumField() {
+		if f := v.Type().Field(i); f.Type == reflect.TypeFor[time.Duration]() {
+			if d := time.Duration(v.Field(i).Int()); d < 0 {
+				return fail(ExitUsage, "--%s %s: must be at least 0s", OptionName(f.Name), d)
+			}
 		}
 	}
 	if c.HookTimeout != 0 && c.HookTimeout < MinHookTimeout {
 		return fail(ExitUsage, "--hook-timeout %s: must be at least %s", c.HookTimeout, MinHookTimeout)
-	}
-	if c.Watchdog < 0 || c.Watchdog > 0 && !c.Notify {
-		return fail(ExitUsage, "--watchdog %s: needs --notify, and a duration above 0", c.Watchdog)
 	}
 	switch c.Restart {
 	case RestartNo, RestartOnFailure, RestartAlways:
@@ -227,9 +231,6 @@ func (c Config) Validate() error {
 	}
 	if c.RestartMax < 0 {
 		return fail(ExitUsage, "--restart-max %d: want 0 (no limit) or more", c.RestartMax)
-	}
-	if c.RestartDelay < 0 || c.RestartDelayMax < c.RestartDelay {
-		return fail(ExitUsage, "--restart-delay %s, --restart-delay-max %s: want 0 <= delay <= max", c.RestartDelay, c.RestartDelayMax)
 	}
 	if c.ReadyFd != 0 && (c.ReadyFd < 3 || c.ReadyFd > ReadyFdMax) {
 		return fail(ExitUsage, "--ready-fd %d: want a descriptor from 3 to %d (0, 1 and 2 are the child's stdio)", c.ReadyFd, ReadyFdMax)
@@ -271,6 +272,26 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// OptionName is the command line's name for a Config field: the field's
+// name in kebab case (CleanupGrace is cleanup-grace).
+func OptionName(field string) string {
+	var b []byte
+	up := func(i int) bool { return i >= 0 && i < len(field) && 'A' <= field[i] && field[i] <= 'Z' }
+	for i := range len(field) {
+		c := field[i]
+		if up(i) {
+			// A word begins at an upper-case letter after a lower-case
+			// one, or at the last of a run of them (OOMProtect).
+			if i > 0 && (!up(i-1) || i+1 < len(field) && !up(i+1)) {
+				b = append(b, '-')
+			}
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 // CheckStopSignal refuses a stop signal vigil could never receive; input

@@ -137,3 +137,12 @@ func TestRestartPolicyNames(t *testing.T) {
 		t.Errorf("ParseRestartPolicy(sometimes): %v; want an error naming it", err)
 	}
 }
+
+func TestOptionName(t *testing.T) {
+	for field, want := range map[string]string{"Grace": "grace", "CleanupGrace": "cleanup-grace", "RestartDelayMax": "restart-delay-max",
+		"OOMProtect": "oom-protect", "ReadyFd": "ready-fd", "NoNewPrivs": "no-new-privs", "TTY": "tty", "WaitForHTTP": "wait-for-http"} {
+		if got := OptionName(field); got != want {
+			t.Errorf("OptionName(%q) = %q, want %q", field, got, want)
+		}
+	}
+}
