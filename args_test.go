@@ -18,7 +18,7 @@ import (
 // TestGetoptSplitsClustersAsTiniDoes: the rewriting alone, on tini's and
 // dumb-init's spellings.
 func TestGetoptSplitsClustersAsTiniDoes(t *testing.T) {
-	table := valueTable(newApp(nil, nil, nil, new(int), backend{}).Flags)
+	table := valueTable(newCommandLine().flags())
 	tests := []struct {
 		in, want string // arguments separated by spaces
 	}{

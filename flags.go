@@ -4,6 +4,7 @@ import (
 	"flag"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -42,14 +43,59 @@ func (f *stringFlag) Apply(set *flag.FlagSet) error {
 	return blankIsUnset(&f.EnvVars, func() error { return f.StringFlag.Apply(set) })
 }
 
+// listFlag is a repeatable flag. Its values are kept as given, one a
+// line: a VIGIL_* variable holds several separated by newlines (hook
+// command lines hold commas, spaces and semicolons), each trimmed of white
+// space, and the values given on the command line replace the variable's.
+// It is its own because urfave/cli sets a slice flag's separator only
+// through cli.App. String (help) is urfave/cli's.
 type listFlag struct {
 	*cli.StringSliceFlag
 	names []string
+	dst   *[]string
 }
 
 func (f *listFlag) Names() []string { return f.names }
 func (f *listFlag) Apply(set *flag.FlagSet) error {
-	return blankIsUnset(&f.EnvVars, func() error { return f.StringSliceFlag.Apply(set) })
+	for _, e := range f.EnvVars {
+		if v, ok := syscall.Getenv(e); ok {
+			if strings.TrimSpace(v) != "" {
+				for _, line := range strings.Split(v, "\n") {
+					*f.dst = append(*f.dst, strings.TrimSpace(line))
+				}
+				f.HasBeenSet = true
+			}
+			break
+		}
+	}
+	v := &listValue{dst: f.dst}
+	for _, n := range f.names {
+		set.Var(v, n, f.Usage)
+	}
+	return nil
+}
+
+// listValue is a listFlag's value in the flag set.
+type listValue struct {
+	dst   *[]string
+	given bool // on the command line: the variable's values are gone
+}
+
+func (v *listValue) Set(s string) error {
+	if !v.given {
+		*v.dst, v.given = nil, true
+	}
+	for _, line := range strings.Split(s, "\n") {
+		*v.dst = append(*v.dst, strings.TrimSpace(line))
+	}
+	return nil
+}
+
+func (v *listValue) String() string {
+	if v.dst == nil {
+		return ""
+	}
+	return strings.Join(*v.dst, "\n")
 }
 
 type durationFlag struct {
@@ -85,6 +131,37 @@ func (f *countFlag) Apply(set *flag.FlagSet) error {
 }
 func (f *countFlag) TakesValue() bool { return false }
 func (f *countFlag) String() string   { return cli.FlagStringer(f) }
+
+// The constructors bind each flag to dst, where its value goes; the value
+// dst holds is the default help shows.
+
+func boolean(dst *bool, name, env, usage string, aliases ...string) cli.Flag {
+	f := &cli.BoolFlag{Name: name, Aliases: aliases, Usage: usage, Destination: dst, Value: *dst}
+	if env != "" {
+		f.EnvVars = []string{env}
+	}
+	return &boolFlag{f, names(name, aliases)}
+}
+
+func str(dst *string, name, env, usage string, aliases ...string) cli.Flag {
+	f := &cli.StringFlag{Name: name, Aliases: aliases, Usage: usage, Destination: dst, Value: *dst}
+	if env != "" {
+		f.EnvVars = []string{env}
+	}
+	return &stringFlag{f, names(name, aliases)}
+}
+
+func dur(dst *time.Duration, name, env, usage string) cli.Flag {
+	return &durationFlag{&cli.DurationFlag{Name: name, EnvVars: []string{env}, Usage: usage, Destination: dst, Value: *dst}, names(name, nil)}
+}
+
+func integer(dst *int, name, env, usage string) cli.Flag {
+	return &intFlag{&cli.IntFlag{Name: name, EnvVars: []string{env}, Usage: usage, Destination: dst, Value: *dst}, names(name, nil)}
+}
+
+func list(dst *[]string, name, env, usage string, aliases ...string) cli.Flag {
+	return &listFlag{&cli.StringSliceFlag{Name: name, Aliases: aliases, EnvVars: []string{env}, Usage: usage}, names(name, aliases), dst}
+}
 
 // names is a flag's name and aliases, as urfave/cli's FlagNames gives them
 // for names without commas or spaces (none of vigil's has one).

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/lmittmann/tint"
@@ -34,7 +36,6 @@ import (
 
 	"vigil/internal/logsink"
 	"vigil/pid1"
-	"vigil/signals"
 )
 
 // version is set at build time with -ldflags "-X main.version=...", and
@@ -77,20 +78,11 @@ func runWith(args []string, stdout, stderr io.Writer, start backend) int {
 			_, _ = logsink.WriteQuietly(stdout, out.Bytes())
 		}
 	}()
-	// The Action sets the status; only --help ends without it, and help
-	// is a success.
-	status := 0
-	app := newApp(&out, sink, sink, &status, start)
 	if len(args) == 0 {
 		args = []string{"vigil"}
 	}
-	err := func() error {
-		rest, err := getopt(args[1:], valueTable(app.Flags))
-		if err != nil {
-			return err
-		}
-		return app.Run(append([]string{args[0]}, rest...))
-	}()
+	cl := newCommandLine()
+	status, err := cl.run(args[1:], &out, sink, start)
 	if err != nil {
 		code := pid1.ExitUsage
 		var pe *pid1.Error
@@ -105,10 +97,6 @@ func runWith(args []string, stdout, stderr io.Writer, start backend) int {
 	return status
 }
 
-// slice flags take several values in one VIGIL_* variable separated by
-// newlines: hook command lines hold commas, spaces and semicolons.
-const envSeparator = "\n"
-
 // backend is what the command line hands its work to: pid1.Run and
 // pid1.Probe, or in the tests of the command line fakes that start and
 // dial nothing.
@@ -117,156 +105,121 @@ type backend struct {
 	probe func(target string, out io.Writer) int
 }
 
-func newApp(stdout, stderr io.Writer, sink *logsink.Sink, status *int, start backend) *cli.App {
-	verbose := new(counter)
-	str := func(name, env, usage, value string, aliases ...string) cli.Flag {
-		return &stringFlag{&cli.StringFlag{Name: name, Aliases: aliases, EnvVars: []string{env}, Usage: usage, Value: value}, names(name, aliases)}
+// run reads the command line and does what it asks: help, the version, a
+// probe, or the supervisor's run.
+func (cl *commandLine) run(args []string, stdout io.Writer, sink *logsink.Sink, start backend) (int, error) {
+	if err := cl.parse(args); err != nil {
+		return 0, err
 	}
-	list := func(name, env, usage string, aliases ...string) cli.Flag {
-		return &listFlag{&cli.StringSliceFlag{Name: name, Aliases: aliases, EnvVars: []string{env}, Usage: usage}, names(name, aliases)}
-	}
-	boolean := func(name, env, usage string, aliases ...string) cli.Flag {
-		f := &cli.BoolFlag{Name: name, Aliases: aliases, Usage: usage}
-		if env != "" {
-			f.EnvVars = []string{env}
+	switch {
+	case cl.help:
+		cl.printHelp(stdout)
+		return 0, nil
+	case cl.version:
+		printVersion(stdout, int(cl.verbose) > 0)
+		return 0, nil
+	case cl.isSet(cl.probeFlag):
+		if len(cl.args) > 0 {
+			return 0, usagef("--probe runs no command; got %q", cl.args[0])
 		}
-		return &boolFlag{f, names(name, aliases)}
+		return start.probe(cl.probe, stdout), nil
 	}
-	// forPause marks, where a flag is defined, that it means something to
-	// --pause too; the others act on a command, and --pause has none.
-	pauseToo := map[string]bool{}
-	forPause := func(f cli.Flag) cli.Flag {
-		pauseToo[f.Names()[0]] = true
-		return f
+	if cl.cfg.Pause {
+		if err := cl.pauseAlone(); err != nil {
+			return 0, err
+		}
 	}
-	dur := func(name, env, usage string, value time.Duration) cli.Flag {
-		return &durationFlag{&cli.DurationFlag{Name: name, EnvVars: []string{env}, Usage: usage, Value: value}, names(name, nil)}
+	cfg, err := cl.config(sink)
+	if err != nil {
+		return 0, err
 	}
-	flags := []cli.Flag{
-		forPause(boolean("subreaper", "VIGIL_SUBREAPER", "register as a child subreaper even as PID 1 (the default when not PID 1; TINI_SUBREAPER too)", "s")),
-		forPause(boolean("no-subreaper", "VIGIL_NO_SUBREAPER", "do not register as a child subreaper")),
-		boolean("group", "VIGIL_GROUP", "forward signals to the child's whole process group (TINI_KILL_PROCESS_GROUP too)", "g"),
-		boolean("single-child", "", "forward signals to the child only: the default (dumb-init's -c)", "c"),
-		forPause(str("pdeathsig", "VIGIL_PDEATHSIG", "`SIGNAL` vigil receives when its parent dies", "", "p")),
-		list("remap-exit", "VIGIL_REMAP_EXIT", "exit 0 when the child's status is `CODE` (repeatable)", "e"),
-		list("rewrite", "VIGIL_REWRITE", "rewrite signal `FROM:TO` before forwarding; TO may be none (repeatable; -r as in dumb-init)", "r"),
-		forPause(&countFlag{&cli.GenericFlag{Name: "verbose", Aliases: []string{"v"}, EnvVars: []string{"VIGIL_VERBOSE"}, Value: verbose,
-			Usage: "log more: each -v lowers the log level by one step (-vv; VIGIL_VERBOSE=N; TINI_VERBOSITY=N as in tini)"}, names("verbose", []string{"v"})}),
-		forPause(str("log-level", "VIGIL_LOG_LEVEL", "`LEVEL`: debug, info, warn or error", "info")),
-		forPause(str("log-format", "VIGIL_LOG_FORMAT", "`FORMAT`: auto (colour on a terminal, text otherwise), text, json or color", "auto")),
-		forPause(boolean("warn-on-reap", "VIGIL_WARN_ON_REAP", "warn for every reaped process that is not the main child", "w")),
-
-		dur("timeout", "VIGIL_TIMEOUT", "stop the child after `DURATION` (class timeout)", 0),
-		str("timeout-signal", "VIGIL_TIMEOUT_SIGNAL", "`SIGNAL` sent when --timeout expires", "TERM"),
-		dur("grace", "VIGIL_GRACE", "SIGKILL the child `DURATION` after a stop vigil starts (--timeout, --stop-on); given explicitly, after a stop signal from outside too", 10*time.Second),
-		dur("cleanup-grace", "VIGIL_CLEANUP_GRACE", "once the child has ended, give its leftovers `DURATION` between SIGTERM and SIGKILL", 2*time.Second),
-		dur("drain", "VIGIL_DRAIN", "on a stop signal, wait `DURATION` before forwarding it", 0),
-		forPause(list("stop-signal", "VIGIL_STOP_SIGNAL", "`SIGNAL` that begins a graceful stop (repeatable; default TERM and INT)")),
-		boolean("no-cleanup", "VIGIL_NO_CLEANUP", "exit without killing descendants left when the child ends"),
-		boolean("exit-zero-on-stop", "VIGIL_EXIT_ZERO_ON_STOP", "exit 0 (class stopped) when the child dies of a stop signal vigil forwarded, or exits 128+N for it"),
-
-		str("restart", "VIGIL_RESTART", "`POLICY`: no, on-failure (any class but success and stopped) or always; never after a stop from outside", "no"),
-		&intFlag{&cli.IntFlag{Name: "restart-max", EnvVars: []string{"VIGIL_RESTART_MAX"}, Usage: "stop restarting after `N` restarts and exit with the last status (0: no limit)"}, names("restart-max", nil)},
-		dur("restart-delay", "VIGIL_RESTART_DELAY", "wait `DURATION` before a restart, doubled after each consecutive short run", time.Second),
-		dur("restart-delay-max", "VIGIL_RESTART_DELAY_MAX", "the most a restart waits; a run longer than this resets the delay", 30*time.Second),
-		boolean("wait-all", "VIGIL_WAIT_ALL", "when the child ends, wait for all its descendants instead of ending them, then exit with the child's status"),
-
-		list("listen", "VIGIL_LISTEN", "open the listening socket `ADDRESS`, [NAME=]tcp:HOST:PORT or [NAME=]unix:PATH, before the first run and pass it to every run as socket activation does (repeatable)"),
-
-		dur("hook-timeout", "VIGIL_HOOK_TIMEOUT", "kill a hook's process group after `DURATION`", 10*time.Second),
-		str("hooks-dir", "VIGIL_HOOKS_DIR", "run `DIR`/on-<class>.d/* and DIR/on-exit.d/* as hooks", ""),
-		&intFlag{&cli.IntFlag{Name: "capture-tail", EnvVars: []string{"VIGIL_CAPTURE_TAIL"}, Usage: "pass the child's stderr through vigil, keeping the last `BYTES` for hooks"}, names("capture-tail", nil)},
-
-		str("name", "VIGIL_NAME", "`NAME` in the tombstone (default: the command's base name)", ""),
-		str("tombstone", "VIGIL_TOMBSTONE", "write a JSON termination record to `PATH`", ""),
-		str("termination-log", "VIGIL_TERMINATION_LOG", "write a summary of how the child ended to `PATH` (e.g. /dev/termination-log)", ""),
-		list("wait-for", "VIGIL_WAIT_FOR", "before starting, wait for `TARGET`: file:PATH, tombstone:PATH (running or ready), ready:PATH (a tombstone saying ready), tcp:HOST:PORT or http:HOST:PORT/PATH (a GET answering 2xx or 3xx) (repeatable)"),
-		dur("wait-timeout", "VIGIL_WAIT_TIMEOUT", "give up waiting after `DURATION` (0: forever) and exit 124", 0),
-		list("stop-on", "VIGIL_STOP_ON", "stop the child gracefully when `TARGET` fires: file:PATH appears or tombstone:PATH says exited (repeatable)"),
-
-		boolean("notify", "VIGIL_NOTIFY", "give the child an sd_notify socket (NOTIFY_SOCKET) for READY=1, STATUS=, STOPPING=1, WATCHDOG=1; relayed to vigil's own NOTIFY_SOCKET"),
-		list("ready-on", "VIGIL_READY_ON", "mark the child ready once `TARGET` holds: tcp:HOST:PORT accepts, http:HOST:PORT/PATH answers 2xx or 3xx, or file:PATH exists (repeatable; all must hold)"),
-		&intFlag{&cli.IntFlag{Name: "ready-fd", EnvVars: []string{"VIGIL_READY_FD"}, Usage: "give the child descriptor `N` (3 or more) and mark it ready when it writes a line there (s6's notification-fd)"}, names("ready-fd", nil)},
-		dur("watchdog", "VIGIL_WATCHDOG", "with --notify: end the child as hung (class watchdog) when no WATCHDOG=1 arrives within `DURATION`", 0),
-		str("watchdog-signal", "VIGIL_WATCHDOG_SIGNAL", "`SIGNAL` that ends a hung child, before the grace and SIGKILL", "ABRT"),
-		// No VIGIL_PROBE: an exec probe runs with the container's
-		// environment, so such a variable would turn the container's own
-		// vigil into a probe too.
-		forPause(boolean("pause", "VIGIL_PAUSE", "run no command: reap every process that ends, until a stop signal, then exit 0 (the PID 1 of a shared PID namespace; catatonit's -P)", "P")),
-		&stringFlag{&cli.StringFlag{Name: "probe", Usage: "evaluate `TARGET` once and exit 0 if it holds, 1 if not (ready:PATH, tombstone:PATH, file:PATH, tcp:HOST:PORT, http:HOST:PORT/PATH); runs no command"}, names("probe", nil)},
-
-		str("user", "VIGIL_USER", "run the child as `USER[:GROUP]` (names or numbers)", "", "u"),
-		boolean("no-new-privs", "VIGIL_NO_NEW_PRIVS", "set no_new_privs so the child cannot gain privileges through exec"),
-		boolean("oom-protect", "VIGIL_OOM_PROTECT", "set vigil's own oom_score_adj to -1000 (needs CAP_SYS_RESOURCE) so that it outlives an OOM kill of the whole cgroup (memory.oom.group) and records it; the child and hooks keep the score vigil started with"),
-		boolean("version", "", "print one line, NAME version X - git.COMMIT, as docker reads it (with -v: build details too)", "V"),
-	}
-	for _, c := range pid1.Classes() {
-		flags = append(flags, list("on-"+string(c), "VIGIL_ON_"+strings.ToUpper(string(c)),
-			"run `COMMAND` when the child's class is "+string(c)+" (repeatable)"))
-	}
-	flags = append(flags, list("on-exit", "VIGIL_ON_EXIT", "run `COMMAND` after the class hooks, whatever the class (repeatable)"))
-
-	return &cli.App{
-		Name:      "vigil",
-		Usage:     "a small init for containers",
-		UsageText: "vigil [flags] [--] COMMAND [ARGS...]\nvigil --pause [flags]",
-		Flags:     flags,
-		Writer:    stdout,
-		ErrWriter: stderr,
-		// Everything after the first non-flag belongs to the command, and
-		// "vigil help" runs a program called help.
-		HideHelpCommand: true,
-		HideVersion:     true,
-		// Short options are split by getopt before urfave/cli sees them.
-		UseShortOptionHandling: false,
-		SliceFlagSeparator:     envSeparator,
-		// urfave/cli would otherwise print usage or call os.Exit itself.
-		ExitErrHandler: func(*cli.Context, error) {},
-		// Any non-zero time: urfave/cli would otherwise stat argv[0] at
-		// every start to fill in a build time that vigil never shows.
-		Compiled: time.Unix(1, 0),
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError{err}
-		},
-		Action: func(c *cli.Context) error {
-			if c.Bool("version") {
-				printVersion(stdout, int(*verbose) > 0)
-				*status = 0
-				return nil
-			}
-			if c.IsSet("probe") {
-				if c.NArg() > 0 {
-					return usagef("--probe runs no command; got %q", c.Args().First())
-				}
-				*status = start.probe(c.String("probe"), stdout)
-				return nil
-			}
-			if c.Bool("pause") {
-				if err := pauseAlone(c, pauseToo); err != nil {
-					return err
-				}
-			}
-			cfg, err := config(c, int(*verbose), sink)
-			if err != nil {
-				return err
-			}
-			code, err := start.run(context.Background(), cfg)
-			*status = code
-			return err
-		},
-	}
+	return start.run(context.Background(), cfg)
 }
 
-// pauseAlone refuses a command, and the flags that need one (any not in
-// pauseToo), beside --pause: a --restart or a hook that would silently do
-// nothing is a mistake to report.
-func pauseAlone(c *cli.Context, pauseToo map[string]bool) error {
-	if c.NArg() > 0 {
-		return usagef("--pause runs no command; got %q", c.Args().First())
+// parse reads the flags, VIGIL_* variables first, then the arguments
+// before the command, which it leaves in cl.args.
+func (cl *commandLine) parse(args []string) error {
+	flags := cl.flags()
+	rest, err := getopt(args, valueTable(flags))
+	if err != nil {
+		return err
 	}
-	for _, f := range c.App.Flags {
-		if name := f.Names()[0]; !pauseToo[name] && c.IsSet(name) {
-			return usagef("--pause runs no command, so --%s has nothing to act on", name)
+	set := flag.NewFlagSet("vigil", flag.ContinueOnError)
+	set.SetOutput(io.Discard)
+	for _, f := range flags {
+		if err := f.Apply(set); err != nil {
+			return err
+		}
+	}
+	if err := set.Parse(rest); err != nil {
+		return usageError{err}
+	}
+	cl.visited = map[string]bool{}
+	set.Visit(func(f *flag.Flag) { cl.visited[f.Name] = true })
+	for _, f := range flags {
+		var seen string
+		for _, n := range f.Names() {
+			if !cl.visited[n] {
+				continue
+			}
+			if seen != "" {
+				// urfave/cli's words, as vigil has always said it.
+				return usagef("Cannot use two forms of the same flag: %s %s", n, seen)
+			}
+			seen = n
+		}
+	}
+	cl.args = set.Args()
+	return nil
+}
+
+// flags lists the options' flags, in the order help shows them.
+func (cl *commandLine) flags() []cli.Flag {
+	out := make([]cli.Flag, len(cl.opts))
+	for i, o := range cl.opts {
+		out[i] = o.Flag
+	}
+	return out
+}
+
+// isSet reports whether f was given, on the command line or by its
+// variable.
+func (cl *commandLine) isSet(f cli.Flag) bool {
+	if f.IsSet() {
+		return true
+	}
+	for _, n := range f.Names() {
+		if cl.visited[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// printHelp writes what urfave/cli's help template writes for vigil: the
+// flags one a line, their usage in a column.
+func (cl *commandLine) printHelp(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 1, 8, 2, ' ', 0)
+	fmt.Fprint(tw, "NAME:\n   vigil - a small init for containers\n\n"+
+		"USAGE:\n   vigil [flags] [--] COMMAND [ARGS...]\n   vigil --pause [flags]\n\n"+
+		"GLOBAL OPTIONS:")
+	for _, o := range cl.opts {
+		fmt.Fprintf(tw, "\n   %s", o.String())
+	}
+	fmt.Fprint(tw, "\n")
+	_ = tw.Flush()
+}
+
+// pauseAlone refuses a command, and the flags that need one (any not
+// marked for pause), beside --pause: a --restart or a hook that would
+// silently do nothing is a mistake to report.
+func (cl *commandLine) pauseAlone() error {
+	if len(cl.args) > 0 {
+		return usagef("--pause runs no command; got %q", cl.args[0])
+	}
+	for _, o := range cl.opts {
+		if !o.pause && cl.isSet(o.Flag) {
+			return usagef("--pause runs no command, so --%s has nothing to act on", o.Names()[0])
 		}
 	}
 	return nil
@@ -293,242 +246,62 @@ func (c *counter) Set(s string) error {
 func (c *counter) String() string   { return strconv.Itoa(int(*c)) }
 func (c *counter) IsBoolFlag() bool { return true }
 
-// config turns the parsed command line into a pid1.Config, checking every
-// value so that a bad one is reported before anything starts.
-func config(c *cli.Context, verbose int, sink *logsink.Sink) (pid1.Config, error) {
-	cfg := pid1.Config{
-		Command:        c.Args().Slice(),
-		Pause:          c.Bool("pause"),
-		Group:          c.Bool("group"),
-		WarnOnReap:     c.Bool("warn-on-reap"),
-		NoCleanup:      c.Bool("no-cleanup"),
-		ExitZeroOnStop: c.Bool("exit-zero-on-stop"),
-		HooksDir:       c.String("hooks-dir"),
-		Name:           c.String("name"),
-		Tombstone:      c.String("tombstone"),
-		TerminationLog: c.String("termination-log"),
-		User:           c.String("user"),
-		NoNewPrivs:     c.Bool("no-new-privs"),
-		OOMProtect:     c.Bool("oom-protect"),
-		Hooks:          map[pid1.Class][][]string{},
-	}
+// config turns what was read into a pid1.Config, checking every value so
+// that a bad one is reported before anything starts.
+func (cl *commandLine) config(sink *logsink.Sink) (pid1.Config, error) {
+	cfg := &cl.cfg
+	cfg.Command = cl.args
 	if len(cfg.Command) == 0 && !cfg.Pause {
-		return cfg, usagef("no command given (usage: vigil [flags] [--] COMMAND [ARGS...])")
+		return *cfg, cfg.Validate()
 	}
-	log, err := logger(c, verbose, sink)
+	log, err := cl.logger(sink)
 	if err != nil {
-		return cfg, err
+		return *cfg, err
 	}
 	cfg.Log = log
 
 	switch {
-	case c.Bool("subreaper") && c.Bool("no-subreaper"):
-		return cfg, usagef("--subreaper and --no-subreaper contradict each other")
-	case c.Bool("subreaper"):
+	case cl.subreaper && cl.noSubreaper:
+		return *cfg, usagef("--subreaper and --no-subreaper contradict each other")
+	case cl.subreaper:
 		cfg.Subreaper = pid1.SubreaperOn
-	case c.Bool("no-subreaper"):
+	case cl.noSubreaper:
 		cfg.Subreaper = pid1.SubreaperOff
-	case !c.IsSet("subreaper") && !c.IsSet("no-subreaper") && tiniSet("TINI_SUBREAPER"):
+	case !cl.isSet(cl.subreaperFlag) && !cl.isSet(cl.noSubreaperFlag) && tiniSet("TINI_SUBREAPER"):
 		// tini's variables, for docker run --init, which passes no
 		// flags. vigil's own flags and variables win.
 		cfg.Subreaper = pid1.SubreaperOn
 	}
 	switch {
-	case c.Bool("group") && c.Bool("single-child"):
-		return cfg, usagef("--group and --single-child contradict each other")
-	case !c.IsSet("group") && !c.IsSet("single-child") && tiniSet("TINI_KILL_PROCESS_GROUP"):
+	case cfg.Group && cl.singleChild:
+		return *cfg, usagef("--group and --single-child contradict each other")
+	case !cl.isSet(cl.groupFlag) && !cl.isSet(cl.singleChildFlag) && tiniSet("TINI_KILL_PROCESS_GROUP"):
 		cfg.Group = true
 	}
-	if s := c.String("pdeathsig"); s != "" {
-		if cfg.PdeathSig, err = parseSignal("--pdeathsig", s); err != nil {
-			return cfg, err
-		}
-		// vigil acts on a signal it catches; KILL ends it, which is what
-		// asking for it means. Any other it cannot catch would do nothing.
-		if why := signals.NotForwarded(cfg.PdeathSig); why != "" && cfg.PdeathSig != unix.SIGKILL {
-			return cfg, usagef("--pdeathsig %q: %s would never reach vigil: %s", s, signals.Name(cfg.PdeathSig), why)
-		}
-	}
-	cfg.RemapExit = map[int]bool{}
-	for _, v := range splitCommas(c.StringSlice("remap-exit")) {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 255 {
-			return cfg, usagef("--remap-exit %q: want an exit status from 0 to 255", v)
-		}
-		cfg.RemapExit[n] = true
-	}
-	cfg.Rewrite = signals.Rewrite{}
-	for _, v := range splitCommas(c.StringSlice("rewrite")) {
-		from, to, err := signals.ParseRewrite(v)
-		if err != nil {
-			return cfg, usagef("--rewrite: %w", err)
-		}
-		cfg.Rewrite[from] = to
-	}
-	for _, v := range splitCommas(c.StringSlice("stop-signal")) {
-		sig, err := parseSignal("--stop-signal", v)
-		if err != nil {
-			return cfg, err
-		}
-		if why := signals.NotForwarded(sig); why != "" {
-			return cfg, usagef("--stop-signal %q: %s never reaches vigil: %s", v, signals.Name(sig), why)
-		}
-		cfg.StopSignals = append(cfg.StopSignals, sig)
-	}
-	if cfg.TimeoutSignal, err = parseSignal("--timeout-signal", c.String("timeout-signal")); err != nil {
-		return cfg, err
-	}
-	for _, d := range []struct {
-		name string
-		dst  *time.Duration
-		min  time.Duration
-	}{
-		{"timeout", &cfg.Timeout, 0}, {"grace", &cfg.Grace, 0}, {"drain", &cfg.Drain, 0}, {"cleanup-grace", &cfg.CleanupGrace, 0},
-		{"hook-timeout", &cfg.HookTimeout, time.Millisecond}, {"wait-timeout", &cfg.WaitTimeout, 0},
-	} {
-		*d.dst = c.Duration(d.name)
-		if *d.dst < d.min {
-			return cfg, usagef("--%s %s: must be at least %s", d.name, *d.dst, d.min)
-		}
-	}
-	cfg.GraceSet = c.IsSet("grace")
-	cfg.Notify, cfg.Watchdog = c.Bool("notify"), c.Duration("watchdog")
-	if cfg.Watchdog < 0 || cfg.Watchdog > 0 && !cfg.Notify {
-		return cfg, usagef("--watchdog %s: needs --notify, and a duration above 0", cfg.Watchdog)
-	}
-	if cfg.WatchdogSignal, err = parseSignal("--watchdog-signal", c.String("watchdog-signal")); err != nil {
-		return cfg, err
-	}
-	switch v := c.String("restart"); v {
-	case "no":
-	case "on-failure":
-		cfg.Restart = pid1.RestartOnFailure
-	case "always":
-		cfg.Restart = pid1.RestartAlways
-	default:
-		return cfg, usagef("--restart %q: want no, on-failure or always", v)
-	}
-	if cfg.RestartMax = c.Int("restart-max"); cfg.RestartMax < 0 {
-		return cfg, usagef("--restart-max %d: want 0 (no limit) or more", cfg.RestartMax)
-	}
-	cfg.RestartDelay, cfg.RestartDelayMax = c.Duration("restart-delay"), c.Duration("restart-delay-max")
-	if cfg.RestartDelay < 0 || cfg.RestartDelayMax < cfg.RestartDelay {
-		return cfg, usagef("--restart-delay %s, --restart-delay-max %s: want 0 <= delay <= max", cfg.RestartDelay, cfg.RestartDelayMax)
-	}
-	if cfg.ReadyFd = c.Int("ready-fd"); cfg.ReadyFd != 0 && (cfg.ReadyFd < 3 || cfg.ReadyFd > pid1.ReadyFdMax) {
-		return cfg, usagef("--ready-fd %d: want a descriptor from 3 to %d (0, 1 and 2 are the child's stdio)", cfg.ReadyFd, pid1.ReadyFdMax)
-	}
-	for _, v := range nonEmpty(c.StringSlice("listen")) {
-		l, err := pid1.ParseListen(v)
-		if err != nil {
-			return cfg, usagef("--listen %w", err)
-		}
-		cfg.Listen = append(cfg.Listen, l)
-	}
-	cfg.WaitAll = c.Bool("wait-all")
-	if cfg.WaitAll && cfg.NoCleanup {
-		return cfg, usagef("--wait-all and --no-cleanup contradict each other")
-	}
-	if n := c.Int("capture-tail"); n < 0 || n > 64<<20 {
-		return cfg, usagef("--capture-tail %d: want 0 to %d bytes", n, 64<<20)
-	} else {
-		cfg.CaptureTail = n
-	}
-	// The captured stderr is a pipe only vigil reads: a descendant left
-	// alone would die of SIGPIPE at its first write after vigil exits.
-	if cfg.CaptureTail > 0 && cfg.NoCleanup {
-		return cfg, usagef("--capture-tail and --no-cleanup contradict each other: what --no-cleanup leaves running would die of SIGPIPE at its first write to stderr once vigil exits")
-	}
-	for _, class := range append(pid1.Classes(), pid1.OnExit) {
-		for _, line := range nonEmpty(c.StringSlice("on-" + string(class))) {
-			argv, err := pid1.SplitWords(line)
-			if err != nil {
-				return cfg, usagef("--on-%s: %w", class, err)
-			}
-			cfg.Hooks[class] = append(cfg.Hooks[class], argv)
-		}
-	}
-	if cfg.HooksDir != "" {
-		if fi, err := os.Stat(cfg.HooksDir); err != nil || !fi.IsDir() {
-			return cfg, usagef("--hooks-dir %q: not a readable directory", cfg.HooksDir)
-		}
-	}
-	for _, f := range []struct {
-		name string
-		dst  *[]pid1.Target
-	}{{"wait-for", &cfg.WaitFor}, {"stop-on", &cfg.StopOn}, {"ready-on", &cfg.ReadyOn}} {
-		for _, v := range nonEmpty(c.StringSlice(f.name)) {
-			t, err := pid1.ParseTarget(v)
-			if err != nil {
-				return cfg, usagef("--%s: %w", f.name, err)
-			}
-			if f.name == "stop-on" && (t.Kind == "tcp" || t.Kind == "http" || t.Kind == "ready") {
-				return cfg, usagef("--stop-on %q: only file: and tombstone: targets", v)
-			}
-			if f.name == "ready-on" && t.Kind != "tcp" && t.Kind != "http" && t.Kind != "file" {
-				return cfg, usagef("--ready-on %q: only tcp:, http: and file: targets", v)
-			}
-			*f.dst = append(*f.dst, t)
-		}
-	}
-	return cfg, nil
-}
-
-func parseSignal(flag, v string) (unix.Signal, error) {
-	sig, err := signals.Parse(v)
-	if err != nil {
-		return 0, usagef("%s: %w", flag, err)
-	}
-	return sig, nil
-}
-
-// nonEmpty drops the empty entries of a list: a variable set from a YAML
-// block scalar (value: |) ends with a newline, and may hold empty lines.
-// A list of nothing but empty entries is returned as it is, so that the
-// parser names the empty value given to a flag.
-func nonEmpty(vals []string) []string {
-	var out []string
-	for _, v := range vals {
-		if strings.TrimSpace(v) != "" {
-			out = append(out, v)
-		}
-	}
-	if len(out) == 0 {
-		return vals
-	}
-	return out
-}
-
-// splitCommas lets one value or one VIGIL_* variable carry a list of
-// signals or codes, none of which can hold a comma.
-func splitCommas(vals []string) []string {
-	var out []string
-	for _, v := range vals {
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
+	for _, o := range cl.opts {
+		if o.apply != nil {
+			if err := o.apply(); err != nil {
+				return *cfg, err
 			}
 		}
 	}
-	if len(out) == 0 && len(vals) > 0 {
-		return vals // let the parser name the empty value
-	}
-	return out
+	cfg.GraceSet = cl.isSet(cl.graceFlag)
+	return *cfg, cfg.Validate()
 }
 
 // logger builds the slog logger: colour (tint) on a terminal, plain text
 // otherwise, or JSON for log shippers. It writes through sink, so logging
 // never blocks the supervisor.
-func logger(c *cli.Context, verbose int, sink *logsink.Sink) (*slog.Logger, error) {
+func (cl *commandLine) logger(sink *logsink.Sink) (*slog.Logger, error) {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	if err := level.UnmarshalText([]byte(cl.logLevel)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", cl.logLevel)
 	}
-	level -= slog.Level(4 * verbose)
-	if v, ok := os.LookupEnv("TINI_VERBOSITY"); ok && !c.IsSet("log-level") && !c.IsSet("verbose") {
+	level -= slog.Level(4 * int(cl.verbose))
+	if v, ok := os.LookupEnv("TINI_VERBOSITY"); ok && !cl.isSet(cl.logLevelFlag) && !cl.isSet(cl.verboseFlag) {
 		level = tiniLevel(v)
 	}
-	format := c.String("log-format")
+	format := cl.logFormat
 	if format == "auto" {
 		format = "text"
 		if _, err := unix.IoctlGetTermios(2, unix.TCGETS); err == nil {

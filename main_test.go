@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -320,5 +321,93 @@ func TestProbeRunsNoCommand(t *testing.T) {
 	t.Setenv("VIGIL_PROBE", "file:/x")
 	if st := runWith([]string{"vigil", "true"}, &stdout, &stderr, b); st != 0 || !ran || stdout.Len() != 0 {
 		t.Errorf("VIGIL_PROBE turned vigil into a probe: status %d, ran %v, %q", st, ran, stdout.String())
+	}
+}
+
+// TestRunGivesTheCommandLinesMessages: a Config that breaks a rule between
+// options is refused by pid1.Run with the very line the command line
+// prints for the same options.
+func TestRunGivesTheCommandLinesMessages(t *testing.T) {
+	tests := []struct {
+		args []string
+		edit func(*pid1.Config)
+	}{
+		{[]string{"--watchdog", "2s"}, func(c *pid1.Config) { c.Watchdog = 2 * time.Second }},
+		{[]string{"--wait-all", "--no-cleanup"}, func(c *pid1.Config) { c.WaitAll, c.NoCleanup = true, true }},
+		{[]string{"--capture-tail", "10", "--no-cleanup"}, func(c *pid1.Config) { c.CaptureTail, c.NoCleanup = 10, true }},
+		{[]string{"--restart-delay", "5s", "--restart-delay-max", "1s"}, func(c *pid1.Config) { c.RestartDelay, c.RestartDelayMax = 5*time.Second, time.Second }},
+		{[]string{"--ready-fd", "2"}, func(c *pid1.Config) { c.ReadyFd = 2 }},
+		{[]string{"--grace", "-3s"}, func(c *pid1.Config) { c.Grace = -3 * time.Second }},
+		{[]string{"--capture-tail", "-1"}, func(c *pid1.Config) { c.CaptureTail = -1 }},
+		{[]string{"--restart-max", "-2"}, func(c *pid1.Config) { c.RestartMax = -2 }},
+		{[]string{"--hooks-dir", "/no/such/hooks"}, func(c *pid1.Config) { c.HooksDir = "/no/such/hooks" }},
+		{[]string{"--stop-on", "tcp:127.0.0.1:80"}, func(c *pid1.Config) { c.StopOn = []pid1.Target{{Kind: "tcp", Addr: "127.0.0.1:80"}} }},
+		{[]string{"--ready-on", "ready:/t"}, func(c *pid1.Config) { c.ReadyOn = []pid1.Target{{Kind: "ready", Path: "/t"}} }},
+		{[]string{"--stop-signal", "SIGKILL"}, func(c *pid1.Config) { c.StopSignals = []unix.Signal{unix.SIGKILL} }},
+		{[]string{"--pdeathsig", "SIGSTOP"}, func(c *pid1.Config) { c.PdeathSig = unix.SIGSTOP }},
+		{[]string{"-e", "256"}, func(c *pid1.Config) { c.RemapExit = map[int]bool{256: true} }},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, status, stderr := parse(append(tt.args, "/bin/true"))
+			if status != pid1.ExitUsage {
+				t.Fatalf("the command line: status %d, stderr %q; want %d", status, stderr, pid1.ExitUsage)
+			}
+			cfg := pid1.DefaultConfig()
+			cfg.Command = []string{"/bin/true"}
+			tt.edit(&cfg)
+			code, err := pid1.Run(context.Background(), cfg)
+			if code != pid1.ExitUsage || err == nil {
+				t.Fatalf("pid1.Run: %d, %v; want %d", code, err, pid1.ExitUsage)
+			}
+			if want := strings.TrimSuffix(strings.TrimPrefix(stderr, "vigil: "), "\n"); err.Error() != want {
+				t.Errorf("pid1.Run said %q, the command line %q", err.Error(), want)
+			}
+		})
+	}
+}
+
+// TestOptionsAreNamedAfterTheirFields: a flag bound straight to a field of
+// pid1.Config is named after it (pid1.OptionName), so that what
+// Config.Validate says of a field names the flag that set it.
+func TestOptionsAreNamedAfterTheirFields(t *testing.T) {
+	cl := newCommandLine()
+	cfg := reflect.ValueOf(&cl.cfg).Elem()
+	fields := map[uintptr]string{}
+	for i := range cfg.NumField() {
+		fields[cfg.Field(i).Addr().Pointer()] = cfg.Type().Field(i).Name
+	}
+	bound := 0
+	for _, o := range cl.opts {
+		var dst any
+		switch f := o.Flag.(type) {
+		case *boolFlag:
+			dst = f.Destination
+		case *stringFlag:
+			dst = f.Destination
+		case *durationFlag:
+			dst = f.Destination
+		case *intFlag:
+			dst = f.Destination
+		default:
+			continue
+		}
+		field, ok := fields[reflect.ValueOf(dst).Pointer()]
+		if !ok {
+			continue // the command line's own, parsed into the Config
+		}
+		bound++
+		if want := pid1.OptionName(field); o.Names()[0] != want {
+			t.Errorf("--%s sets Config.%s; name it --%s, or the field after it", o.Names()[0], field, want)
+		}
+	}
+	durations := 0
+	for i := range cfg.NumField() {
+		if cfg.Field(i).Type() == reflect.TypeFor[time.Duration]() {
+			durations++
+		}
+	}
+	if bound < durations {
+		t.Errorf("%d options bound to Config fields, fewer than its %d durations", bound, durations)
 	}
 }

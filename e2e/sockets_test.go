@@ -61,6 +61,21 @@ func socketServer(args []string) int {
 			fmt.Fprintln(os.Stderr, "socket-server:", err)
 			return 90
 		}
+		if run == 1 && failAfter > 0 {
+			// Accept no more than it serves: a connection accepted on the
+			// way out would be closed unanswered, and the next run's to
+			// answer.
+			for served := 0; served < failAfter; served++ {
+				conn, err := ln.Accept()
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "socket-server:", err)
+					return 89
+				}
+				fmt.Fprintf(conn, "served by %d run %d\n", os.Getpid(), run)
+				conn.Close()
+			}
+			return 1
+		}
 		go func() {
 			for {
 				conn, err := ln.Accept()
@@ -72,13 +87,10 @@ func socketServer(args []string) int {
 			}
 		}()
 	}
-	for served := 0; ; {
+	for {
 		conn := <-conns
 		fmt.Fprintf(conn, "served by %d run %d\n", os.Getpid(), run)
 		conn.Close()
-		if served++; run == 1 && failAfter > 0 && served >= failAfter {
-			return 1
-		}
 	}
 }
 

@@ -123,10 +123,11 @@ func (s *supervisor) dropIdle() time.Time {
 // before it started (128+N), --wait-for timed out (124), or vigil could not
 // set itself up (2, 125; then nothing was started).
 func Run(ctx context.Context, cfg Config) (int, error) {
+	if err := cfg.Validate(); err != nil {
+		return codeOf(err), err
+	}
+	cfg = cfg.withDefaults()
 	if cfg.Pause {
-		if len(cfg.Command) > 0 {
-			return ExitUsage, fail(ExitUsage, "--pause runs no command; got %q", cfg.Command[0])
-		}
 		return pause(ctx, cfg)
 	}
 	// With --no-new-privs or --pdeathsig the supervisor keeps one OS thread
@@ -185,23 +186,10 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 }
 
 func newSupervisor(cfg Config) (*supervisor, error) {
-	if len(cfg.Command) == 0 {
-		return nil, fail(ExitUsage, "no command given")
-	}
 	if cfg.Env == nil {
 		cfg.Env = os.Environ()
 	}
-	if len(cfg.StopSignals) == 0 {
-		cfg.StopSignals = []unix.Signal{unix.SIGTERM, unix.SIGINT}
-	}
-	if cfg.ReadyFd != 0 && (cfg.ReadyFd < 3 || cfg.ReadyFd > ReadyFdMax) {
-		return nil, fail(ExitUsage, "--ready-fd %d: want a descriptor from 3 to %d (0, 1 and 2 are the child's stdio)", cfg.ReadyFd, ReadyFdMax)
-	}
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	s := &supervisor{cfg: cfg, log: log, isInit: os.Getpid() == 1,
+	s := &supervisor{cfg: cfg, log: cfg.Log, isInit: os.Getpid() == 1,
 		runID: fmt.Sprintf("%016x", rand.Uint64()), runStarted: time.Now()}
 	s.m = newMachine(rules{
 		stopSignals: cfg.StopSignals, rewrite: cfg.Rewrite, group: cfg.Group,

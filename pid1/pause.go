@@ -21,14 +21,7 @@ import (
 // exec) leave their orphans to it, and it reaps them until a stop signal,
 // then exits 0. What it does with an event is pauseStep's to decide.
 func pause(ctx context.Context, cfg Config) (int, error) {
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	stops := cfg.StopSignals
-	if len(stops) == 0 {
-		stops = []unix.Signal{unix.SIGTERM, unix.SIGINT}
-	}
+	log, stops := cfg.Log, cfg.StopSignals
 	if cfg.PdeathSig != 0 {
 		// prctl sets it on the calling thread: keep that thread, as Run
 		// does.

@@ -56,12 +56,8 @@ func runCfg(t *testing.T, ctx context.Context, cfg Config) (int, string, error) 
 	defer runMu.Unlock()
 	log := &logBuf{}
 	cfg.Log = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if cfg.TimeoutSignal == 0 {
-		cfg.TimeoutSignal = unix.SIGTERM
-	}
-	if cfg.HookTimeout == 0 {
-		cfg.HookTimeout = 5 * time.Second
-	}
+	// Shorter than DefaultConfig's, so that a test that goes wrong ends
+	// sooner; the settings whose zero means the default are left at zero.
 	if cfg.Grace == 0 {
 		cfg.Grace = 5 * time.Second
 	}
