@@ -203,16 +203,7 @@ func newSupervisor(cfg Config) (*supervisor, error) {
 	}
 	s := &supervisor{cfg: cfg, log: log, isInit: os.Getpid() == 1,
 		runID: fmt.Sprintf("%016x", rand.Uint64()), runStarted: time.Now()}
-	s.m = newMachine(rules{
-		stopSignals: cfg.StopSignals, rewrite: cfg.Rewrite, group: cfg.Group,
-		timeout: cfg.Timeout, timeoutSignal: cfg.TimeoutSignal, grace: cfg.Grace, graceSet: cfg.GraceSet,
-		drain: cfg.Drain, cleanupGrace: cfg.CleanupGrace, noCleanup: cfg.NoCleanup,
-		hookTimeout: cfg.HookTimeout, remapExit: cfg.RemapExit,
-		waitFor: len(cfg.WaitFor) > 0, waitTimeout: cfg.WaitTimeout, tail: cfg.CaptureTail > 0,
-		restart: cfg.Restart, restartMax: cfg.RestartMax, restartDelay: cfg.RestartDelay,
-		restartDelayMax: cfg.RestartDelayMax, waitAll: cfg.WaitAll,
-		watchdog: cfg.Watchdog, watchdogSignal: cfg.WatchdogSignal, exitZeroOnStop: cfg.ExitZeroOnStop,
-	})
+	s.m = newMachine(cfg)
 	return s, nil
 }
 
@@ -414,7 +405,7 @@ func (s *supervisor) feed(now time.Time) {
 func (s *supervisor) reap(now time.Time) {
 	var err error
 	var alive bool
-	untraced := s.m.r.jobControl && s.m.phase == phaseRunning
+	untraced := s.m.jobControl && s.m.phase == phaseRunning
 	// Asked before the drain, while a dead child's group still exists.
 	s.m.terminal(s.tookTerminal && s.m.child != 0 && foregroundIs(0, s.m.child))
 	// The counter before the drain: an OOM victim's kill is counted
@@ -851,8 +842,8 @@ func (s *supervisor) childEnv() []string {
 		// sd_watchdog_enabled would say no and it would never ping.
 		env = withoutVar(env, "WATCHDOG_PID")
 	}
-	if s.m.r.watchdog > 0 {
-		env = setEnv(env, "WATCHDOG_USEC", strconv.FormatInt(s.m.r.watchdog.Microseconds(), 10))
+	if s.cfg.Watchdog > 0 {
+		env = setEnv(env, "WATCHDOG_USEC", strconv.FormatInt(s.cfg.Watchdog.Microseconds(), 10))
 	}
 	return env
 }

@@ -68,37 +68,6 @@ type action struct {
 	oom  int    // "oom victim", "oom kills": the OOM kills of the run so far
 }
 
-// rules are the parts of Config the machine decides with.
-type rules struct {
-	stopSignals   []unix.Signal
-	rewrite       signals.Rewrite
-	group         bool
-	timeout       time.Duration
-	timeoutSignal unix.Signal
-	grace         time.Duration // for stops vigil starts itself
-	graceSet      bool          // --grace given: outside stops get it too
-	drain         time.Duration
-	cleanupGrace  time.Duration // leftovers between SIGTERM and SIGKILL
-	noCleanup     bool
-	hookTimeout   time.Duration
-	remapExit     map[int]bool
-	waitFor       bool          // there are --wait-for targets
-	waitTimeout   time.Duration // 0: wait for ever
-	jobControl    bool          // vigil follows the child's stops (a terminal, not PID 1)
-	tail          bool          // --capture-tail
-
-	restart         RestartPolicy
-	restartMax      int // 0: no limit
-	restartDelay    time.Duration
-	restartDelayMax time.Duration
-	waitAll         bool // --wait-all: wait for every descendant after the child
-
-	watchdog       time.Duration // --watchdog: the longest time between two WATCHDOG=1; 0: none
-	watchdogSignal unix.Signal
-
-	exitZeroOnStop bool // --exit-zero-on-stop: a child that honours a stop from outside is stopped, 0
-}
-
 // readiness is what a Notify update says, in the machine's terms.
 type readiness struct {
 	ready, stopping bool
@@ -153,8 +122,12 @@ func (s *stop) active() bool { return s.cause != CauseNone }
 
 // machine is the state of one Run.
 type machine struct {
-	r     rules
+	// cfg is the Config Run was given, its defaults filled in: the machine
+	// decides with it as it is, 0 meaning none.
+	cfg   Config
 	phase phase
+
+	jobControl bool // this run: vigil follows the child's stops (a terminal, not PID 1)
 
 	waitEnds   time.Time     // --wait-timeout; zero: none
 	early      []unix.Signal // caught before the child existed, for it once it does
@@ -212,9 +185,15 @@ type machine struct {
 	out []action
 }
 
-func newMachine(r rules) *machine {
-	return &machine{r: r, hook: -1}
+func newMachine(cfg Config) *machine {
+	return &machine{cfg: cfg, hook: -1}
 }
+
+// waitsFor reports whether there are --wait-for targets.
+func (m *machine) waitsFor() bool { return len(m.cfg.WaitFor) > 0 }
+
+// capturesTail reports whether the child's stderr is captured (--capture-tail).
+func (m *machine) capturesTail() bool { return m.cfg.CaptureTail > 0 }
 
 func (m *machine) do(a action) { m.out = append(m.out, a) }
 
@@ -231,10 +210,10 @@ func (m *machine) begin(now time.Time) {
 	if m.phase != phaseStart {
 		return // a stop signal came before vigil was ready to start anything
 	}
-	if m.r.waitFor {
+	if m.waitsFor() {
 		m.phase = phaseWaiting
-		if m.r.waitTimeout > 0 {
-			m.waitEnds = now.Add(m.r.waitTimeout)
+		if m.cfg.WaitTimeout > 0 {
+			m.waitEnds = now.Add(m.cfg.WaitTimeout)
 		}
 		m.do(action{kind: actTombstone})
 		return
@@ -259,14 +238,14 @@ func (m *machine) depsReady() {
 // spawned says the main child runs as pid.
 func (m *machine) spawned(pid int, jobControl bool, now time.Time) {
 	m.child, m.started, m.alive = pid, now, true
-	m.r.jobControl = jobControl
+	m.jobControl = jobControl
 	// A kill from before this run is not its child's.
 	m.reportOOM()
 	m.oomRun = 0
-	if m.r.timeout > 0 {
-		m.timeoutAt = now.Add(m.r.timeout)
+	if m.cfg.Timeout > 0 {
+		m.timeoutAt = now.Add(m.cfg.Timeout)
 	}
-	m.watchdog, m.thawCredited = m.r.watchdog, false
+	m.watchdog, m.thawCredited = m.cfg.Watchdog, false
 	if m.watchdog > 0 {
 		m.watchdogEnds = now.Add(m.watchdog)
 	}
@@ -290,7 +269,7 @@ func (m *machine) spawnFailed(err error, now time.Time) {
 
 // isStop reports whether sig begins a graceful stop.
 func (m *machine) isStop(sig unix.Signal) bool {
-	for _, s := range m.r.stopSignals {
+	for _, s := range m.cfg.StopSignals {
 		if s == sig {
 			return true
 		}
@@ -300,7 +279,7 @@ func (m *machine) isStop(sig unix.Signal) bool {
 
 // target is where forwarded signals go: the child, or its group with -g.
 func (m *machine) target() int {
-	if m.r.group {
+	if m.cfg.Group {
 		return -m.child
 	}
 	return m.child
@@ -309,7 +288,7 @@ func (m *machine) target() int {
 // signal handles one signal vigil received (SIGCHLD never comes here: the
 // loop reaps instead).
 func (m *machine) signal(sig unix.Signal, now time.Time) {
-	_, kept := m.r.rewrite.Apply(sig)
+	_, kept := m.cfg.Rewrite.Apply(sig)
 	if kept && m.isStop(sig) {
 		// Whatever the phase (a --timeout's grace, the drain, the hooks,
 		// the backoff), the stop asked for is the last word on restarts.
@@ -349,7 +328,7 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 			m.stop.cause, m.stop.sig, m.stop.sent = CauseSignal, sig, true
 			m.stopLeftovers(sig, now)
 		default:
-			if to, ok := m.r.rewrite.Apply(sig); ok {
+			if to, ok := m.cfg.Rewrite.Apply(sig); ok {
 				m.do(action{kind: actLeftovers, sig: to})
 			}
 		}
@@ -357,7 +336,7 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 	default:
 		return // the child has ended: nothing to forward to
 	}
-	if m.r.jobControl {
+	if m.jobControl {
 		switch sig {
 		case unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
 			// Stop the job the way a shell would: the child's group
@@ -390,7 +369,7 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 
 // forward passes sig through the rewrite table to the child.
 func (m *machine) forward(sig unix.Signal) {
-	if to, ok := m.r.rewrite.Apply(sig); ok {
+	if to, ok := m.cfg.Rewrite.Apply(sig); ok {
 		m.do(action{kind: actKill, pid: m.target(), sig: to})
 	}
 }
@@ -412,7 +391,7 @@ func (m *machine) beginStop(sig unix.Signal, cause Cause, now time.Time) {
 		return
 	}
 	if cause == CauseNone {
-		if _, ok := m.r.rewrite.Apply(sig); !ok {
+		if _, ok := m.cfg.Rewrite.Apply(sig); !ok {
 			// -r TERM:none, as dumb-init's -r 15:0: the user asked for
 			// this signal to be dropped, so it stops nothing.
 			return
@@ -421,8 +400,8 @@ func (m *machine) beginStop(sig unix.Signal, cause Cause, now time.Time) {
 	}
 	m.stop.cause, m.stop.sig = cause, sig
 	m.do(action{kind: actTombstone}) // stopping
-	if m.r.drain > 0 && cause != CauseTimeout && cause != CauseWatchdog {
-		m.stop.forwardAt = now.Add(m.r.drain)
+	if m.cfg.Drain > 0 && cause != CauseTimeout && cause != CauseWatchdog {
+		m.stop.forwardAt = now.Add(m.cfg.Drain)
 		return
 	}
 	m.sendStop(now)
@@ -442,8 +421,8 @@ func (m *machine) sendStop(now time.Time) {
 	} else {
 		m.forwardStop(m.stop.sig)
 	}
-	if m.stop.cause != CauseSignal || m.r.graceSet {
-		m.stop.killAt = now.Add(m.r.grace)
+	if m.stop.cause != CauseSignal || m.cfg.GraceSet {
+		m.stop.killAt = now.Add(m.cfg.Grace)
 		m.stop.graceEnds = m.stop.killAt
 	}
 }
@@ -452,7 +431,7 @@ func (m *machine) sendStop(now time.Time) {
 // what the child was sent: dying of it is honouring the stop.
 func (m *machine) forwardStop(sig unix.Signal) {
 	m.forward(sig)
-	if to, ok := m.r.rewrite.Apply(sig); ok && m.stop.cause == CauseSignal {
+	if to, ok := m.cfg.Rewrite.Apply(sig); ok && m.stop.cause == CauseSignal {
 		m.stop.forwarded.add(to)
 	}
 }
@@ -557,7 +536,7 @@ func (m *machine) hung(now time.Time) {
 	m.watchdogEnds = time.Time{}
 	if !m.stop.active() {
 		m.do(action{kind: actNote, why: "watchdog"})
-		m.beginStop(m.r.watchdogSignal, CauseWatchdog, now)
+		m.beginStop(m.cfg.WatchdogSignal, CauseWatchdog, now)
 	}
 }
 
@@ -595,7 +574,7 @@ func (m *machine) stopOnFired(now time.Time) {
 	m.outside = true
 	switch {
 	case m.phase == phaseRunning && m.child != 0:
-		m.beginStop(m.r.stopSignals[0], CauseStopOn, now)
+		m.beginStop(m.cfg.StopSignals[0], CauseStopOn, now)
 	case m.phase == phaseWaiting:
 		// What it was waiting to serve is gone already: a stop on purpose,
 		// without starting anything.
@@ -610,18 +589,18 @@ func (m *machine) stopOnFired(now time.Time) {
 func (m *machine) cancel(now time.Time) {
 	switch m.phase {
 	case phaseRunning:
-		if _, kept := m.r.rewrite.Apply(m.r.stopSignals[0]); kept {
+		if _, kept := m.cfg.Rewrite.Apply(m.cfg.StopSignals[0]); kept {
 			m.outside = true
 		}
-		m.beginStop(m.r.stopSignals[0], CauseNone, now)
+		m.beginStop(m.cfg.StopSignals[0], CauseNone, now)
 	default:
-		m.signal(m.r.stopSignals[0], now)
+		m.signal(m.cfg.StopSignals[0], now)
 	}
 }
 
 // childStopped is a job-control stop report for the main child.
 func (m *machine) childStopped(now time.Time) {
-	if m.phase != phaseRunning || !m.r.jobControl {
+	if m.phase != phaseRunning || !m.jobControl {
 		return
 	}
 	if m.awaitCont {
@@ -750,7 +729,7 @@ func (m *machine) reportOOM() {
 // end records how the main child ended and moves on to cleaning up.
 func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 	class := Classify(e, cause, oomRose && !m.stop.killed)
-	if m.r.exitZeroOnStop && cause == CauseSignal && !m.stop.killed && honouredStop(e, m.stop.forwarded) {
+	if m.cfg.ExitZeroOnStop && cause == CauseSignal && !m.stop.killed && honouredStop(e, m.stop.forwarded) {
 		// A sidecar the kubelet stops after the main containers: its child
 		// died of the stop it was sent, which is the end asked for.
 		class = Stopped
@@ -763,7 +742,7 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 		// would never complete. The record keeps how it died.
 		status = 0
 	}
-	if m.r.remapExit[status] {
+	if m.cfg.RemapExit[status] {
 		status = 0
 	}
 	m.rec = &record{class: class, exit: e, status: status, started: m.started, ended: now, restarts: m.restarts, oomKills: m.oomRun}
@@ -779,7 +758,7 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 		m.outside = true
 	}
 	m.again = m.restartAfter(class, cause)
-	if m.r.waitAll && !m.again && m.alive {
+	if m.cfg.WaitAll && !m.again && m.alive {
 		// The broken-entrypoint case: a script that started daemons and
 		// exited. Wait for all of them; the record is written when they
 		// are done, since the container's work is not.
@@ -803,11 +782,11 @@ func (m *machine) restartAfter(class Class, cause Cause) bool {
 	switch {
 	case cause == CauseSignal || cause == CauseStopOn || m.gaveUp || m.outside:
 		return false // a --timeout or a watchdog is a failure of the run
-	case m.r.restartMax > 0 && m.restarts >= m.r.restartMax:
+	case m.cfg.RestartMax > 0 && m.restarts >= m.cfg.RestartMax:
 		return false
-	case m.r.restart == RestartAlways:
+	case m.cfg.Restart == RestartAlways:
 		return true
-	case m.r.restart == RestartOnFailure:
+	case m.cfg.Restart == RestartOnFailure:
 		return class != Success && class != Stopped
 	}
 	return false
@@ -818,15 +797,15 @@ func (m *machine) restartAfter(class Class, cause Cause) bool {
 // maximum; a run that lasted longer starts the count again, so a program
 // that crashes once a day does not wait the maximum.
 func (m *machine) backoff(ran time.Duration) time.Duration {
-	if ran > m.r.restartDelayMax {
+	if ran > m.cfg.RestartDelayMax {
 		m.streak = 0
 	}
-	d := m.r.restartDelay
-	for i := 0; i < m.streak && d < m.r.restartDelayMax; i++ {
+	d := m.cfg.RestartDelay
+	for i := 0; i < m.streak && d < m.cfg.RestartDelayMax; i++ {
 		d *= 2
 	}
 	m.streak++
-	return min(d, max(m.r.restartDelayMax, m.r.restartDelay))
+	return min(d, max(m.cfg.RestartDelayMax, m.cfg.RestartDelay))
 }
 
 // rerun starts the next run after the backoff.
@@ -844,12 +823,12 @@ func (m *machine) rerun() {
 // already), SIGKILL. vigil was asked to wait for them, so it also owns
 // ending them when a stop comes.
 func (m *machine) stopLeftovers(sig unix.Signal, now time.Time) {
-	if to, ok := m.r.rewrite.Apply(sig); ok {
+	if to, ok := m.cfg.Rewrite.Apply(sig); ok {
 		m.do(action{kind: actLeftovers, sig: to})
 	}
 	m.stop.killAt = m.stop.graceEnds
 	if m.stop.killAt.IsZero() {
-		m.stop.killAt = now.Add(m.r.grace)
+		m.stop.killAt = now.Add(m.cfg.Grace)
 	}
 }
 
@@ -865,13 +844,13 @@ func (m *machine) waitAllDone(now time.Time) {
 // stop was under way, so a shutdown keeps to the budget the user set.
 func (m *machine) cleanup(now time.Time) {
 	m.phase = phaseCleanup
-	if m.r.noCleanup || !m.alive || m.again {
+	if m.cfg.NoCleanup || !m.alive || m.again {
 		// Between runs nothing the previous one left behind is touched:
 		// detached workers live on, and are reaped as they end.
 		m.afterCleanup(now)
 		return
 	}
-	bound := m.r.cleanupGrace
+	bound := m.cfg.CleanupGrace
 	if left := m.stop.graceEnds.Sub(now); !m.stop.graceEnds.IsZero() && left < bound {
 		bound = max(0, left)
 	}
@@ -894,7 +873,7 @@ func (m *machine) afterCleanup(now time.Time) {
 	switch {
 	case m.hooksCleaned:
 		m.flush(now)
-	case m.again && m.r.tail:
+	case m.again && m.capturesTail():
 		// The next run writes into the same pipe, and the workers of this
 		// one still may: no end of file to wait for, and none to cause.
 		// What the child wrote before it died is in the pipe, though: the
@@ -904,7 +883,7 @@ func (m *machine) afterCleanup(now time.Time) {
 		m.do(action{kind: actAwaitTail})
 	case m.again:
 		m.finishTail()
-	case m.r.tail && !m.tailEOF && !m.r.noCleanup:
+	case m.capturesTail() && !m.tailEOF && !m.cfg.NoCleanup:
 		// Leftovers that held the child's stderr are gone now, so the
 		// end of file is near once vigil lets go of its own end. With
 		// --no-cleanup they live on and may hold it for ever: take what
@@ -933,7 +912,7 @@ func (m *machine) tailCaughtUp() {
 }
 
 func (m *machine) finishTail() {
-	if m.r.tail {
+	if m.capturesTail() {
 		m.do(action{kind: actFinishTail})
 	}
 	m.ended()
@@ -978,7 +957,7 @@ func (m *machine) nextHook(now time.Time) {
 // hookStarted says hook number n runs as pid.
 func (m *machine) hookStarted(pid int, now time.Time) {
 	m.hookPid = pid
-	m.hookEnds = now.Add(m.r.hookTimeout)
+	m.hookEnds = now.Add(m.cfg.HookTimeout)
 }
 
 // hookFailed says the hook could not be started; the next one runs.
@@ -1007,7 +986,7 @@ func (m *machine) tick(now time.Time) {
 	switch m.phase {
 	case phaseWaiting:
 		if due(m.waitEnds) {
-			m.err = fail(ExitWaitTimeout, "--wait-for %s: not ready after %s; command not started", m.waitingFor, m.r.waitTimeout)
+			m.err = fail(ExitWaitTimeout, "--wait-for %s: not ready after %s; command not started", m.waitingFor, m.cfg.WaitTimeout)
 			m.started, m.gaveUp = now, true
 			m.end(reaper.Exit{Code: ExitWaitTimeout}, CauseNone, false, now)
 		}
@@ -1019,7 +998,7 @@ func (m *machine) tick(now time.Time) {
 			m.timeoutAt = time.Time{}
 			if !m.stop.active() {
 				m.do(action{kind: actNote, why: "timeout"})
-				m.beginStop(m.r.timeoutSignal, CauseTimeout, now)
+				m.beginStop(m.cfg.TimeoutSignal, CauseTimeout, now)
 			}
 		}
 		if due(m.watchdogEnds) {

@@ -23,11 +23,15 @@ func at(d time.Duration) time.Time { return t0.Add(d) }
 
 const child = 100
 
-func defaults() rules {
-	return rules{
-		stopSignals: []unix.Signal{unix.SIGTERM, unix.SIGINT}, rewrite: signals.Rewrite{},
-		timeoutSignal: unix.SIGTERM, grace: 10 * time.Second, cleanupGrace: 2 * time.Second,
-		hookTimeout: 10 * time.Second,
+// someTarget is a --wait-for target the machine waits on; the loop's
+// watchers would say when it holds, the tests say it themselves.
+var someTarget = []Target{{Kind: "file", Path: "/run/ready"}}
+
+func defaults() Config {
+	return Config{
+		StopSignals: []unix.Signal{unix.SIGTERM, unix.SIGINT}, Rewrite: signals.Rewrite{},
+		TimeoutSignal: unix.SIGTERM, Grace: 10 * time.Second, CleanupGrace: 2 * time.Second,
+		HookTimeout: 10 * time.Second,
 	}
 }
 
@@ -78,7 +82,7 @@ func expect(t *testing.T, m *machine, want string) {
 }
 
 // running returns a machine whose child runs as pid 100 since t0.
-func running(t *testing.T, r rules) *machine {
+func running(t *testing.T, r Config) *machine {
 	t.Helper()
 	m := newMachine(r)
 	m.begin(t0)
@@ -138,14 +142,14 @@ func TestOrphanExitsDoNotEndTheRun(t *testing.T) {
 
 func TestSignalsAreForwardedThroughTheRewriteTable(t *testing.T) {
 	r := defaults()
-	r.rewrite = signals.Rewrite{unix.SIGHUP: unix.SIGUSR2, unix.SIGUSR1: 0}
+	r.Rewrite = signals.Rewrite{unix.SIGHUP: unix.SIGUSR2, unix.SIGUSR1: 0}
 	m := running(t, r)
 	m.signal(unix.SIGWINCH, t0)
 	m.signal(unix.SIGHUP, t0)
 	m.signal(unix.SIGUSR1, t0) // dropped
 	expect(t, m, "kill 100 SIGWINCH; kill 100 SIGUSR2")
 
-	r.group = true
+	r.Group = true
 	g := running(t, r)
 	g.signal(unix.SIGWINCH, t0)
 	expect(t, g, "kill -100 SIGWINCH")
@@ -171,7 +175,7 @@ func TestOutsideStopHasNoSIGKILLOfVigilsOwnByDefault(t *testing.T) {
 
 func TestExplicitGraceEndsAnOutsideStopWithSIGKILL(t *testing.T) {
 	r := defaults()
-	r.graceSet, r.grace = true, 5*time.Second
+	r.GraceSet, r.Grace = true, 5*time.Second
 	m := running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	expect(t, m, "tombstone; kill 100 SIGTERM")
@@ -253,7 +257,7 @@ func TestAnOOMKillVigilDoesNotReapIsReportedAsACount(t *testing.T) {
 // the hooks.
 func TestLeftoversVigilKilledAreNotOOMVictims(t *testing.T) {
 	r := defaults()
-	r.cleanupGrace = time.Second
+	r.CleanupGrace = time.Second
 	m := running(t, r)
 	m.reaped(exited(child, 0), true, t0)
 	expect(t, m, "tombstone; leftovers SIGTERM")
@@ -282,7 +286,7 @@ func TestAnOOMCounterThatGoesDownIsANewBase(t *testing.T) {
 
 func TestRepeatedStopSignalIsForwardedWithoutRestartingTheClock(t *testing.T) {
 	r := defaults()
-	r.graceSet = true
+	r.GraceSet = true
 	m := running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	m.signal(unix.SIGINT, at(3*time.Second))
@@ -295,15 +299,15 @@ func TestRepeatedStopSignalIsForwardedWithoutRestartingTheClock(t *testing.T) {
 func TestStopSignalRewrittenToNoneStopsNothing(t *testing.T) {
 	// dumb-init's -r 15:0: the user dropped TERM on purpose.
 	r := defaults()
-	r.rewrite = signals.Rewrite{unix.SIGTERM: 0}
-	r.graceSet = true
+	r.Rewrite = signals.Rewrite{unix.SIGTERM: 0}
+	r.GraceSet = true
 	m := running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	expect(t, m, "")
 	if m.stop.active() || !m.next().IsZero() {
 		t.Fatalf("a dropped TERM began a stop: %+v", m.stop)
 	}
-	w := newMachine(rules{stopSignals: r.stopSignals, rewrite: r.rewrite, waitFor: true})
+	w := newMachine(Config{StopSignals: r.StopSignals, Rewrite: r.Rewrite, WaitFor: someTarget})
 	w.begin(t0)
 	w.take()
 	w.signal(unix.SIGTERM, t0)
@@ -314,7 +318,7 @@ func TestStopSignalRewrittenToNoneStopsNothing(t *testing.T) {
 
 func TestDrainDelaysTheStopAndAFailureDuringItIsAFailure(t *testing.T) {
 	r := defaults()
-	r.drain = 5 * time.Second
+	r.Drain = 5 * time.Second
 	m := running(t, r)
 	m.stopOnFired(t0)
 	expect(t, m, "tombstone")
@@ -340,8 +344,8 @@ func TestDrainDelaysTheStopAndAFailureDuringItIsAFailure(t *testing.T) {
 
 func TestTimeoutSendsItsSignalUnrewrittenThenKills(t *testing.T) {
 	r := defaults()
-	r.timeout, r.timeoutSignal = time.Minute, unix.SIGUSR1
-	r.rewrite = signals.Rewrite{unix.SIGUSR1: unix.SIGHUP}
+	r.Timeout, r.TimeoutSignal = time.Minute, unix.SIGUSR1
+	r.Rewrite = signals.Rewrite{unix.SIGUSR1: unix.SIGHUP}
 	m := running(t, r)
 	m.tick(at(time.Minute))
 	expect(t, m, "note timeout; tombstone; kill 100 SIGUSR1")
@@ -356,7 +360,7 @@ func TestTimeoutSendsItsSignalUnrewrittenThenKills(t *testing.T) {
 
 func TestTheFirstStopWins(t *testing.T) {
 	r := defaults()
-	r.timeout = 10 * time.Second
+	r.Timeout = 10 * time.Second
 	// A TERM from outside a second before the timeout: not a timeout.
 	m := running(t, r)
 	m.signal(unix.SIGTERM, at(9*time.Second))
@@ -383,7 +387,7 @@ func TestTheFirstStopWins(t *testing.T) {
 
 func TestAChildThatDoesNotDieOfSIGKILLDoesNotHangTheShutdown(t *testing.T) {
 	r := defaults()
-	r.timeout = time.Second
+	r.Timeout = time.Second
 	m := running(t, r)
 	m.tick(at(time.Second))
 	m.tick(at(11 * time.Second))
@@ -400,7 +404,7 @@ func TestAChildThatDoesNotDieOfSIGKILLDoesNotHangTheShutdown(t *testing.T) {
 
 func TestStopBeforeTheChildExistsEndsWith128PlusN(t *testing.T) {
 	r := defaults()
-	r.waitFor = true
+	r.WaitFor = someTarget
 	m := newMachine(r)
 	m.signal(unix.SIGTERM, t0) // caught during start-up, before begin
 	m.begin(t0)
@@ -417,7 +421,7 @@ func TestStopBeforeTheChildExistsEndsWith128PlusN(t *testing.T) {
 
 func TestWaitingThenReadyThenTimeout(t *testing.T) {
 	r := defaults()
-	r.waitFor, r.waitTimeout = true, 3*time.Second
+	r.WaitFor, r.WaitTimeout = someTarget, 3*time.Second
 	m := newMachine(r)
 	m.begin(t0)
 	expect(t, m, "tombstone")
@@ -462,7 +466,7 @@ func TestLeftoversGetTERMThenABoundThenKILL(t *testing.T) {
 
 	// They do not outlast what is left of an explicit grace.
 	r := defaults()
-	r.graceSet, r.grace = true, 3*time.Second
+	r.GraceSet, r.Grace = true, 3*time.Second
 	m = running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	m.reaped(exited(child, 0), true, at(2500*time.Millisecond))
@@ -482,7 +486,7 @@ func TestLeftoversGetTERMThenABoundThenKILL(t *testing.T) {
 
 func TestNoCleanupLeavesLeftoversAndDoesNotWaitForTheTail(t *testing.T) {
 	r := defaults()
-	r.noCleanup, r.tail = true, true
+	r.NoCleanup, r.CaptureTail = true, 1024
 	m := running(t, r)
 	m.reaped(exited(child, 0), true, t0)
 	expect(t, m, "tombstone; finish tail; ended; list hooks")
@@ -490,7 +494,7 @@ func TestNoCleanupLeavesLeftoversAndDoesNotWaitForTheTail(t *testing.T) {
 
 func TestTailIsAwaitedBoundedly(t *testing.T) {
 	r := defaults()
-	r.tail = true
+	r.CaptureTail = 1024
 	m := running(t, r)
 	m.reaped(exited(child, 0), false, t0)
 	expect(t, m, "tombstone; close tail")
@@ -507,7 +511,7 @@ func TestTailIsAwaitedBoundedly(t *testing.T) {
 	// close, but the run's tail is what the pipe held when it ended
 	// (issue 19: a lagging copier lost the last lines), within the bound.
 	rr := restarting(RestartAlways, 0)
-	rr.tail = true
+	rr.CaptureTail = 1024
 	m = running(t, rr)
 	m.reaped(exited(child, 1), false, t0)
 	expect(t, m, "tombstone; await tail")
@@ -554,7 +558,7 @@ func TestHooksRunOneAtATimeBoundedThenTheirLeftoversGo(t *testing.T) {
 
 func TestRemapExitAndStoppedStatus(t *testing.T) {
 	r := defaults()
-	r.remapExit = map[int]bool{143: true}
+	r.RemapExit = map[int]bool{143: true}
 	m := running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	m.reaped(killedBy(child, unix.SIGTERM), false, t0)
@@ -598,7 +602,7 @@ func TestCancelIsAStop(t *testing.T) {
 	m := running(t, defaults())
 	m.cancel(t0)
 	expect(t, m, "tombstone; kill 100 SIGTERM")
-	w := newMachine(rules{stopSignals: []unix.Signal{unix.SIGTERM}, waitFor: true})
+	w := newMachine(Config{StopSignals: []unix.Signal{unix.SIGTERM}, WaitFor: someTarget})
 	w.begin(t0)
 	w.take()
 	w.cancel(t0)
@@ -624,10 +628,10 @@ func TestPhaseNames(t *testing.T) {
 	}
 }
 
-func restarting(policy RestartPolicy, maxRestarts int) rules {
+func restarting(policy RestartPolicy, maxRestarts int) Config {
 	r := defaults()
-	r.restart, r.restartMax = policy, maxRestarts
-	r.restartDelay, r.restartDelayMax = time.Second, 8*time.Second
+	r.Restart, r.RestartMax = policy, maxRestarts
+	r.RestartDelay, r.RestartDelayMax = time.Second, 8*time.Second
 	return r
 }
 
@@ -714,7 +718,7 @@ func TestNoRestartAfterAStopFromOutsideOrDuringTheBackoff(t *testing.T) {
 	}
 	// A --timeout is a failure of that run: restarted.
 	r := restarting(RestartOnFailure, 0)
-	r.timeout = time.Second
+	r.Timeout = time.Second
 	m = running(t, r)
 	m.tick(at(time.Second))
 	m.take()
@@ -734,7 +738,7 @@ func TestNoRestartAfterAStopFromOutsideOrDuringTheBackoff(t *testing.T) {
 
 func TestWaitAllWaitsForEveryDescendant(t *testing.T) {
 	r := defaults()
-	r.waitAll = true
+	r.WaitAll = true
 	m := running(t, r)
 	m.reaped(exited(child, 5), true, t0)
 	expect(t, m, "")
@@ -756,7 +760,7 @@ func TestWaitAllWaitsForEveryDescendant(t *testing.T) {
 
 func TestSignalsBeforeTheChildExistsReachItOnceItDoes(t *testing.T) {
 	r := defaults()
-	r.waitFor = true
+	r.WaitFor = someTarget
 	m := newMachine(r)
 	m.signal(unix.SIGHUP, t0)
 	m.signal(unix.SIGTSTP, t0) // no job to stop yet
@@ -788,7 +792,7 @@ func TestWatcherNewsBeforeBeginStartsTheCommandOnce(t *testing.T) {
 	m.begin(t0)
 	expect(t, m, "spawn")
 	r := defaults()
-	r.waitFor, r.timeout = true, time.Second
+	r.WaitFor, r.Timeout = someTarget, time.Second
 	w := newMachine(r)
 	w.depsReady()
 	w.begin(t0)
@@ -827,7 +831,7 @@ func TestAStopBetweenRunsIsNotFollowedByARestart(t *testing.T) {
 
 func TestNoRestartOfACommandThatWasNeverStarted(t *testing.T) {
 	r := restarting(RestartOnFailure, 0)
-	r.waitFor, r.waitTimeout = true, time.Second
+	r.WaitFor, r.WaitTimeout = someTarget, time.Second
 	m := newMachine(r)
 	m.begin(t0)
 	m.signal(unix.SIGTERM, t0)
@@ -852,7 +856,7 @@ func TestNoRestartOfACommandThatWasNeverStarted(t *testing.T) {
 
 func TestWaitAllKeepsAStopRewrittenToNone(t *testing.T) {
 	r := defaults()
-	r.waitAll, r.rewrite = true, signals.Rewrite{unix.SIGTERM: 0}
+	r.WaitAll, r.Rewrite = true, signals.Rewrite{unix.SIGTERM: 0}
 	m := running(t, r)
 	m.reaped(exited(child, 0), true, t0)
 	m.take()
@@ -863,7 +867,7 @@ func TestWaitAllKeepsAStopRewrittenToNone(t *testing.T) {
 
 func TestTheChildsWatchdogIntervalLastsOneRun(t *testing.T) {
 	r := restarting(RestartAlways, 0)
-	r.watchdog = time.Second
+	r.Watchdog = time.Second
 	m := running(t, r)
 	off := time.Duration(0)
 	m.notified(readiness{interval: &off}, t0)
@@ -883,7 +887,7 @@ func TestAnOutsideStopInAnyPhaseIsNeverFollowedByARestart(t *testing.T) {
 	// During a --timeout's grace: the timeout stop came first and keeps the
 	// class, but the TERM from outside still means no new run.
 	r := restarting(RestartOnFailure, 0)
-	r.timeout = time.Second
+	r.Timeout = time.Second
 	m := running(t, r)
 	m.tick(at(time.Second))
 	expect(t, m, "note timeout; tombstone; kill 100 SIGTERM")
@@ -897,7 +901,7 @@ func TestAnOutsideStopInAnyPhaseIsNeverFollowedByARestart(t *testing.T) {
 	// During the drain, with the child failing before the drain ends: a
 	// failure, and no restart.
 	r = restarting(RestartOnFailure, 0)
-	r.drain = 2 * time.Second
+	r.Drain = 2 * time.Second
 	m = running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	expect(t, m, "tombstone")
@@ -908,7 +912,7 @@ func TestAnOutsideStopInAnyPhaseIsNeverFollowedByARestart(t *testing.T) {
 
 	// A --stop-on during a watchdog's grace.
 	r = restarting(RestartAlways, 0)
-	r.watchdog = time.Second
+	r.Watchdog = time.Second
 	m = running(t, r)
 	m.tick(at(time.Second))
 	m.take()
@@ -948,7 +952,7 @@ func TestCtrlCToTheChildsForegroundGroupIsAStop(t *testing.T) {
 
 func TestStopSignalsDuringTheDrainAreForwardedInOrder(t *testing.T) {
 	r := defaults()
-	r.drain = 2 * time.Second
+	r.Drain = 2 * time.Second
 	m := running(t, r)
 	m.signal(unix.SIGHUP, t0)
 	expect(t, m, "kill 100 SIGHUP")
@@ -981,7 +985,7 @@ func TestAContInTheSameBatchCancelsAStopOfVigilsOwn(t *testing.T) {
 
 func TestWatchdogCountsOnlyTimeVigilRan(t *testing.T) {
 	r := defaults()
-	r.watchdog, r.watchdogSignal = 2*time.Second, unix.SIGABRT
+	r.Watchdog, r.WatchdogSignal = 2*time.Second, unix.SIGABRT
 	// A freeze: vigil last ran at 1.5 s (a ping), its timer for 3.5 s fires
 	// at 6.5 s. The child gets what it had left at 1.5 s: 2 s from the thaw.
 	m := running(t, r)
@@ -1023,14 +1027,14 @@ func TestWatchdogCountsOnlyTimeVigilRan(t *testing.T) {
 
 func TestExitZeroOnStopOnlyForAStopTheChildHonoured(t *testing.T) {
 	zero := defaults()
-	zero.exitZeroOnStop = true
+	zero.ExitZeroOnStop = true
 	grace := zero
-	grace.graceSet, grace.grace = true, time.Second
+	grace.GraceSet, grace.Grace = true, time.Second
 	quit := zero
-	quit.rewrite = signals.Rewrite{unix.SIGTERM: unix.SIGQUIT}
+	quit.Rewrite = signals.Rewrite{unix.SIGTERM: unix.SIGQUIT}
 	tests := []struct {
 		name        string
-		r           rules
+		r           Config
 		stop        bool // vigil receives TERM first
 		kill        bool // the grace runs out
 		exit        reaper.Exit
@@ -1070,7 +1074,7 @@ func TestExitZeroOnStopOnlyForAStopTheChildHonoured(t *testing.T) {
 
 func TestExitZeroOnStopIsNotAStopBeforeTheChildExists(t *testing.T) {
 	r := defaults()
-	r.exitZeroOnStop, r.waitFor = true, true
+	r.ExitZeroOnStop, r.WaitFor = true, someTarget
 	m := newMachine(r)
 	m.begin(t0)
 	m.take()
@@ -1099,12 +1103,12 @@ func TestExitZeroOnStopOverRandomHistories(t *testing.T) {
 	}()
 	for i := range 5000 {
 		r := defaults()
-		r.exitZeroOnStop = rng.IntN(4) != 0
+		r.ExitZeroOnStop = rng.IntN(4) != 0
 		if rng.IntN(3) == 0 {
-			r.graceSet, r.grace = true, time.Duration(1+rng.IntN(3))*time.Second
+			r.GraceSet, r.Grace = true, time.Duration(1+rng.IntN(3))*time.Second
 		}
 		if rng.IntN(3) == 0 {
-			r.rewrite = signals.Rewrite{unix.SIGTERM: sigs[rng.IntN(len(sigs))]}
+			r.Rewrite = signals.Rewrite{unix.SIGTERM: sigs[rng.IntN(len(sigs))]}
 		}
 		m := running(t, r)
 		now := t0
@@ -1169,9 +1173,9 @@ func TestExitZeroOnStopOverRandomHistories(t *testing.T) {
 		classes[rec.class]++
 		honoured := (e.Signal != 0 && e.Signal != unix.SIGKILL && sent.has(e.Signal)) ||
 			(e.Signal == 0 && e.Code > 128 && sent.has(unix.Signal(e.Code-128)))
-		ok := rec.status == e.Status() || rec.status == 0 && r.exitZeroOnStop && stopSeen && honoured && !killedByVigil
-		if !ok || (!r.exitZeroOnStop && rec.class == Stopped) || (rec.class == Stopped) != (rec.status == 0 && e.Status() != 0) {
-			t.Fatalf("history %d %v, child %+v, flag %v: class %s status %d (vigil sent %b)", i, history, e, r.exitZeroOnStop, rec.class, rec.status, sent)
+		ok := rec.status == e.Status() || rec.status == 0 && r.ExitZeroOnStop && stopSeen && honoured && !killedByVigil
+		if !ok || (!r.ExitZeroOnStop && rec.class == Stopped) || (rec.class == Stopped) != (rec.status == 0 && e.Status() != 0) {
+			t.Fatalf("history %d %v, child %+v, flag %v: class %s status %d (vigil sent %b)", i, history, e, r.ExitZeroOnStop, rec.class, rec.status, sent)
 		}
 	}
 }
@@ -1192,7 +1196,7 @@ func TestNextAllocatesNothing(t *testing.T) {
 // nobody's.
 func TestReadyFdLineMarksTheRunReadyOnce(t *testing.T) {
 	r := defaults()
-	r.restart = RestartAlways
+	r.Restart = RestartAlways
 	m := newMachine(r)
 	m.readyFdWritten(t0)
 	m.begin(t0)

@@ -164,7 +164,7 @@ func (w *world) signals(burst ...unix.Signal) {
 	var p intake.Pending
 	q.Take(&p)
 	for sig := range p.Signals() {
-		_, kept := w.m.r.rewrite.Apply(sig)
+		_, kept := w.m.cfg.Rewrite.Apply(sig)
 		if kept && w.m.isStop(sig) {
 			w.outside = true
 		}
@@ -175,7 +175,7 @@ func (w *world) signals(burst ...unix.Signal) {
 }
 
 func (w *world) reap(exits []reaper.Exit, alive bool) {
-	w.m.terminal(w.m.r.jobControl || w.rng.IntN(2) == 0)
+	w.m.terminal(w.m.jobControl || w.rng.IntN(2) == 0)
 	for _, e := range exits {
 		if e.Pid == w.child && w.m.ttyFg && (e.Signal == unix.SIGINT || e.Signal == unix.SIGQUIT) {
 			w.outside = true
@@ -232,7 +232,7 @@ func (w *world) step() {
 		w.m.stopOnFired(w.now)
 		w.perform()
 	case n < 47: // the context ends
-		if _, kept := w.m.r.rewrite.Apply(w.m.r.stopSignals[0]); kept {
+		if _, kept := w.m.cfg.Rewrite.Apply(w.m.cfg.StopSignals[0]); kept {
 			w.outside = true
 		}
 		w.note("cancel")
@@ -300,21 +300,25 @@ func names(sigs []unix.Signal) []string {
 	return out
 }
 
-func randomRules(rng *rand.Rand) rules {
+func randomRules(rng *rand.Rand) Config {
 	r := defaults()
-	r.restart = RestartPolicy(rng.IntN(3))
-	r.restartMax = rng.IntN(4)
-	r.restartDelay, r.restartDelayMax = time.Second, 4*time.Second
-	r.drain = time.Duration(rng.IntN(2)) * 2 * time.Second
-	r.timeout = time.Duration(rng.IntN(2)) * 3 * time.Second
-	r.watchdog, r.watchdogSignal = time.Duration(rng.IntN(2))*2*time.Second, unix.SIGABRT
-	r.graceSet = rng.IntN(2) == 0
-	r.waitAll = rng.IntN(4) == 0
-	r.tail = rng.IntN(3) == 0
-	r.waitFor = rng.IntN(5) == 0
-	r.noCleanup = rng.IntN(5) == 0
+	r.Restart = RestartPolicy(rng.IntN(3))
+	r.RestartMax = rng.IntN(4)
+	r.RestartDelay, r.RestartDelayMax = time.Second, 4*time.Second
+	r.Drain = time.Duration(rng.IntN(2)) * 2 * time.Second
+	r.Timeout = time.Duration(rng.IntN(2)) * 3 * time.Second
+	r.Watchdog, r.WatchdogSignal = time.Duration(rng.IntN(2))*2*time.Second, unix.SIGABRT
+	r.GraceSet = rng.IntN(2) == 0
+	r.WaitAll = rng.IntN(4) == 0
+	if rng.IntN(3) == 0 {
+		r.CaptureTail = 1024
+	}
+	if rng.IntN(5) == 0 {
+		r.WaitFor = someTarget
+	}
+	r.NoCleanup = rng.IntN(5) == 0
 	if rng.IntN(6) == 0 {
-		r.rewrite = signals.Rewrite{unix.SIGTERM: 0}
+		r.Rewrite = signals.Rewrite{unix.SIGTERM: 0}
 	}
 	return r
 }
@@ -329,10 +333,10 @@ func TestMachineInvariantsOverRandomHistories(t *testing.T) {
 		r := randomRules(rng)
 		w := &world{t: t, rng: rng, m: newMachine(r), now: t0, nextPid: 100}
 		w.healthy = rng.IntN(2) == 0
-		w.log = []string{fmt.Sprintf("seed %d, rules %+v, healthy %v", seed, r, w.healthy)}
+		w.log = []string{fmt.Sprintf("seed %d, config %+v, healthy %v", seed, r, w.healthy)}
 		w.m.begin(w.now)
 		w.perform()
-		if r.waitFor && w.rng.IntN(2) == 0 {
+		if len(r.WaitFor) > 0 && w.rng.IntN(2) == 0 {
 			w.m.depsReady()
 			w.perform()
 		}
