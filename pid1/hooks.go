@@ -21,8 +21,7 @@ type hook struct {
 // --on-<class> flags, DIR/on-<class>.d/*, then the same for "exit"; and
 // prepares what every hook gets: the VIGIL_* environment, the JSON on its
 // stdin and the file with the whole captured tail.
-func (s *supervisor) listHooks() int {
-	r := s.m.rec
+func (s *supervisor) listHooks(r *record) int {
 	s.hooks = s.hooks[:0]
 	for _, c := range []Class{r.class, OnExit} {
 		for _, argv := range s.cfg.Hooks[c] {

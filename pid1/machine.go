@@ -1,6 +1,8 @@
 package pid1
 
 import (
+	"log/slog"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -46,11 +48,11 @@ const (
 	actLeftovers                    // send sig to every descendant still alive
 	actStopSelf                     // stop vigil (job control)
 	actResume                       // give the terminal to the child's group and continue it
-	actTombstone                    // write the tombstone for the current state
-	actEnded                        // the child's end is known: log it, write the termination log
-	actListHooks                    // find the hooks of the class; answer with hooksListed
+	actTombstone                    // write the tombstone for the current state (tombstone)
+	actEnded                        // the child's end is known (rec): log it at level, write the termination log
+	actListHooks                    // find the hooks of rec's class; answer with hooksListed
 	actHook                         // start hook number n; answer with hookStarted or hookFailed
-	actFinishTail                   // stop waiting for the stderr tail; take what is there
+	actFinishTail                   // stop waiting for the stderr tail; answer with tailTaken
 	actCloseTail                    // vigil lets go of its end of the stderr pipe: no more runs
 	actAwaitTail                    // say (tailCaughtUp) once the copier has read all the pipe holds
 	actFlush                        // wait for the record writes; answer with flushed
@@ -66,6 +68,11 @@ type action struct {
 	why  string // for the log line of a kill vigil decided on
 	comm string // "oom victim": the process's name, when known
 	oom  int    // "oom victim", "oom kills": the OOM kills of the run so far
+
+	rec   *record       // actEnded, actListHooks: the run's record, complete
+	level slog.Level    // actEnded: how loud the line that says it is
+	shut  bool          // actFinishTail: close the pipe unless the copier reached its end
+	d     time.Duration // "watchdog": the interval that ran out
 }
 
 // readiness is what a Notify update says, in the machine's terms.
@@ -129,9 +136,9 @@ type machine struct {
 
 	jobControl bool // this run: vigil follows the child's stops (a terminal, not PID 1)
 
-	waitEnds   time.Time     // --wait-timeout; zero: none
-	early      []unix.Signal // caught before the child existed, for it once it does
-	waitingFor string        // the targets not ready yet, for the message
+	waitEnds  time.Time     // --wait-timeout; zero: none
+	early     []unix.Signal // caught before the child existed, for it once it does
+	waitingOn string        // the targets not ready yet, for the message
 
 	child     int       // the main child's pid, also its process group
 	started   time.Time // when it was spawned (or, if it never was, when it was given up on)
@@ -202,6 +209,86 @@ func (m *machine) take() []action {
 	out := m.out
 	m.out = nil
 	return out
+}
+
+// The loop asks the machine through these; it never reads its fields.
+
+// done reports whether vigil may exit.
+func (m *machine) done() bool { return m.phase == phaseDone }
+
+// result is what Run returns once done: the status to exit with and
+// vigil's own failure, if any.
+func (m *machine) result() (int, error) { return m.rec.status, m.err }
+
+// waiting reports whether the command waits for its --wait-for targets.
+func (m *machine) waiting() bool { return m.phase == phaseWaiting }
+
+// targetsPending says which --wait-for targets do not hold yet, for the
+// message if vigil ends before they do.
+func (m *machine) targetsPending(desc string) { m.waitingOn = desc }
+
+// untraced reports whether the next drain should report the main child's
+// stops: vigil follows them (job control) while it runs.
+func (m *machine) untraced() bool { return m.jobControl && m.phase == phaseRunning }
+
+// owner is whose exit a reaped process is.
+type owner uint8
+
+const (
+	ownerNone  owner = iota // an orphan, or a worker of the child's
+	ownerChild              // the main child, its end not yet recorded
+	ownerHook               // the hook running now
+)
+
+// whose says whose process pid is, before the drain that reaped it is
+// handed over (reaped), and for a hook which one (its number).
+func (m *machine) whose(pid int) (owner, int) {
+	switch {
+	case pid == 0:
+		return ownerNone, 0
+	case pid == m.child && m.rec == nil:
+		return ownerChild, 0
+	case pid == m.hookPid:
+		return ownerHook, m.hook
+	}
+	return ownerNone, 0
+}
+
+// ours reports whether pid is the main child or the running hook (a
+// process vigil started itself, not one it reaps as an init).
+func (m *machine) ours(pid int) bool { return pid != 0 && (pid == m.child || pid == m.hookPid) }
+
+// name is the tombstone's name: --name or the command's base name.
+func (m *machine) name() string {
+	if m.cfg.Name != "" {
+		return m.cfg.Name
+	}
+	return filepath.Base(m.cfg.Command[0])
+}
+
+// tombstone is the record for the state now. Which run of vigil wrote it
+// (RunID, RunStartedAt, Locked) is the loop's to add.
+func (m *machine) tombstone() Tombstone {
+	ts := Tombstone{Name: m.name(), State: m.state(), Pid: m.child, Restarts: m.restarts, Status: m.status, OOMKills: m.oomRun}
+	if !m.started.IsZero() {
+		ts.StartedAt = m.started.Format(time.RFC3339Nano)
+	}
+	if m.ready {
+		at := m.readyAt.Format(time.RFC3339Nano)
+		ts.ReadyAt = &at
+	}
+	if r := m.rec; r != nil {
+		f := r.facts()
+		ts.StartedAt, ts.Status, ts.ReadyAt = f.StartedAt, f.Status, f.ReadyAt
+		ts.EndedAt, ts.Class, ts.ExitStatus, ts.ExitCode = &f.EndedAt, &f.Class, &f.ExitStatus, f.ExitCode
+		ts.Signal, ts.CoreDumped, ts.Error, ts.OOMKills = &f.Signal, &f.CoreDumped, f.Error, f.OOMKills
+		if ts.State == "starting" {
+			ts.Pid = 0 // between runs: the last end is kept, the next run is starting
+		}
+	}
+	// Bounded, so that the room reserved at start always holds a record.
+	ts.Status, ts.Error = truncate(ts.Status, tombstoneTextMax), truncate(ts.Error, tombstoneTextMax)
+	return ts
 }
 
 // begin is the first step: spawn at once, or wait for the targets.
@@ -310,7 +397,7 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 		}
 		if kept {
 			// No child to pass it to: vigil ends as the signal asked.
-			m.err = fail(128+int(sig), "%s while waiting for %s; command not started", signals.Name(sig), m.waitingFor)
+			m.err = fail(128+int(sig), "%s while waiting for %s; command not started", signals.Name(sig), m.waitingOn)
 			m.started, m.gaveUp = now, true
 			m.end(reaper.Exit{Signal: sig}, CauseSignal, false, now)
 		}
@@ -356,7 +443,7 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 					break
 				}
 			}
-			m.do(action{kind: actResume})
+			m.do(action{kind: actResume, pid: m.child})
 			return
 		}
 	}
@@ -535,7 +622,7 @@ func (m *machine) becameReady(now time.Time, why string) {
 func (m *machine) hung(now time.Time) {
 	m.watchdogEnds = time.Time{}
 	if !m.stop.active() {
-		m.do(action{kind: actNote, why: "watchdog"})
+		m.do(action{kind: actNote, why: "watchdog", d: m.watchdog})
 		m.beginStop(m.cfg.WatchdogSignal, CauseWatchdog, now)
 	}
 }
@@ -745,7 +832,8 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 	if m.cfg.RemapExit[status] {
 		status = 0
 	}
-	m.rec = &record{class: class, exit: e, status: status, started: m.started, ended: now, restarts: m.restarts, oomKills: m.oomRun}
+	m.rec = &record{class: class, exit: e, status: status, command: m.cfg.Command, started: m.started, ended: now,
+		restarts: m.restarts, oomKills: m.oomRun}
 	if m.err != nil {
 		m.rec.err = m.err.Error()
 	}
@@ -911,11 +999,22 @@ func (m *machine) tailCaughtUp() {
 	}
 }
 
+// finishTail stops waiting for the tail. The pipe is closed then, unless
+// the copier is at its end already: with --no-cleanup it is left to
+// whoever holds it; between runs it is the next run's.
 func (m *machine) finishTail() {
 	if m.capturesTail() {
-		m.do(action{kind: actFinishTail})
+		m.do(action{kind: actFinishTail, shut: !m.cfg.NoCleanup && !m.again})
 	}
 	m.ended()
+}
+
+// tailTaken hands the machine the end of the captured stderr, for the
+// record (asked for by actFinishTail).
+func (m *machine) tailTaken(b []byte) {
+	if m.rec != nil {
+		m.rec.tail = b
+	}
 }
 
 // ended is the end proper: the record is complete (tail included), so it
@@ -923,9 +1022,29 @@ func (m *machine) finishTail() {
 func (m *machine) ended() {
 	m.tailEnds = time.Time{}
 	m.reportOOM() // before the class line and the hooks
-	m.do(action{kind: actEnded})
+	m.do(action{kind: actEnded, rec: m.rec, level: m.endLevel()})
 	m.phase = phaseHooks
-	m.do(action{kind: actListHooks})
+	m.do(action{kind: actListHooks, rec: m.rec})
+}
+
+// endLevel is how loud the line that says how the child ended is: quiet
+// unless vigil knows more than the status says. Success, failure, a death
+// by a signal and a stop on purpose speak for themselves; a SIGKILL vigil
+// did not send, a fault, an OOM kill and a timeout do not. A watchdog's
+// end has had its warning already.
+func (m *machine) endLevel() slog.Level {
+	switch m.rec.class {
+	case OOM, Fault, Timeout:
+		return slog.LevelWarn
+	case Kill:
+		if m.stop.killed {
+			return slog.LevelDebug // vigil's own SIGKILL, warned of then
+		}
+		return slog.LevelWarn
+	case Success, Failure, Signal, Watchdog, Stopped:
+		return slog.LevelDebug
+	}
+	panic("pid1: unknown class " + string(m.rec.class))
 }
 
 // hooksListed says how many hooks the class has.
@@ -986,7 +1105,7 @@ func (m *machine) tick(now time.Time) {
 	switch m.phase {
 	case phaseWaiting:
 		if due(m.waitEnds) {
-			m.err = fail(ExitWaitTimeout, "--wait-for %s: not ready after %s; command not started", m.waitingFor, m.cfg.WaitTimeout)
+			m.err = fail(ExitWaitTimeout, "--wait-for %s: not ready after %s; command not started", m.waitingOn, m.cfg.WaitTimeout)
 			m.started, m.gaveUp = now, true
 			m.end(reaper.Exit{Code: ExitWaitTimeout}, CauseNone, false, now)
 		}
@@ -1008,13 +1127,13 @@ func (m *machine) tick(now time.Time) {
 			m.stop.killAt = time.Time{}
 			m.stop.killed = true
 			m.stop.landBy = now.Add(killWait)
-			m.do(action{kind: actNote, why: "grace over"})
+			m.do(action{kind: actNote, why: "grace over", pid: m.child})
 			m.do(action{kind: actKill, pid: -m.child, sig: unix.SIGKILL})
 		}
 		if due(m.stop.landBy) {
 			// Go on as if it had died of the SIGKILL it was sent.
 			m.stop.landBy = time.Time{}
-			m.do(action{kind: actNote, why: "child stuck"})
+			m.do(action{kind: actNote, why: "child stuck", pid: m.child})
 			m.end(reaper.Exit{Pid: m.child, Signal: unix.SIGKILL}, m.cause(), false, now)
 		}
 	case phaseCleanup:

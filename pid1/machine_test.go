@@ -3,6 +3,7 @@ package pid1
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -431,7 +432,7 @@ func TestWaitingThenReadyThenTimeout(t *testing.T) {
 	expect(t, m, "spawn")
 
 	m = newMachine(r)
-	m.waitingFor = "file:/x"
+	m.targetsPending("file:/x")
 	m.begin(t0)
 	m.take()
 	m.tick(at(3 * time.Second))
@@ -1216,5 +1217,149 @@ func TestReadyFdLineMarksTheRunReadyOnce(t *testing.T) {
 	m.readyFdWritten(t0)
 	if acts := m.take(); len(acts) > 0 {
 		t.Errorf("a line after the run ended made it ready: %v", acts)
+	}
+}
+
+// actionOf returns the first action of kind in acts.
+func actionOf(t *testing.T, acts []action, kind actionKind) action {
+	t.Helper()
+	for _, a := range acts {
+		if a.kind == kind {
+			return a
+		}
+	}
+	t.Fatalf("no action of kind %d in %q", kind, show(acts))
+	return action{}
+}
+
+// TestTheRecordIsBuiltByTheMachineAlone: the record the loop logs, writes
+// and hooks is the machine's, whole: the command from the Config, the tail
+// the loop handed over, the same record for the log line and the hooks.
+func TestTheRecordIsBuiltByTheMachineAlone(t *testing.T) {
+	r := defaults()
+	r.Command, r.CaptureTail = []string{"/usr/bin/app", "-x"}, 1024
+	m := running(t, r)
+	m.reaped(exited(child, 2), false, at(time.Second))
+	expect(t, m, "tombstone; close tail")
+	m.tailDone()
+	acts := m.take()
+	if got := show(acts); got != "finish tail; ended; list hooks" {
+		t.Fatalf("actions %q", got)
+	}
+	m.tailTaken([]byte("bye\n")) // what the loop does for finish tail
+	ended, hooks := actionOf(t, acts, actEnded).rec, actionOf(t, acts, actListHooks).rec
+	if ended == nil || ended != hooks {
+		t.Fatalf("the log line's record %p, the hooks' %p: want the one record", ended, hooks)
+	}
+	if strings.Join(ended.command, " ") != "/usr/bin/app -x" || string(ended.tail) != "bye\n" || ended.status != 2 {
+		t.Errorf("record command %q tail %q status %d", ended.command, ended.tail, ended.status)
+	}
+}
+
+// TestTheTombstoneIsTheMachinesState: everything in the tombstone but
+// which vigil wrote it comes from the machine.
+func TestTheTombstoneIsTheMachinesState(t *testing.T) {
+	r := defaults()
+	r.Command = []string{"/usr/bin/app"}
+	m := newMachine(r)
+	if ts := m.tombstone(); ts.Name != "app" || ts.State != "starting" || ts.Pid != 0 || ts.StartedAt != "" {
+		t.Errorf("before the spawn: %+v", ts)
+	}
+	m.begin(t0)
+	m.spawned(child, false, t0)
+	m.notified(readiness{ready: true, status: ptr("serving")}, at(time.Second))
+	ts := m.tombstone()
+	if ts.State != "ready" || ts.Pid != child || ts.Status != "serving" || ts.ReadyAt == nil || ts.RunID != "" || ts.Class != nil {
+		t.Errorf("running: %+v", ts)
+	}
+	m.reaped(exited(child, 3), false, at(2*time.Second))
+	ts = m.tombstone()
+	if ts.State != "exited" || ts.Class == nil || *ts.Class != Failure || ts.ExitStatus == nil || *ts.ExitStatus != 3 {
+		t.Errorf("ended: %+v", ts)
+	}
+	r.Name = "web"
+	if n := newMachine(r).tombstone().Name; n != "web" {
+		t.Errorf("name %q with --name web", n)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestTheTailPipeIsShutUnlessSomeoneStillNeedsIt: when the machine stops
+// waiting for the tail, the pipe is closed, except with --no-cleanup (the
+// leftovers keep it) and between runs (the next run's).
+func TestTheTailPipeIsShutUnlessSomeoneStillNeedsIt(t *testing.T) {
+	once := defaults()
+	once.CaptureTail = 1024
+	kept := once
+	kept.NoCleanup = true
+	again := restarting(RestartAlways, 0)
+	again.CaptureTail = 1024
+	for _, tt := range []struct {
+		name string
+		r    Config
+		shut bool
+	}{
+		{"one run", once, true},
+		{"no cleanup", kept, false},
+		{"another run follows", again, false},
+	} {
+		m := running(t, tt.r)
+		m.reaped(exited(child, 1), false, t0)
+		acts := m.take()
+		m.tick(at(tailWait))
+		if a := actionOf(t, append(acts, m.take()...), actFinishTail); a.shut != tt.shut {
+			t.Errorf("%s: shut %v, want %v", tt.name, a.shut, tt.shut)
+		}
+	}
+}
+
+// TestTheEndIsLoudOnlyWhenVigilKnowsMore: the line that says how the child
+// ended warns for an OOM kill, a fault, a timeout and a SIGKILL that vigil
+// did not send; the rest speak for themselves (debug).
+func TestTheEndIsLoudOnlyWhenVigilKnowsMore(t *testing.T) {
+	warn := map[Class]bool{OOM: true, Fault: true, Timeout: true, Kill: true}
+	for _, c := range Classes() {
+		m := newMachine(defaults())
+		m.rec = &record{class: c}
+		want := slog.LevelDebug
+		if warn[c] {
+			want = slog.LevelWarn
+		}
+		if got := m.endLevel(); got != want {
+			t.Errorf("%s: level %s, want %s", c, got, want)
+		}
+	}
+	// A SIGKILL of vigil's own (the grace ran out) was warned of then.
+	r := defaults()
+	r.GraceSet = true
+	m := running(t, r)
+	m.signal(unix.SIGTERM, t0)
+	m.tick(at(r.Grace))
+	expect(t, m, "tombstone; kill 100 SIGTERM; note grace over; kill -100 SIGKILL")
+	m.reaped(killedBy(child, unix.SIGKILL), false, at(r.Grace))
+	if a := actionOf(t, m.take(), actEnded); a.rec.class != Kill || a.level != slog.LevelDebug {
+		t.Errorf("vigil's own SIGKILL: class %s level %s, want kill at debug", a.rec.class, a.level)
+	}
+}
+
+// TestWhoseTellsTheChildAndTheHookApart: the loop asks whose a reaped
+// process is for its log lines, before it hands the drain over.
+func TestWhoseTellsTheChildAndTheHookApart(t *testing.T) {
+	m := running(t, defaults())
+	if who, _ := m.whose(child); who != ownerChild || !m.ours(child) {
+		t.Errorf("the running child: %d", who)
+	}
+	if who, _ := m.whose(7); who != ownerNone || m.ours(7) {
+		t.Errorf("an orphan: %d", who)
+	}
+	m.reaped(exited(child, 0), false, t0)
+	m.hooksListed(2, t0)
+	m.hookStarted(200, t0)
+	if who, _ := m.whose(child); who != ownerNone {
+		t.Errorf("the child after its end: %d", who)
+	}
+	if who, n := m.whose(200); who != ownerHook || n != 0 || !m.ours(200) {
+		t.Errorf("the hook: %d, number %d", who, n)
 	}
 }

@@ -155,29 +155,11 @@ type Tombstone struct {
 	Locked bool `json:"locked,omitempty"`
 }
 
-// tombstone is the record for the machine's state now.
+// tombstone is the record for the machine's state now, with which run of
+// vigil wrote it.
 func (s *supervisor) tombstone() Tombstone {
-	m := s.m
-	ts := Tombstone{Name: s.name(), State: m.state(), Pid: m.child, Restarts: m.restarts, Status: m.status,
-		RunID: s.runID, RunStartedAt: s.runStarted.Format(time.RFC3339Nano), Locked: s.tombLocked, OOMKills: m.oomRun}
-	if !m.started.IsZero() {
-		ts.StartedAt = m.started.Format(time.RFC3339Nano)
-	}
-	if m.ready {
-		at := m.readyAt.Format(time.RFC3339Nano)
-		ts.ReadyAt = &at
-	}
-	if r := m.rec; r != nil {
-		f := r.facts()
-		ts.StartedAt, ts.Status, ts.ReadyAt = f.StartedAt, f.Status, f.ReadyAt
-		ts.EndedAt, ts.Class, ts.ExitStatus, ts.ExitCode = &f.EndedAt, &f.Class, &f.ExitStatus, f.ExitCode
-		ts.Signal, ts.CoreDumped, ts.Error, ts.OOMKills = &f.Signal, &f.CoreDumped, f.Error, f.OOMKills
-		if ts.State == "starting" {
-			ts.Pid = 0 // between runs: the last end is kept, the next run is starting
-		}
-	}
-	// Bounded, so that the room reserved at start always holds a record.
-	ts.Status, ts.Error = truncate(ts.Status, tombstoneTextMax), truncate(ts.Error, tombstoneTextMax)
+	ts := s.m.tombstone()
+	ts.RunID, ts.RunStartedAt, ts.Locked = s.runID, s.runStarted.Format(time.RFC3339Nano), s.tombLocked
 	return ts
 }
 
@@ -193,7 +175,7 @@ func (s *supervisor) tombstoneBytes() []byte {
 // tombstoneSize is the room a record of this run can need: its name is
 // fixed for the run, everything else is bounded.
 func (s *supervisor) tombstoneSize() int64 {
-	name, _ := json.Marshal(s.name())
+	name, _ := json.Marshal(s.m.name())
 	return int64(tombstoneRoom+len(name)+4095) / 4096 * 4096
 }
 
@@ -203,14 +185,6 @@ func (s *supervisor) writeTombstone() {
 		return
 	}
 	s.records.tombstone(s.cfg.Tombstone, s.tombstoneBytes())
-}
-
-// name is the tombstone's name: --name or the command's base name.
-func (s *supervisor) name() string {
-	if s.cfg.Name != "" {
-		return s.cfg.Name
-	}
-	return filepath.Base(s.cfg.Command[0])
 }
 
 // writer writes the records on a goroutine of its own, so that an fsync,
