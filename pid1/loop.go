@@ -204,7 +204,7 @@ func newSupervisor(cfg Config) (*supervisor, error) {
 	}
 	s := &supervisor{cfg: cfg, log: log, isInit: os.Getpid() == 1,
 		runID: fmt.Sprintf("%016x", rand.Uint64()), runStarted: time.Now()}
-	s.m = newMachine(cfg)
+	s.m = newMachine(cfg, s.isInit)
 	return s, nil
 }
 
@@ -520,6 +520,8 @@ func (s *supervisor) act(a action) {
 		}
 	case actNote:
 		s.note(a)
+	case actRelay:
+		s.relay(a.msg)
 	}
 }
 
@@ -538,10 +540,8 @@ func (s *supervisor) note(a action) {
 		s.log.Warn("hook timed out; killing its process group", "pid", a.pid, "timeout", s.cfg.HookTimeout)
 	case "ready":
 		s.log.Debug("every --ready-on target holds: the child is ready")
-		s.relay("READY=1")
 	case "ready-fd":
 		s.log.Debug("the child wrote to --ready-fd: it is ready", "fd", s.cfg.ReadyFd)
-		s.relay("READY=1")
 	case "watchdog":
 		s.log.Warn("no WATCHDOG=1 in time; ending the child as hung", "watchdog", a.d,
 			"signal", signals.Name(s.cfg.WatchdogSignal))
@@ -613,11 +613,6 @@ func (s *supervisor) spawnChild(now time.Time) {
 	s.child = 0
 	pid, err := s.spawn(p)
 	s.readyFd.closeWriter()
-	if s.tail != nil && s.cfg.Restart == RestartNo {
-		// No run will follow: the child has its copy, and the tail sees
-		// the end of file when the child's tree is done with it.
-		s.tail.closeWriter()
-	}
 	if err != nil {
 		s.m.spawnFailed(err, time.Now())
 		return
@@ -633,7 +628,7 @@ func (s *supervisor) spawnChild(now time.Time) {
 			s.log.Error("cannot watch the --ready-on targets", "err", err)
 		}
 	}
-	s.m.spawned(pid, tty && !s.isInit, now)
+	s.m.spawned(pid, tty, now)
 	if _, fired := s.deps.state(); fired != "" {
 		// A --stop-on target that held before the child started.
 		s.m.stopOnFired(now)

@@ -57,6 +57,7 @@ const (
 	actAwaitTail                    // say (tailCaughtUp) once the copier has read all the pipe holds
 	actFlush                        // wait for the record writes; answer with flushed
 	actNote                         // log what vigil decided (why says what)
+	actRelay                        // pass msg on to the service manager vigil reports to, if any
 )
 
 // action is one thing for the loop to do.
@@ -73,6 +74,7 @@ type action struct {
 	level slog.Level    // actEnded: how loud the line that says it is
 	shut  bool          // actFinishTail: close the pipe unless the copier reached its end
 	d     time.Duration // "watchdog": the interval that ran out
+	msg   string        // actRelay: the datagram
 }
 
 // readiness is what a Notify update says, in the machine's terms.
@@ -134,6 +136,7 @@ type machine struct {
 	cfg   Config
 	phase phase
 
+	isInit     bool // vigil is PID 1: it has no shell above it to stop with the job
 	jobControl bool // this run: vigil follows the child's stops (a terminal, not PID 1)
 
 	waitEnds  time.Time     // --wait-timeout; zero: none
@@ -192,8 +195,10 @@ type machine struct {
 	out []action
 }
 
-func newMachine(cfg Config) *machine {
-	return &machine{cfg: cfg, hook: -1}
+// newMachine is the machine of a Run of cfg (its defaults filled in);
+// isInit says that vigil is PID 1.
+func newMachine(cfg Config, isInit bool) *machine {
+	return &machine{cfg: cfg, isInit: isInit, hook: -1}
 }
 
 // waitsFor reports whether there are --wait-for targets.
@@ -322,10 +327,16 @@ func (m *machine) depsReady() {
 	}
 }
 
-// spawned says the main child runs as pid.
-func (m *machine) spawned(pid int, jobControl bool, now time.Time) {
+// spawned says the main child runs as pid; tty, that its group was given
+// the terminal's foreground.
+func (m *machine) spawned(pid int, tty bool, now time.Time) {
 	m.child, m.started, m.alive = pid, now, true
-	m.jobControl = jobControl
+	m.letGoOfTail()
+	// vigil follows the child's stops as a shell's job, so that Ctrl-Z
+	// stops the shell's job, not only the child, when the child has the
+	// terminal; as PID 1 there is no shell to stop for, and stopping the
+	// init would freeze the container.
+	m.jobControl = tty && !m.isInit
 	// A kill from before this run is not its child's.
 	m.reportOOM()
 	m.oomRun = 0
@@ -343,6 +354,16 @@ func (m *machine) spawned(pid int, jobControl bool, now time.Time) {
 	m.early = nil
 }
 
+// letGoOfTail is the decision after each spawn: with no run to follow
+// (--restart no) vigil lets go of its end of the stderr pipe at once, so
+// that the tail sees the end of file when the child's tree is done with
+// it. Under --restart the pipe is kept for the next run (see afterCleanup).
+func (m *machine) letGoOfTail() {
+	if m.capturesTail() && m.cfg.Restart == RestartNo {
+		m.do(action{kind: actCloseTail})
+	}
+}
+
 // maxEarly bounds the signals kept for a child that does not exist yet.
 const maxEarly = 64
 
@@ -350,6 +371,7 @@ const maxEarly = 64
 // an end like any other, recorded and hooked, with no process behind it.
 func (m *machine) spawnFailed(err error, now time.Time) {
 	m.started = now
+	m.letGoOfTail()
 	m.err = err
 	m.end(reaper.Exit{Code: codeOf(err)}, CauseNone, false, now)
 }
@@ -606,13 +628,15 @@ func (m *machine) readyOnHeld(now time.Time) { m.becameReady(now, "ready") }
 // READY=1.
 func (m *machine) readyFdWritten(now time.Time) { m.becameReady(now, "ready-fd") }
 
-// becameReady marks the running child ready, unless it is already; why is
-// the note that logs and relays it.
+// becameReady marks the running child ready, unless it is already, says
+// so (why: what made it ready) and relays it upstream: vigil's own manager
+// learns that the service is ready from vigil.
 func (m *machine) becameReady(now time.Time, why string) {
 	if m.phase == phaseRunning && m.child != 0 && !m.ready {
 		m.ready, m.readyAt = true, now
 		m.do(action{kind: actTombstone})
 		m.do(action{kind: actNote, why: why})
+		m.do(action{kind: actRelay, msg: "READY=1"})
 	}
 }
 

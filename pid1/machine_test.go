@@ -69,6 +69,8 @@ func show(acts []action) string {
 			out = append(out, "flush")
 		case actNote:
 			out = append(out, "note "+a.why)
+		case actRelay:
+			out = append(out, "relay "+a.msg)
 		}
 	}
 	return strings.Join(out, "; ")
@@ -85,11 +87,15 @@ func expect(t *testing.T, m *machine, want string) {
 // running returns a machine whose child runs as pid 100 since t0.
 func running(t *testing.T, r Config) *machine {
 	t.Helper()
-	m := newMachine(r)
+	m := newMachine(r, false)
 	m.begin(t0)
 	expect(t, m, "spawn")
 	m.spawned(child, false, t0)
-	expect(t, m, "tombstone")
+	want := "tombstone"
+	if r.CaptureTail > 0 && r.Restart == RestartNo {
+		want = "close tail; tombstone" // see TestTheTailPipeIsLetGoAtTheSpawnWhenNoRunFollows
+	}
+	expect(t, m, want)
 	return m
 }
 
@@ -308,7 +314,7 @@ func TestStopSignalRewrittenToNoneStopsNothing(t *testing.T) {
 	if m.stop.active() || !m.next().IsZero() {
 		t.Fatalf("a dropped TERM began a stop: %+v", m.stop)
 	}
-	w := newMachine(Config{StopSignals: r.StopSignals, Rewrite: r.Rewrite, WaitFor: someTarget})
+	w := newMachine(Config{StopSignals: r.StopSignals, Rewrite: r.Rewrite, WaitFor: someTarget}, false)
 	w.begin(t0)
 	w.take()
 	w.signal(unix.SIGTERM, t0)
@@ -406,7 +412,7 @@ func TestAChildThatDoesNotDieOfSIGKILLDoesNotHangTheShutdown(t *testing.T) {
 func TestStopBeforeTheChildExistsEndsWith128PlusN(t *testing.T) {
 	r := defaults()
 	r.WaitFor = someTarget
-	m := newMachine(r)
+	m := newMachine(r, false)
 	m.signal(unix.SIGTERM, t0) // caught during start-up, before begin
 	m.begin(t0)
 	expect(t, m, "tombstone; ended; list hooks")
@@ -423,7 +429,7 @@ func TestStopBeforeTheChildExistsEndsWith128PlusN(t *testing.T) {
 func TestWaitingThenReadyThenTimeout(t *testing.T) {
 	r := defaults()
 	r.WaitFor, r.WaitTimeout = someTarget, 3*time.Second
-	m := newMachine(r)
+	m := newMachine(r, false)
 	m.begin(t0)
 	expect(t, m, "tombstone")
 	m.signal(unix.SIGUSR1, t0) // nothing to forward to yet
@@ -431,7 +437,7 @@ func TestWaitingThenReadyThenTimeout(t *testing.T) {
 	m.depsReady()
 	expect(t, m, "spawn")
 
-	m = newMachine(r)
+	m = newMachine(r, false)
 	m.targetsPending("file:/x")
 	m.begin(t0)
 	m.take()
@@ -443,7 +449,7 @@ func TestWaitingThenReadyThenTimeout(t *testing.T) {
 }
 
 func TestExecFailureIsRecordedLikeAnyEnd(t *testing.T) {
-	m := newMachine(defaults())
+	m := newMachine(defaults(), false)
 	m.begin(t0)
 	m.take()
 	m.spawnFailed(fail(ExitNotFound, "nope: not found"), t0)
@@ -570,7 +576,7 @@ func TestRemapExitAndStoppedStatus(t *testing.T) {
 }
 
 func TestJobControlFollowsTheChildWithoutStaleStops(t *testing.T) {
-	m := newMachine(defaults())
+	m := newMachine(defaults(), false)
 	m.begin(t0)
 	m.take()
 	m.spawned(child, true, t0)
@@ -603,7 +609,7 @@ func TestCancelIsAStop(t *testing.T) {
 	m := running(t, defaults())
 	m.cancel(t0)
 	expect(t, m, "tombstone; kill 100 SIGTERM")
-	w := newMachine(Config{StopSignals: []unix.Signal{unix.SIGTERM}, WaitFor: someTarget})
+	w := newMachine(Config{StopSignals: []unix.Signal{unix.SIGTERM}, WaitFor: someTarget}, false)
 	w.begin(t0)
 	w.take()
 	w.cancel(t0)
@@ -689,7 +695,7 @@ func TestOnFailureEndsAfterASuccessAndAlwaysDoesNot(t *testing.T) {
 }
 
 func TestBackoffDoublesAndResetsAfterALongRun(t *testing.T) {
-	m := newMachine(restarting(RestartAlways, 0))
+	m := newMachine(restarting(RestartAlways, 0), false)
 	var got []time.Duration
 	for _, ran := range []time.Duration{0, 0, 0, 0, 0, 9 * time.Second, 0} {
 		got = append(got, m.backoff(ran))
@@ -762,7 +768,7 @@ func TestWaitAllWaitsForEveryDescendant(t *testing.T) {
 func TestSignalsBeforeTheChildExistsReachItOnceItDoes(t *testing.T) {
 	r := defaults()
 	r.WaitFor = someTarget
-	m := newMachine(r)
+	m := newMachine(r, false)
 	m.signal(unix.SIGHUP, t0)
 	m.signal(unix.SIGTSTP, t0) // no job to stop yet
 	m.begin(t0)
@@ -772,7 +778,7 @@ func TestSignalsBeforeTheChildExistsReachItOnceItDoes(t *testing.T) {
 	expect(t, m, "spawn")
 	m.spawned(child, false, t0)
 	expect(t, m, "tombstone; kill 100 SIGHUP; kill 100 SIGUSR1")
-	w := newMachine(r)
+	w := newMachine(r, false)
 	for range 2 * maxEarly {
 		w.signal(unix.SIGWINCH, t0)
 	}
@@ -784,7 +790,7 @@ func TestSignalsBeforeTheChildExistsReachItOnceItDoes(t *testing.T) {
 // The reviewer's scenarios: each stranded or misled the machine before.
 
 func TestWatcherNewsBeforeBeginStartsTheCommandOnce(t *testing.T) {
-	m := newMachine(defaults())
+	m := newMachine(defaults(), false)
 	m.depsReady()
 	m.stopOnFired(t0)
 	m.readyOnHeld(t0)
@@ -794,7 +800,7 @@ func TestWatcherNewsBeforeBeginStartsTheCommandOnce(t *testing.T) {
 	expect(t, m, "spawn")
 	r := defaults()
 	r.WaitFor, r.Timeout = someTarget, time.Second
-	w := newMachine(r)
+	w := newMachine(r, false)
 	w.depsReady()
 	w.begin(t0)
 	w.depsReady() // as the loop does after begin, from the watchers' state
@@ -833,19 +839,19 @@ func TestAStopBetweenRunsIsNotFollowedByARestart(t *testing.T) {
 func TestNoRestartOfACommandThatWasNeverStarted(t *testing.T) {
 	r := restarting(RestartOnFailure, 0)
 	r.WaitFor, r.WaitTimeout = someTarget, time.Second
-	m := newMachine(r)
+	m := newMachine(r, false)
 	m.begin(t0)
 	m.signal(unix.SIGTERM, t0)
 	if m.again {
 		t.Error("a stop while waiting is followed by a restart")
 	}
-	w := newMachine(r)
+	w := newMachine(r, false)
 	w.begin(t0)
 	w.tick(at(time.Second))
 	if w.again {
 		t.Error("a --wait-timeout is followed by a restart")
 	}
-	s := newMachine(r)
+	s := newMachine(r, false)
 	s.begin(t0)
 	s.take()
 	s.stopOnFired(t0)
@@ -974,7 +980,7 @@ func TestStopSignalsDuringTheDrainAreForwardedInOrder(t *testing.T) {
 }
 
 func TestAContInTheSameBatchCancelsAStopOfVigilsOwn(t *testing.T) {
-	m := newMachine(defaults())
+	m := newMachine(defaults(), false)
 	m.begin(t0)
 	m.take()
 	m.spawned(child, true, t0)
@@ -1011,7 +1017,7 @@ func TestWatchdogCountsOnlyTimeVigilRan(t *testing.T) {
 	expect(t, m, "note watchdog; tombstone; kill 100 SIGABRT")
 
 	// Ctrl-Z: the time vigil was stopped is known exactly.
-	m = newMachine(r)
+	m = newMachine(r, false)
 	m.begin(t0)
 	m.take()
 	m.spawned(child, true, t0)
@@ -1076,7 +1082,7 @@ func TestExitZeroOnStopOnlyForAStopTheChildHonoured(t *testing.T) {
 func TestExitZeroOnStopIsNotAStopBeforeTheChildExists(t *testing.T) {
 	r := defaults()
 	r.ExitZeroOnStop, r.WaitFor = true, someTarget
-	m := newMachine(r)
+	m := newMachine(r, false)
 	m.begin(t0)
 	m.take()
 	m.signal(unix.SIGTERM, t0)
@@ -1198,14 +1204,14 @@ func TestNextAllocatesNothing(t *testing.T) {
 func TestReadyFdLineMarksTheRunReadyOnce(t *testing.T) {
 	r := defaults()
 	r.Restart = RestartAlways
-	m := newMachine(r)
+	m := newMachine(r, false)
 	m.readyFdWritten(t0)
 	m.begin(t0)
 	expect(t, m, "spawn")
 	m.spawned(child, false, t0)
 	m.take()
 	m.readyFdWritten(t0)
-	expect(t, m, "tombstone; note ready-fd")
+	expect(t, m, "tombstone; note ready-fd; relay READY=1")
 	m.readyFdWritten(t0)
 	m.notified(readiness{ready: true}, t0)
 	expect(t, m, "")
@@ -1261,7 +1267,7 @@ func TestTheRecordIsBuiltByTheMachineAlone(t *testing.T) {
 func TestTheTombstoneIsTheMachinesState(t *testing.T) {
 	r := defaults()
 	r.Command = []string{"/usr/bin/app"}
-	m := newMachine(r)
+	m := newMachine(r, false)
 	if ts := m.tombstone(); ts.Name != "app" || ts.State != "starting" || ts.Pid != 0 || ts.StartedAt != "" {
 		t.Errorf("before the spawn: %+v", ts)
 	}
@@ -1278,7 +1284,7 @@ func TestTheTombstoneIsTheMachinesState(t *testing.T) {
 		t.Errorf("ended: %+v", ts)
 	}
 	r.Name = "web"
-	if n := newMachine(r).tombstone().Name; n != "web" {
+	if n := newMachine(r, false).tombstone().Name; n != "web" {
 		t.Errorf("name %q with --name web", n)
 	}
 }
@@ -1320,7 +1326,7 @@ func TestTheTailPipeIsShutUnlessSomeoneStillNeedsIt(t *testing.T) {
 func TestTheEndIsLoudOnlyWhenVigilKnowsMore(t *testing.T) {
 	warn := map[Class]bool{OOM: true, Fault: true, Timeout: true, Kill: true}
 	for _, c := range Classes() {
-		m := newMachine(defaults())
+		m := newMachine(defaults(), false)
 		m.rec = &record{class: c}
 		want := slog.LevelDebug
 		if warn[c] {
@@ -1361,5 +1367,89 @@ func TestWhoseTellsTheChildAndTheHookApart(t *testing.T) {
 	}
 	if who, n := m.whose(200); who != ownerHook || n != 0 || !m.ours(200) {
 		t.Errorf("the hook: %d, number %d", who, n)
+	}
+}
+
+// TestJobControlOnlyWithATerminalAndNotAsInit: vigil follows the child's
+// stops (and asks the drain for them) only when the child's group has the
+// terminal and vigil is not PID 1; otherwise TSTP is forwarded like any
+// signal.
+func TestJobControlOnlyWithATerminalAndNotAsInit(t *testing.T) {
+	for _, tt := range []struct {
+		tty, init bool
+		follows   bool
+	}{
+		{tty: true, follows: true},
+		{tty: true, init: true},
+		{},
+		{init: true},
+	} {
+		m := newMachine(defaults(), tt.init)
+		m.begin(t0)
+		m.spawned(child, tt.tty, t0)
+		m.take()
+		want := "kill 100 SIGTSTP"
+		if tt.follows {
+			want = "kill -100 SIGTSTP; stop self"
+		}
+		if m.untraced() != tt.follows {
+			t.Errorf("tty %v, init %v: untraced %v", tt.tty, tt.init, m.untraced())
+		}
+		m.signal(unix.SIGTSTP, t0)
+		if got := show(m.take()); got != want {
+			t.Errorf("tty %v, init %v: TSTP gives %q, want %q", tt.tty, tt.init, got, want)
+		}
+	}
+}
+
+// TestTheTailPipeIsLetGoAtTheSpawnWhenNoRunFollows: with --restart no
+// vigil closes its end of the stderr pipe right after the spawn (or the
+// failed spawn), so the end of file comes with the child's tree; under
+// --restart it keeps it for the next run.
+func TestTheTailPipeIsLetGoAtTheSpawnWhenNoRunFollows(t *testing.T) {
+	for _, policy := range []RestartPolicy{RestartNo, RestartOnFailure, RestartAlways} {
+		r := restarting(policy, 0)
+		r.CaptureTail = 1024
+		m := newMachine(r, false)
+		m.begin(t0)
+		expect(t, m, "spawn")
+		m.spawned(child, false, t0)
+		got := show(m.take())
+		want := "tombstone"
+		if policy == RestartNo {
+			want = "close tail; tombstone"
+		}
+		if got != want {
+			t.Errorf("policy %d: spawned gives %q, want %q", policy, got, want)
+		}
+	}
+	r := defaults()
+	r.CaptureTail = 1024
+	m := newMachine(r, false)
+	m.begin(t0)
+	m.take()
+	m.spawnFailed(fail(127, "not found"), t0)
+	if got := show(m.take()); !strings.HasPrefix(got, "close tail; ") {
+		t.Errorf("a failed spawn gives %q, want the pipe let go first", got)
+	}
+	n := running(t, defaults())
+	n.reaped(exited(child, 0), false, t0)
+	if got := show(n.take()); strings.Contains(got, "tail") {
+		t.Errorf("no --capture-tail, yet %q", got)
+	}
+}
+
+// TestReadinessIsNotedAndRelayedApart: becoming ready by --ready-on or
+// --ready-fd is one note (the log line) and one relay of READY=1 (to
+// vigil's own service manager), two actions.
+func TestReadinessIsNotedAndRelayedApart(t *testing.T) {
+	m := running(t, defaults())
+	m.readyOnHeld(t0)
+	acts := m.take()
+	if got := show(acts); got != "tombstone; note ready; relay READY=1" {
+		t.Fatalf("ready-on: %q", got)
+	}
+	if a := actionOf(t, acts, actRelay); a.msg != "READY=1" {
+		t.Errorf("relayed %q", a.msg)
 	}
 }
