@@ -35,7 +35,7 @@ const (
 	phaseDone                 // vigil may exit
 )
 
-var phaseNames = [...]string{"start", "waiting", "running", "cleanup", "tail", "hooks", "backoff", "wait-all", "flush", "done"}
+var phaseNames = [phaseDone + 1]string{"start", "waiting", "running", "cleanup", "tail", "hooks", "backoff", "wait-all", "flush", "done"}
 
 func (p phase) String() string { return phaseNames[p] }
 
@@ -1120,124 +1120,134 @@ func (m *machine) flushed() {
 	}
 }
 
+// A deadline of a phase: where the machine keeps it and what happens when
+// it passes. The deadlines are listed once (deadlines): tick fires them,
+// next sleeps until the earliest.
+type deadline struct {
+	at   func(m *machine) *time.Time
+	fire func(m *machine, now time.Time)
+}
+
+// deadlines are each phase's, in the order tick takes them: one that fires
+// may set a later one for the same tick (a --grace of 0 kills at once).
+// The OOM report's is in every phase, apart (see next).
+var deadlines = [phaseDone + 1][]deadline{
+	phaseWaiting: {{func(m *machine) *time.Time { return &m.waitEnds }, (*machine).waitTimedOut}},
+	phaseRunning: {
+		{func(m *machine) *time.Time { return &m.stop.forwardAt }, (*machine).sendStop},
+		{func(m *machine) *time.Time { return &m.timeoutAt }, (*machine).timedOut},
+		{func(m *machine) *time.Time { return &m.watchdogEnds }, (*machine).hung},
+		{func(m *machine) *time.Time { return &m.stop.killAt }, (*machine).graceOver},
+		{func(m *machine) *time.Time { return &m.stop.landBy }, (*machine).childStuck},
+	},
+	phaseCleanup: {{func(m *machine) *time.Time { return &m.cleanupEnds }, (*machine).cleanupDue}},
+	phaseTail:    {{func(m *machine) *time.Time { return &m.tailEnds }, func(m *machine, _ time.Time) { m.finishTail() }}},
+	phaseHooks:   {{func(m *machine) *time.Time { return &m.hookEnds }, (*machine).hookDue}},
+	phaseBackoff: {{func(m *machine) *time.Time { return &m.backoffEnds }, func(m *machine, _ time.Time) { m.rerun() }}},
+	phaseWaitAll: {
+		{func(m *machine) *time.Time { return &m.stop.killAt }, (*machine).leftoversGraceOver},
+		{func(m *machine) *time.Time { return &m.stop.landBy }, (*machine).leftoversStuck},
+	},
+	phaseFlush: {{func(m *machine) *time.Time { return &m.flushEnds }, func(m *machine, _ time.Time) { m.flushed() }}},
+}
+
 // tick handles the clock: every deadline at or before now fires.
 func (m *machine) tick(now time.Time) {
 	due := func(t time.Time) bool { return !t.IsZero() && !now.Before(t) }
 	if due(m.oomReportAt) {
 		m.reportOOM()
 	}
-	switch m.phase {
-	case phaseWaiting:
-		if due(m.waitEnds) {
-			m.err = fail(ExitWaitTimeout, "--wait-for %s: not ready after %s; command not started", m.waitingOn, m.cfg.WaitTimeout)
-			m.started, m.gaveUp = now, true
-			m.end(reaper.Exit{Code: ExitWaitTimeout}, CauseNone, false, now)
+	p := m.phase
+	for _, d := range deadlines[p] {
+		if m.phase != p {
+			return // the rest are another phase's
 		}
-	case phaseRunning:
-		if due(m.stop.forwardAt) {
-			m.sendStop(now)
-		}
-		if due(m.timeoutAt) {
-			m.timeoutAt = time.Time{}
-			if !m.stop.active() {
-				m.do(action{kind: actNote, why: "timeout"})
-				m.beginStop(m.cfg.TimeoutSignal, CauseTimeout, now)
-			}
-		}
-		if due(m.watchdogEnds) {
-			m.hung(now)
-		}
-		if due(m.stop.killAt) {
-			m.stop.killAt = time.Time{}
-			m.stop.killed = true
-			m.stop.landBy = now.Add(killWait)
-			m.do(action{kind: actNote, why: "grace over", pid: m.child})
-			m.do(action{kind: actKill, pid: -m.child, sig: unix.SIGKILL})
-		}
-		if due(m.stop.landBy) {
-			// Go on as if it had died of the SIGKILL it was sent.
-			m.stop.landBy = time.Time{}
-			m.do(action{kind: actNote, why: "child stuck", pid: m.child})
-			m.end(reaper.Exit{Pid: m.child, Signal: unix.SIGKILL}, m.cause(), false, now)
-		}
-	case phaseCleanup:
-		if due(m.cleanupEnds) {
-			if m.cleanupKill {
-				m.do(action{kind: actNote, why: "leftovers survived"})
-				m.afterCleanup(now)
-				return
-			}
-			m.cleanupKill = true
-			m.cleanupEnds = now.Add(killWait)
-			m.do(action{kind: actLeftovers, sig: unix.SIGKILL})
-		}
-	case phaseTail:
-		if due(m.tailEnds) {
-			m.finishTail()
-		}
-	case phaseHooks:
-		if due(m.hookEnds) {
-			if m.hookKill {
-				m.do(action{kind: actNote, why: "hook stuck", pid: m.hookPid})
-				m.hookPid = 0
-				m.nextHook(now)
-				return
-			}
-			m.hookKill = true
-			m.hookEnds = now.Add(killWait)
-			m.do(action{kind: actNote, why: "hook timeout", pid: m.hookPid})
-			m.do(action{kind: actKill, pid: -m.hookPid, sig: unix.SIGKILL})
-		}
-	case phaseBackoff:
-		if due(m.backoffEnds) {
-			m.rerun()
-		}
-	case phaseWaitAll:
-		if due(m.stop.killAt) {
-			m.stop.killAt = time.Time{}
-			m.stop.landBy = now.Add(killWait)
-			m.do(action{kind: actNote, why: "grace over"})
-			m.do(action{kind: actLeftovers, sig: unix.SIGKILL})
-		}
-		if due(m.stop.landBy) {
-			m.do(action{kind: actNote, why: "leftovers survived"})
-			m.waitAllDone(now)
-		}
-	case phaseFlush:
-		if due(m.flushEnds) {
-			m.flushed()
+		if due(*d.at(m)) {
+			d.fire(m, now)
 		}
 	}
 }
 
 // next is the earliest deadline of the current phase, zero if none.
 func (m *machine) next() time.Time {
-	var ts []time.Time
-	switch m.phase {
-	case phaseWaiting:
-		ts = []time.Time{m.waitEnds}
-	case phaseRunning:
-		ts = []time.Time{m.stop.forwardAt, m.timeoutAt, m.stop.killAt, m.stop.landBy, m.watchdogEnds}
-	case phaseCleanup:
-		ts = []time.Time{m.cleanupEnds}
-	case phaseTail:
-		ts = []time.Time{m.tailEnds}
-	case phaseHooks:
-		ts = []time.Time{m.hookEnds}
-	case phaseBackoff:
-		ts = []time.Time{m.backoffEnds}
-	case phaseWaitAll:
-		ts = []time.Time{m.stop.killAt, m.stop.landBy}
-	case phaseFlush:
-		ts = []time.Time{m.flushEnds}
-	}
-	// In every phase; apart, as append would move ts to the heap on every
-	// sleep (garbage that grew the heap by 4 MB in an orphan storm).
 	first := m.oomReportAt
-	for _, t := range ts {
-		if !t.IsZero() && (first.IsZero() || t.Before(first)) {
+	for _, d := range deadlines[m.phase] {
+		if t := *d.at(m); !t.IsZero() && (first.IsZero() || t.Before(first)) {
 			first = t
 		}
 	}
 	return first
+}
+
+// waitTimedOut is --wait-timeout: the targets never held.
+func (m *machine) waitTimedOut(now time.Time) {
+	m.err = fail(ExitWaitTimeout, "--wait-for %s: not ready after %s; command not started", m.waitingOn, m.cfg.WaitTimeout)
+	m.started, m.gaveUp = now, true
+	m.end(reaper.Exit{Code: ExitWaitTimeout}, CauseNone, false, now)
+}
+
+// timedOut is --timeout: a stop of vigil's own, unless one is under way.
+func (m *machine) timedOut(now time.Time) {
+	m.timeoutAt = time.Time{}
+	if !m.stop.active() {
+		m.do(action{kind: actNote, why: "timeout"})
+		m.beginStop(m.cfg.TimeoutSignal, CauseTimeout, now)
+	}
+}
+
+// graceOver is the end of a stop's grace: SIGKILL to the child's group.
+func (m *machine) graceOver(now time.Time) {
+	m.stop.killAt = time.Time{}
+	m.stop.killed = true
+	m.stop.landBy = now.Add(killWait)
+	m.do(action{kind: actNote, why: "grace over", pid: m.child})
+	m.do(action{kind: actKill, pid: -m.child, sig: unix.SIGKILL})
+}
+
+// childStuck is a SIGKILL that did not land: go on as if the child had
+// died of it.
+func (m *machine) childStuck(now time.Time) {
+	m.stop.landBy = time.Time{}
+	m.do(action{kind: actNote, why: "child stuck", pid: m.child})
+	m.end(reaper.Exit{Pid: m.child, Signal: unix.SIGKILL}, m.cause(), false, now)
+}
+
+// cleanupDue is the end of the leftovers' bound: SIGKILL, then going on.
+func (m *machine) cleanupDue(now time.Time) {
+	if m.cleanupKill {
+		m.do(action{kind: actNote, why: "leftovers survived"})
+		m.afterCleanup(now)
+		return
+	}
+	m.cleanupKill = true
+	m.cleanupEnds = now.Add(killWait)
+	m.do(action{kind: actLeftovers, sig: unix.SIGKILL})
+}
+
+// hookDue is the end of a hook's bound: SIGKILL to its group, then the next.
+func (m *machine) hookDue(now time.Time) {
+	if m.hookKill {
+		m.do(action{kind: actNote, why: "hook stuck", pid: m.hookPid})
+		m.hookPid = 0
+		m.nextHook(now)
+		return
+	}
+	m.hookKill = true
+	m.hookEnds = now.Add(killWait)
+	m.do(action{kind: actNote, why: "hook timeout", pid: m.hookPid})
+	m.do(action{kind: actKill, pid: -m.hookPid, sig: unix.SIGKILL})
+}
+
+// leftoversGraceOver is the end of the grace of a stop under --wait-all.
+func (m *machine) leftoversGraceOver(now time.Time) {
+	m.stop.killAt = time.Time{}
+	m.stop.landBy = now.Add(killWait)
+	m.do(action{kind: actNote, why: "grace over", pid: m.child})
+	m.do(action{kind: actLeftovers, sig: unix.SIGKILL})
+}
+
+// leftoversStuck is a SIGKILL to the descendants that did not land.
+func (m *machine) leftoversStuck(now time.Time) {
+	m.do(action{kind: actNote, why: "leftovers survived"})
+	m.waitAllDone(now)
 }

@@ -257,8 +257,7 @@ func (w *world) step() {
 		w.note("frozen")
 		w.wake(time.Duration(1+w.rng.IntN(120))*time.Second, true)
 		w.thawed = true
-		w.m.tick(w.now)
-		w.perform()
+		w.tick()
 	case n < 55: // the child's stop report (Ctrl-Z to its group)
 		if w.child != 0 && w.m.child == w.child && w.m.rec == nil {
 			w.reap([]reaper.Exit{{Pid: w.child, Signal: unix.SIGTSTP, Stopped: true}}, true)
@@ -269,8 +268,7 @@ func (w *world) step() {
 			d = min(d, w.m.watchdog/2-w.ranSince)
 		}
 		w.wake(max(d, time.Millisecond), false)
-		w.m.tick(w.now)
-		w.perform()
+		w.tick()
 	}
 	if w.stopped {
 		// vigil stopped itself with the job: a while later fg continues it.
@@ -278,10 +276,24 @@ func (w *world) step() {
 		w.note("stopped, then fg")
 		w.wake(time.Duration(1+w.rng.IntN(60))*time.Second, true)
 		w.signals(unix.SIGCONT)
-		w.m.tick(w.now)
-		w.perform()
+		w.tick()
 	}
 	w.ping()
+}
+
+// tick is the loop's tick and what it performs, and the check that a
+// deadline next sleeps towards fires: at the same instant, a few ticks
+// (one may arm the next phase's deadline for now) leave nothing due, or
+// the loop would wake for ever at a deadline no tick takes.
+func (w *world) tick() {
+	for range 4 {
+		w.m.tick(w.now)
+		w.perform()
+		if n := w.m.next(); n.IsZero() || n.After(w.now) {
+			return
+		}
+	}
+	w.fail("deadline %s is due and no tick takes it", w.m.next().Sub(t0))
 }
 
 // ping is the healthy child: it pings when half its interval of run time
@@ -391,8 +403,7 @@ func TestMachineInvariantsOverRandomHistories(t *testing.T) {
 			w.m.flushed()
 			w.perform()
 			w.wake(time.Second, false)
-			w.m.tick(w.now)
-			w.perform()
+			w.tick()
 		}
 		w.checkOrder()
 		if w.m.rec == nil {
