@@ -522,35 +522,41 @@ func (s *supervisor) act(a action) {
 		s.note(a)
 	case actRelay:
 		s.relay(a.msg)
+	default:
+		// A kind the machine decides and this switch forgot: said, not
+		// dropped in silence (PID 1 does not panic over a log line).
+		s.log.Error("unknown action of the supervisor", "kind", a.kind)
 	}
 }
 
 // note logs a decision of the machine's.
 func (s *supervisor) note(a action) {
 	switch a.why {
-	case "timeout":
+	case whyTimeout:
 		s.log.Warn("timeout; stopping the child", "timeout", s.cfg.Timeout, "signal", signals.Name(s.cfg.TimeoutSignal))
-	case "grace over":
+	case whyGraceOver:
 		s.log.Warn("grace period over; killing the child's process group", "pid", a.pid, "grace", s.cfg.Grace)
-	case "child stuck":
+	case whyChildStuck:
 		s.log.Error("child did not die after SIGKILL; going on without its status", "pid", a.pid, "waited", killWait)
-	case "leftovers survived":
+	case whyLeftoversSurvived:
 		s.log.Error("processes survived SIGKILL; going on")
-	case "hook timeout":
+	case whyHookTimeout:
 		s.log.Warn("hook timed out; killing its process group", "pid", a.pid, "timeout", s.cfg.HookTimeout)
-	case "ready":
+	case whyReadyOn:
 		s.log.Debug("every --ready-on target holds: the child is ready")
-	case "ready-fd":
+	case whyReadyFd:
 		s.log.Debug("the child wrote to --ready-fd: it is ready", "fd", s.cfg.ReadyFd)
-	case "watchdog":
+	case whyWatchdog:
 		s.log.Warn("no WATCHDOG=1 in time; ending the child as hung", "watchdog", a.d,
 			"signal", signals.Name(s.cfg.WatchdogSignal))
-	case "hook stuck":
+	case whyHookStuck:
 		s.log.Error("hook did not die after SIGKILL; going on", "pid", a.pid)
-	case "oom victim":
+	case whyOOMVictim:
 		s.log.Warn("the OOM killer ended a process", "pid", a.pid, "command", a.comm, "oom_kills", a.oom)
-	case "oom kills":
+	case whyOOMKills:
 		s.log.Warn("the OOM killer ended processes vigil did not reap", "count", a.n, "oom_kills", a.oom)
+	case whyBadRestart:
+		s.log.Error("unknown restart policy; not restarting", "policy", a.n)
 	default:
 		s.log.Error("unknown decision of the supervisor", "why", a.why)
 	}

@@ -3,6 +3,7 @@ package pid1
 import (
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -60,13 +61,43 @@ const (
 	actRelay                        // pass msg on to the service manager vigil reports to, if any
 )
 
+// reason is what a note (actNote) says vigil decided.
+type reason uint8
+
+// The reasons; reasonNames has their names, in the same order.
+const (
+	whyNone              reason = iota // not a note
+	whyTimeout                         // --timeout expired: the child is being stopped
+	whyGraceOver                       // the grace ran out: SIGKILL to the child's group (pid)
+	whyChildStuck                      // the child (pid) did not die of SIGKILL in time
+	whyLeftoversSurvived               // leftovers outlived SIGKILL
+	whyHookTimeout                     // --hook-timeout: SIGKILL to the hook's group (pid)
+	whyHookStuck                       // the hook (pid) did not die of SIGKILL in time
+	whyReadyOn                         // every --ready-on target holds: the child is ready
+	whyReadyFd                         // the child wrote to --ready-fd: it is ready
+	whyWatchdog                        // no WATCHDOG=1 within d: the child is ended as hung
+	whyOOMVictim                       // the OOM killer ended pid (comm)
+	whyOOMKills                        // the OOM killer ended n processes vigil did not reap
+	whyBadRestart                      // the Config's restart policy n is none vigil knows: no restart
+)
+
+var reasonNames = [whyBadRestart + 1]string{"none", "timeout", "grace over", "child stuck", "leftovers survived", "hook timeout",
+	"hook stuck", "ready", "ready-fd", "watchdog", "oom victim", "oom kills", "bad restart policy"}
+
+func (r reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "reason " + strconv.Itoa(int(r))
+}
+
 // action is one thing for the loop to do.
 type action struct {
 	kind actionKind
 	pid  int
 	sig  unix.Signal
 	n    int
-	why  string // for the log line of a kill vigil decided on
+	why  reason // actNote: what vigil decided, for its log line
 	comm string // "oom victim": the process's name, when known
 	oom  int    // "oom victim", "oom kills": the OOM kills of the run so far
 
@@ -442,8 +473,10 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 			}
 		}
 		return
-	default:
+	case phaseFlush, phaseDone:
 		return // the child has ended: nothing to forward to
+	default:
+		panic("pid1: signal in unknown phase " + strconv.Itoa(int(m.phase)))
 	}
 	if m.jobControl {
 		switch sig {
@@ -622,16 +655,16 @@ func (m *machine) notified(u readiness, now time.Time) {
 }
 
 // readyOnHeld says every --ready-on target holds: ready, as by READY=1.
-func (m *machine) readyOnHeld(now time.Time) { m.becameReady(now, "ready") }
+func (m *machine) readyOnHeld(now time.Time) { m.becameReady(now, whyReadyOn) }
 
 // readyFdWritten says the child wrote its line to --ready-fd: ready, as by
 // READY=1.
-func (m *machine) readyFdWritten(now time.Time) { m.becameReady(now, "ready-fd") }
+func (m *machine) readyFdWritten(now time.Time) { m.becameReady(now, whyReadyFd) }
 
 // becameReady marks the running child ready, unless it is already, says
 // so (why: what made it ready) and relays it upstream: vigil's own manager
 // learns that the service is ready from vigil.
-func (m *machine) becameReady(now time.Time, why string) {
+func (m *machine) becameReady(now time.Time, why reason) {
 	if m.phase == phaseRunning && m.child != 0 && !m.ready {
 		m.ready, m.readyAt = true, now
 		m.do(action{kind: actTombstone})
@@ -646,7 +679,7 @@ func (m *machine) becameReady(now time.Time, why string) {
 func (m *machine) hung(now time.Time) {
 	m.watchdogEnds = time.Time{}
 	if !m.stop.active() {
-		m.do(action{kind: actNote, why: "watchdog", d: m.watchdog})
+		m.do(action{kind: actNote, why: whyWatchdog, d: m.watchdog})
 		m.beginStop(m.cfg.WatchdogSignal, CauseWatchdog, now)
 	}
 }
@@ -751,12 +784,12 @@ func (m *machine) reaped(exits []reaper.Exit, alive bool, now time.Time) {
 			m.end(*e, m.cause(), m.oomVictim(e), now)
 		case e.Pid == m.hookPid && m.hookPid != 0:
 			if m.oomVictim(e) {
-				m.do(action{kind: actNote, why: "oom victim", pid: e.Pid, comm: e.Comm, oom: m.oomRun})
+				m.do(action{kind: actNote, why: whyOOMVictim, pid: e.Pid, comm: e.Comm, oom: m.oomRun})
 			}
 			m.hookPid = 0
 			m.nextHook(now)
 		case m.oomVictim(e):
-			m.do(action{kind: actNote, why: "oom victim", pid: e.Pid, comm: e.Comm, oom: m.oomRun})
+			m.do(action{kind: actNote, why: whyOOMVictim, pid: e.Pid, comm: e.Comm, oom: m.oomRun})
 		}
 	}
 	switch {
@@ -832,7 +865,7 @@ func (m *machine) killedBySelf(pid int) bool {
 // not processes vigil reaped in time.
 func (m *machine) reportOOM() {
 	if m.oomPending > 0 {
-		m.do(action{kind: actNote, why: "oom kills", n: m.oomPending, oom: m.oomRun})
+		m.do(action{kind: actNote, why: whyOOMKills, n: m.oomPending, oom: m.oomRun})
 	}
 	m.oomPending, m.oomReportAt = 0, time.Time{}
 }
@@ -896,11 +929,18 @@ func (m *machine) restartAfter(class Class, cause Cause) bool {
 		return false // a --timeout or a watchdog is a failure of the run
 	case m.cfg.RestartMax > 0 && m.restarts >= m.cfg.RestartMax:
 		return false
-	case m.cfg.Restart == RestartAlways:
+	}
+	switch m.cfg.Restart {
+	case RestartNo:
+		return false
+	case RestartAlways:
 		return true
-	case m.cfg.Restart == RestartOnFailure:
+	case RestartOnFailure:
 		return class != Success && class != Stopped
 	}
+	// A caller of Run gave a policy that is none of these: said, and taken
+	// as no.
+	m.do(action{kind: actNote, why: whyBadRestart, n: int(m.cfg.Restart)})
 	return false
 }
 
@@ -1190,7 +1230,7 @@ func (m *machine) waitTimedOut(now time.Time) {
 func (m *machine) timedOut(now time.Time) {
 	m.timeoutAt = time.Time{}
 	if !m.stop.active() {
-		m.do(action{kind: actNote, why: "timeout"})
+		m.do(action{kind: actNote, why: whyTimeout})
 		m.beginStop(m.cfg.TimeoutSignal, CauseTimeout, now)
 	}
 }
@@ -1200,7 +1240,7 @@ func (m *machine) graceOver(now time.Time) {
 	m.stop.killAt = time.Time{}
 	m.stop.killed = true
 	m.stop.landBy = now.Add(killWait)
-	m.do(action{kind: actNote, why: "grace over", pid: m.child})
+	m.do(action{kind: actNote, why: whyGraceOver, pid: m.child})
 	m.do(action{kind: actKill, pid: -m.child, sig: unix.SIGKILL})
 }
 
@@ -1208,14 +1248,14 @@ func (m *machine) graceOver(now time.Time) {
 // died of it.
 func (m *machine) childStuck(now time.Time) {
 	m.stop.landBy = time.Time{}
-	m.do(action{kind: actNote, why: "child stuck", pid: m.child})
+	m.do(action{kind: actNote, why: whyChildStuck, pid: m.child})
 	m.end(reaper.Exit{Pid: m.child, Signal: unix.SIGKILL}, m.cause(), false, now)
 }
 
 // cleanupDue is the end of the leftovers' bound: SIGKILL, then going on.
 func (m *machine) cleanupDue(now time.Time) {
 	if m.cleanupKill {
-		m.do(action{kind: actNote, why: "leftovers survived"})
+		m.do(action{kind: actNote, why: whyLeftoversSurvived})
 		m.afterCleanup(now)
 		return
 	}
@@ -1227,14 +1267,14 @@ func (m *machine) cleanupDue(now time.Time) {
 // hookDue is the end of a hook's bound: SIGKILL to its group, then the next.
 func (m *machine) hookDue(now time.Time) {
 	if m.hookKill {
-		m.do(action{kind: actNote, why: "hook stuck", pid: m.hookPid})
+		m.do(action{kind: actNote, why: whyHookStuck, pid: m.hookPid})
 		m.hookPid = 0
 		m.nextHook(now)
 		return
 	}
 	m.hookKill = true
 	m.hookEnds = now.Add(killWait)
-	m.do(action{kind: actNote, why: "hook timeout", pid: m.hookPid})
+	m.do(action{kind: actNote, why: whyHookTimeout, pid: m.hookPid})
 	m.do(action{kind: actKill, pid: -m.hookPid, sig: unix.SIGKILL})
 }
 
@@ -1242,12 +1282,12 @@ func (m *machine) hookDue(now time.Time) {
 func (m *machine) leftoversGraceOver(now time.Time) {
 	m.stop.killAt = time.Time{}
 	m.stop.landBy = now.Add(killWait)
-	m.do(action{kind: actNote, why: "grace over", pid: m.child})
+	m.do(action{kind: actNote, why: whyGraceOver, pid: m.child})
 	m.do(action{kind: actLeftovers, sig: unix.SIGKILL})
 }
 
 // leftoversStuck is a SIGKILL to the descendants that did not land.
 func (m *machine) leftoversStuck(now time.Time) {
-	m.do(action{kind: actNote, why: "leftovers survived"})
+	m.do(action{kind: actNote, why: whyLeftoversSurvived})
 	m.waitAllDone(now)
 }

@@ -68,9 +68,11 @@ func show(acts []action) string {
 		case actFlush:
 			out = append(out, "flush")
 		case actNote:
-			out = append(out, "note "+a.why)
+			out = append(out, "note "+a.why.String())
 		case actRelay:
 			out = append(out, "relay "+a.msg)
+		default:
+			out = append(out, fmt.Sprintf("unknown action %d", a.kind))
 		}
 	}
 	return strings.Join(out, "; ")
@@ -224,7 +226,7 @@ func TestAWorkersOOMKillIsNamedAndCountedAndTheChildKeepsItsClass(t *testing.T) 
 	}
 	m.reaped([]reaper.Exit{{Pid: 300, Signal: unix.SIGKILL, Comm: "worker"}}, true, at(time.Second))
 	got := m.take()
-	if len(got) != 1 || got[0].why != "oom victim" || got[0].pid != 300 || got[0].comm != "worker" || got[0].oom != 1 {
+	if len(got) != 1 || got[0].why != whyOOMVictim || got[0].pid != 300 || got[0].comm != "worker" || got[0].oom != 1 {
 		t.Fatalf("actions %+v, want one note naming the victim 300 (worker), the run's first kill", got)
 	}
 	if !m.oomReportAt.IsZero() {
@@ -249,7 +251,7 @@ func TestAnOOMKillVigilDoesNotReapIsReportedAsACount(t *testing.T) {
 	}
 	m.tick(at(oomVictimWait))
 	got := m.take()
-	if len(got) != 1 || got[0].why != "oom kills" || got[0].n != 2 {
+	if len(got) != 1 || got[0].why != whyOOMKills || got[0].n != 2 {
 		t.Fatalf("actions %+v, want one note counting 2 kills", got)
 	}
 	m.reaped(killedBy(child, unix.SIGKILL), false, at(time.Second))
@@ -1451,5 +1453,50 @@ func TestReadinessIsNotedAndRelayedApart(t *testing.T) {
 	}
 	if a := actionOf(t, acts, actRelay); a.msg != "READY=1" {
 		t.Errorf("relayed %q", a.msg)
+	}
+}
+
+// mustPanic fails unless f panics: a closed set's unknown value is a bug
+// that must not pass in silence.
+func mustPanic(t *testing.T, what string, f func()) {
+	t.Helper()
+	defer func() {
+		if recover() == nil {
+			t.Errorf("%s: no panic", what)
+		}
+	}()
+	f()
+}
+
+// TestClosedSetsFailLoudly: an unknown phase or class is a bug of the
+// machine's own (it makes them) and panics, in tests; a restart policy the
+// caller of Run gave and vigil does not know is said (an error line) and
+// taken as no restart; every reason has a name.
+func TestClosedSetsFailLoudly(t *testing.T) {
+	m := running(t, defaults())
+	m.phase = phaseDone + 1
+	mustPanic(t, "a signal in an unknown phase", func() { m.signal(unix.SIGHUP, t0) })
+	m = running(t, defaults())
+	m.rec = &record{class: "bogus"}
+	mustPanic(t, "the end line of an unknown class", func() { m.endLevel() })
+
+	r := defaults()
+	r.Restart = RestartAlways + 7
+	m = running(t, r)
+	m.reaped(exited(child, 1), false, t0)
+	if got := show(m.take()); got != "note bad restart policy; tombstone; ended; list hooks" {
+		t.Errorf("an unknown restart policy: %q", got)
+	}
+	if m.again {
+		t.Error("an unknown restart policy restarts")
+	}
+
+	for r := whyNone; int(r) < len(reasonNames); r++ {
+		if n := r.String(); n == "" || strings.HasPrefix(n, "reason ") {
+			t.Errorf("reason %d has no name", r)
+		}
+	}
+	if n := reason(len(reasonNames)).String(); !strings.HasPrefix(n, "reason ") {
+		t.Errorf("a reason past the list is named %q", n)
 	}
 }

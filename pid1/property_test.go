@@ -141,7 +141,7 @@ func (w *world) act(a action) {
 	case actFinishTail:
 		w.tailGone = w.tailGone || a.shut
 	case actTombstone, actEnded, actNote, actRelay:
-		if a.kind == actNote && a.why == "watchdog" && w.healthy {
+		if a.kind == actNote && a.why == whyWatchdog && w.healthy {
 			w.fail("a child that pinged within its interval of run time was ended as hung (ran %s since its ping)", w.ranSince)
 		}
 	default:
