@@ -564,6 +564,7 @@ func (s *supervisor) note(a action) {
 
 // spawnChild starts the main child.
 func (s *supervisor) spawnChild(now time.Time) {
+	s.child = 0 // the last run's is gone; this one's is not there yet
 	p := &proc{argv: s.cfg.Command, env: s.socketEnv(s.childEnv()), files: []uintptr{0, 1, 2}}
 	for i, fd := range s.sockets {
 		p.files = placeFd(p.files, 3+i, fd)
@@ -616,7 +617,6 @@ func (s *supervisor) spawnChild(now time.Time) {
 		p.files = placeFd(p.files, n, s.readyFd.w.Fd())
 	}
 	s.readOOM(now) // the base for this run's count
-	s.child = 0
 	pid, err := s.spawn(p)
 	s.readyFd.closeWriter()
 	if err != nil {

@@ -49,7 +49,7 @@ const (
 	actLeftovers                    // send sig to every descendant still alive
 	actStopSelf                     // stop vigil (job control)
 	actResume                       // give the terminal to the child's group and continue it
-	actTombstone                    // write the tombstone for the current state (tombstone)
+	actTombstone                    // write the tombstone for the current state (as tombstone says it)
 	actEnded                        // the child's end is known (rec): log it at level, write the termination log
 	actListHooks                    // find the hooks of rec's class; answer with hooksListed
 	actHook                         // start hook number n; answer with hookStarted or hookFailed
@@ -98,13 +98,13 @@ type action struct {
 	sig  unix.Signal
 	n    int
 	why  reason // actNote: what vigil decided, for its log line
-	comm string // "oom victim": the process's name, when known
-	oom  int    // "oom victim", "oom kills": the OOM kills of the run so far
+	comm string // whyOOMVictim: the process's name, when known
+	oom  int    // whyOOMVictim, whyOOMKills: the OOM kills of the run so far
 
 	rec   *record       // actEnded, actListHooks: the run's record, complete
 	level slog.Level    // actEnded: how loud the line that says it is
 	shut  bool          // actFinishTail: close the pipe unless the copier reached its end
-	d     time.Duration // "watchdog": the interval that ran out
+	d     time.Duration // whyWatchdog: the interval that ran out
 	msg   string        // actRelay: the datagram
 }
 
