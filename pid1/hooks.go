@@ -21,8 +21,7 @@ type hook struct {
 // --on-<class> flags, DIR/on-<class>.d/*, then the same for "exit"; and
 // prepares what every hook gets: the VIGIL_* environment, the JSON on its
 // stdin and the file with the whole captured tail.
-func (s *supervisor) listHooks() int {
-	r := s.m.rec
+func (s *supervisor) listHooks(r *record) int {
 	s.hooks = s.hooks[:0]
 	for _, c := range []Class{r.class, OnExit} {
 		for _, argv := range s.cfg.Hooks[c] {
@@ -73,7 +72,7 @@ func (s *supervisor) listHooks() int {
 			s.log.Warn("cannot write the stderr tail for hooks", "err", err)
 		} else {
 			s.tailFile = name
-			s.hookEnv = append(s.hookEnv, "VIGIL_STDERR_TAIL="+name)
+			s.hookEnv = append(s.hookEnv, stderrTailVar+"="+name)
 		}
 	}
 	return len(s.hooks)
@@ -86,13 +85,12 @@ func withoutHookVars(env []string) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "VIGIL_CLASS", "VIGIL_EXIT_STATUS", "VIGIL_EXIT_CODE", "VIGIL_SIGNAL", "VIGIL_CORE_DUMPED",
-			"VIGIL_PID", "VIGIL_COMMAND", "VIGIL_STARTED_AT", "VIGIL_ENDED_AT", "VIGIL_DURATION_MS",
-			"VIGIL_ERROR", "VIGIL_RESTARTS", "VIGIL_OOM_KILLS", "VIGIL_STATUS", "VIGIL_STDERR_TAIL",
+		switch {
+		case isHookVar(k):
+			continue
+		case k == "NOTIFY_SOCKET", k == "WATCHDOG_USEC", k == "WATCHDOG_PID":
 			// A hook is vigil's helper, not the service: it does not talk
 			// to vigil's supervisor, nor take part in the child's watchdog.
-			"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID":
 			continue
 		}
 		out = append(out, kv)

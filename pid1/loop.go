@@ -76,6 +76,7 @@ type supervisor struct {
 	procNote  bool   // the untrusted /proc was reported
 
 	tookTerminal bool // a run's group was given the terminal's foreground
+	child        int  // the main child this run spawned (its group's id); 0 before
 
 	// The executable's pages, dropped each time vigil goes idle once the
 	// child runs (dropIdle); nil before the first spawn.
@@ -159,10 +160,10 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	s.timer = time.NewTimer(time.Hour)
 	s.timer.Stop()
 	now := time.Now()
-	s.m.waitingFor = s.deps.waiting()
+	s.m.targetsPending(s.deps.waiting())
 	s.feed(now) // a stop signal that came during start-up ends vigil here
 	s.m.begin(now)
-	if s.m.phase == phaseWaiting {
+	if s.m.waiting() {
 		s.log.Info("waiting before starting the command", "for", s.deps.describe())
 	}
 	// The watchers may have had news before the machine could take it.
@@ -173,7 +174,7 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	}
 	for {
 		s.perform()
-		if s.m.phase == phaseDone {
+		if s.m.done() {
 			break
 		}
 		due := s.sleep()
@@ -182,7 +183,7 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		s.feed(now)
 		s.m.tick(now)
 	}
-	return s.m.rec.status, s.m.err
+	return s.m.result()
 }
 
 func newSupervisor(cfg Config) (*supervisor, error) {
@@ -191,16 +192,7 @@ func newSupervisor(cfg Config) (*supervisor, error) {
 	}
 	s := &supervisor{cfg: cfg, log: cfg.Log, isInit: os.Getpid() == 1,
 		runID: fmt.Sprintf("%016x", rand.Uint64()), runStarted: time.Now()}
-	s.m = newMachine(rules{
-		stopSignals: cfg.StopSignals, rewrite: cfg.Rewrite, group: cfg.Group,
-		timeout: cfg.Timeout, timeoutSignal: cfg.TimeoutSignal, grace: cfg.Grace, graceSet: cfg.GraceSet,
-		drain: cfg.Drain, cleanupGrace: cfg.CleanupGrace, noCleanup: cfg.NoCleanup,
-		hookTimeout: cfg.HookTimeout, remapExit: cfg.RemapExit,
-		waitFor: len(cfg.WaitFor) > 0, waitTimeout: cfg.WaitTimeout, tail: cfg.CaptureTail > 0,
-		restart: cfg.Restart, restartMax: cfg.RestartMax, restartDelay: cfg.RestartDelay,
-		restartDelayMax: cfg.RestartDelayMax, waitAll: cfg.WaitAll,
-		watchdog: cfg.Watchdog, watchdogSignal: cfg.WatchdogSignal, exitZeroOnStop: cfg.ExitZeroOnStop,
-	})
+	s.m = newMachine(cfg, s.isInit)
 	return s, nil
 }
 
@@ -285,7 +277,7 @@ func (s *supervisor) setup() error {
 }
 
 func (s *supervisor) close() {
-	if s.tookTerminal && s.m.child != 0 && foregroundIs(0, s.m.child) {
+	if s.tookTerminal && s.child != 0 && foregroundIs(0, s.child) {
 		// The terminal still names the last run's group: the shell that
 		// started vigil takes its terminal back from vigil's group.
 		reclaimTerminal(0)
@@ -373,7 +365,7 @@ func (s *supervisor) feed(now time.Time) {
 		if ready, _ := s.readyOn.state(); ready && s.readyOn != nil {
 			s.m.readyOnHeld(now)
 		}
-		s.m.waitingFor = s.deps.waiting()
+		s.m.targetsPending(s.deps.waiting())
 		ready, fired := s.deps.state()
 		if ready {
 			s.m.depsReady()
@@ -402,9 +394,9 @@ func (s *supervisor) feed(now time.Time) {
 func (s *supervisor) reap(now time.Time) {
 	var err error
 	var alive bool
-	untraced := s.m.r.jobControl && s.m.phase == phaseRunning
+	untraced := s.m.untraced()
 	// Asked before the drain, while a dead child's group still exists.
-	s.m.terminal(s.tookTerminal && s.m.child != 0 && foregroundIs(0, s.m.child))
+	s.m.terminal(s.tookTerminal && s.child != 0 && foregroundIs(0, s.child))
 	// The counter before the drain: an OOM victim's kill is counted
 	// before it can exit, so every victim in this drain is counted by now
 	// (with no event to say so, on a read-only cgroup v1, this is where
@@ -418,7 +410,7 @@ func (s *supervisor) reap(now time.Time) {
 	// thousands of exits.
 	if s.cfg.WarnOnReap || s.log.Enabled(context.Background(), slog.LevelDebug) {
 		for i := range s.buf {
-			if e := &s.buf[i]; e.Pid != s.m.child && e.Pid != s.m.hookPid && !e.Stopped {
+			if e := &s.buf[i]; !e.Stopped && !s.m.ours(e.Pid) {
 				level := slog.LevelDebug
 				if s.cfg.WarnOnReap {
 					level = slog.LevelWarn
@@ -428,12 +420,18 @@ func (s *supervisor) reap(now time.Time) {
 		}
 	}
 	for i := range s.buf {
-		switch e := &s.buf[i]; {
-		case e.Stopped:
-		case e.Pid == s.m.child && s.m.rec == nil:
+		e := &s.buf[i]
+		if e.Stopped {
+			continue
+		}
+		switch who, n := s.m.whose(e.Pid); who {
+		case ownerNone:
+		case ownerChild:
 			s.log.Debug("reaped main child", "pid", e.Pid, "status", e.Status())
-		case e.Pid == s.m.hookPid && s.m.hookPid != 0:
-			s.hookEnded(*e, now)
+		case ownerHook:
+			s.hookEnded(n, *e, now)
+		default:
+			s.log.Error("reaped a process of an unknown owner", "pid", e.Pid, "owner", who)
 		}
 	}
 	s.m.reaped(s.buf, alive, now)
@@ -441,8 +439,8 @@ func (s *supervisor) reap(now time.Time) {
 
 // hookEnded logs how the running hook ended; nothing a hook does changes
 // vigil's exit status.
-func (s *supervisor) hookEnded(e reaper.Exit, now time.Time) {
-	h := s.hooks[s.m.hook]
+func (s *supervisor) hookEnded(n int, e reaper.Exit, now time.Time) {
+	h := s.hooks[n]
 	took := now.Sub(s.hookStart).Round(time.Millisecond)
 	if e.Status() != 0 {
 		s.log.Warn("hook failed", "hook", h.argv[0], "from", h.source, "pid", e.Pid, "status", e.Status(),
@@ -480,11 +478,11 @@ func (s *supervisor) act(a action) {
 	case actStopSelf:
 		s.kill(os.Getpid(), unix.SIGSTOP)
 	case actResume:
-		s.resume()
+		s.resume(a.pid)
 	case actTombstone:
 		s.writeTombstone()
 	case actFinishTail:
-		s.finishTail()
+		s.finishTail(a.shut)
 	case actCloseTail:
 		if s.tail != nil {
 			s.tail.closeWriter()
@@ -494,9 +492,9 @@ func (s *supervisor) act(a action) {
 			s.tail.await()
 		}
 	case actEnded:
-		s.ended()
+		s.ended(a.rec, a.level)
 	case actListHooks:
-		s.m.hooksListed(s.listHooks(), now)
+		s.m.hooksListed(s.listHooks(a.rec), now)
 	case actHook:
 		if pid, ok := s.startHook(a.n); ok {
 			s.hookStart = now
@@ -510,37 +508,43 @@ func (s *supervisor) act(a action) {
 		}
 	case actNote:
 		s.note(a)
+	case actRelay:
+		s.relay(a.msg)
+	default:
+		// A kind the machine decides and this switch forgot: said, not
+		// dropped in silence (PID 1 does not panic over a log line).
+		s.log.Error("unknown action of the supervisor", "kind", a.kind)
 	}
 }
 
 // note logs a decision of the machine's.
 func (s *supervisor) note(a action) {
 	switch a.why {
-	case "timeout":
+	case whyTimeout:
 		s.log.Warn("timeout; stopping the child", "timeout", s.cfg.Timeout, "signal", signals.Name(s.cfg.TimeoutSignal))
-	case "grace over":
-		s.log.Warn("grace period over; killing the child's process group", "pid", s.m.child, "grace", s.cfg.Grace)
-	case "child stuck":
-		s.log.Error("child did not die after SIGKILL; going on without its status", "pid", s.m.child, "waited", killWait)
-	case "leftovers survived":
+	case whyGraceOver:
+		s.log.Warn("grace period over; killing the child's process group", "pid", a.pid, "grace", s.cfg.Grace)
+	case whyChildStuck:
+		s.log.Error("child did not die after SIGKILL; going on without its status", "pid", a.pid, "waited", killWait)
+	case whyLeftoversSurvived:
 		s.log.Error("processes survived SIGKILL; going on")
-	case "hook timeout":
+	case whyHookTimeout:
 		s.log.Warn("hook timed out; killing its process group", "pid", a.pid, "timeout", s.cfg.HookTimeout)
-	case "ready":
+	case whyReadyOn:
 		s.log.Debug("every --ready-on target holds: the child is ready")
-		s.relay("READY=1")
-	case "ready-fd":
+	case whyReadyFd:
 		s.log.Debug("the child wrote to --ready-fd: it is ready", "fd", s.cfg.ReadyFd)
-		s.relay("READY=1")
-	case "watchdog":
-		s.log.Warn("no WATCHDOG=1 in time; ending the child as hung", "watchdog", s.m.watchdog,
+	case whyWatchdog:
+		s.log.Warn("no WATCHDOG=1 in time; ending the child as hung", "watchdog", a.d,
 			"signal", signals.Name(s.cfg.WatchdogSignal))
-	case "hook stuck":
+	case whyHookStuck:
 		s.log.Error("hook did not die after SIGKILL; going on", "pid", a.pid)
-	case "oom victim":
+	case whyOOMVictim:
 		s.log.Warn("the OOM killer ended a process", "pid", a.pid, "command", a.comm, "oom_kills", a.oom)
-	case "oom kills":
+	case whyOOMKills:
 		s.log.Warn("the OOM killer ended processes vigil did not reap", "count", a.n, "oom_kills", a.oom)
+	case whyBadRestart:
+		s.log.Error("unknown restart policy; not restarting", "policy", a.n)
 	default:
 		s.log.Error("unknown decision of the supervisor", "why", a.why)
 	}
@@ -548,6 +552,7 @@ func (s *supervisor) note(a action) {
 
 // spawnChild starts the main child.
 func (s *supervisor) spawnChild(now time.Time) {
+	s.child = 0 // the last run's is gone; this one's is not there yet
 	p := &proc{argv: s.cfg.Command, env: s.socketEnv(s.childEnv()), files: []uintptr{0, 1, 2}}
 	for i, fd := range s.sockets {
 		p.files = placeFd(p.files, 3+i, fd)
@@ -602,15 +607,11 @@ func (s *supervisor) spawnChild(now time.Time) {
 	s.readOOM(now) // the base for this run's count
 	pid, err := s.spawn(p)
 	s.readyFd.closeWriter()
-	if s.tail != nil && s.cfg.Restart == RestartNo {
-		// No run will follow: the child has its copy, and the tail sees
-		// the end of file when the child's tree is done with it.
-		s.tail.closeWriter()
-	}
 	if err != nil {
 		s.m.spawnFailed(err, time.Now())
 		return
 	}
+	s.child = pid
 	s.log.Debug("spawned", "pid", pid, "command", s.cfg.Command, "group", s.cfg.Group)
 	if s.readyFd != nil {
 		s.readyFd.watch()
@@ -621,7 +622,7 @@ func (s *supervisor) spawnChild(now time.Time) {
 			s.log.Error("cannot watch the --ready-on targets", "err", err)
 		}
 	}
-	s.m.spawned(pid, tty && !s.isInit, now)
+	s.m.spawned(pid, tty, now)
 	if _, fired := s.deps.state(); fired != "" {
 		// A --stop-on target that held before the child started.
 		s.m.stopOnFired(now)
@@ -657,13 +658,13 @@ func (s *supervisor) kill(pid int, sig unix.Signal) {
 // resume gives the terminal back to the child and continues it, as a
 // shell's fg does. Only when vigil is in the foreground: tcsetpgrp from the
 // background would raise SIGTTOU.
-func (s *supervisor) resume() {
+func (s *supervisor) resume(child int) {
 	if pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err == nil && pgrp == unix.Getpgrp() {
-		if err := unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, s.m.child); err != nil {
+		if err := unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, child); err != nil {
 			s.log.Debug("tcsetpgrp", "err", err)
 		}
 	}
-	s.kill(-s.m.child, unix.SIGCONT)
+	s.kill(-child, unix.SIGCONT)
 }
 
 // reclaimTerminal makes vigil's group the foreground group of the
@@ -722,20 +723,10 @@ func withoutVar(env []string, key string) []string {
 	return out
 }
 
-// ended logs the child's end and writes the termination log; the record is
-// complete now, the captured tail included.
-func (s *supervisor) ended() {
-	r := s.m.rec
-	r.command = s.cfg.Command
-	// Quiet unless vigil knows more than the status says: success, failure,
-	// a death by a signal and a stop on purpose speak for themselves.
-	level := slog.LevelDebug
-	switch {
-	case r.class == OOM, r.class == Fault, r.class == Timeout:
-		level = slog.LevelWarn
-	case r.class == Kill && !s.m.stop.killed:
-		level = slog.LevelWarn
-	}
+// ended logs the child's end at the level the machine chose and writes
+// the termination log; the record is complete now, the captured tail
+// included.
+func (s *supervisor) ended(r *record, level slog.Level) {
 	s.log.Log(context.Background(), level, "child ended", "class", r.class, "status", r.exit.Status(),
 		"signal", sigName(r.exit.Signal), "core_dumped", r.exit.CoreDumped,
 		"duration", r.ended.Sub(r.started).Round(time.Millisecond), "exit_status", r.status)
@@ -839,8 +830,8 @@ func (s *supervisor) childEnv() []string {
 		// sd_watchdog_enabled would say no and it would never ping.
 		env = withoutVar(env, "WATCHDOG_PID")
 	}
-	if s.m.r.watchdog > 0 {
-		env = setEnv(env, "WATCHDOG_USEC", strconv.FormatInt(s.m.r.watchdog.Microseconds(), 10))
+	if s.cfg.Watchdog > 0 {
+		env = setEnv(env, "WATCHDOG_USEC", strconv.FormatInt(s.cfg.Watchdog.Microseconds(), 10))
 	}
 	return env
 }

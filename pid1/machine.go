@@ -1,6 +1,9 @@
 package pid1
 
 import (
+	"log/slog"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,7 +36,7 @@ const (
 	phaseDone                 // vigil may exit
 )
 
-var phaseNames = [...]string{"start", "waiting", "running", "cleanup", "tail", "hooks", "backoff", "wait-all", "flush", "done"}
+var phaseNames = [phaseDone + 1]string{"start", "waiting", "running", "cleanup", "tail", "hooks", "backoff", "wait-all", "flush", "done"}
 
 func (p phase) String() string { return phaseNames[p] }
 
@@ -46,16 +49,47 @@ const (
 	actLeftovers                    // send sig to every descendant still alive
 	actStopSelf                     // stop vigil (job control)
 	actResume                       // give the terminal to the child's group and continue it
-	actTombstone                    // write the tombstone for the current state
-	actEnded                        // the child's end is known: log it, write the termination log
-	actListHooks                    // find the hooks of the class; answer with hooksListed
+	actTombstone                    // write the tombstone for the current state (as tombstone says it)
+	actEnded                        // the child's end is known (rec): log it at level, write the termination log
+	actListHooks                    // find the hooks of rec's class; answer with hooksListed
 	actHook                         // start hook number n; answer with hookStarted or hookFailed
-	actFinishTail                   // stop waiting for the stderr tail; take what is there
+	actFinishTail                   // stop waiting for the stderr tail; answer with tailTaken
 	actCloseTail                    // vigil lets go of its end of the stderr pipe: no more runs
 	actAwaitTail                    // say (tailCaughtUp) once the copier has read all the pipe holds
 	actFlush                        // wait for the record writes; answer with flushed
 	actNote                         // log what vigil decided (why says what)
+	actRelay                        // pass msg on to the service manager vigil reports to, if any
 )
+
+// reason is what a note (actNote) says vigil decided.
+type reason uint8
+
+// The reasons; reasonNames has their names, in the same order.
+const (
+	whyNone              reason = iota // not a note
+	whyTimeout                         // --timeout expired: the child is being stopped
+	whyGraceOver                       // the grace ran out: SIGKILL to the child's group (pid)
+	whyChildStuck                      // the child (pid) did not die of SIGKILL in time
+	whyLeftoversSurvived               // leftovers outlived SIGKILL
+	whyHookTimeout                     // --hook-timeout: SIGKILL to the hook's group (pid)
+	whyHookStuck                       // the hook (pid) did not die of SIGKILL in time
+	whyReadyOn                         // every --ready-on target holds: the child is ready
+	whyReadyFd                         // the child wrote to --ready-fd: it is ready
+	whyWatchdog                        // no WATCHDOG=1 within d: the child is ended as hung
+	whyOOMVictim                       // the OOM killer ended pid (comm)
+	whyOOMKills                        // the OOM killer ended n processes vigil did not reap
+	whyBadRestart                      // the Config's restart policy n is none vigil knows: no restart
+)
+
+var reasonNames = [whyBadRestart + 1]string{"none", "timeout", "grace over", "child stuck", "leftovers survived", "hook timeout",
+	"hook stuck", "ready", "ready-fd", "watchdog", "oom victim", "oom kills", "bad restart policy"}
+
+func (r reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "reason " + strconv.Itoa(int(r))
+}
 
 // action is one thing for the loop to do.
 type action struct {
@@ -63,40 +97,15 @@ type action struct {
 	pid  int
 	sig  unix.Signal
 	n    int
-	why  string // for the log line of a kill vigil decided on
-	comm string // "oom victim": the process's name, when known
-	oom  int    // "oom victim", "oom kills": the OOM kills of the run so far
-}
+	why  reason // actNote: what vigil decided, for its log line
+	comm string // whyOOMVictim: the process's name, when known
+	oom  int    // whyOOMVictim, whyOOMKills: the OOM kills of the run so far
 
-// rules are the parts of Config the machine decides with.
-type rules struct {
-	stopSignals   []unix.Signal
-	rewrite       signals.Rewrite
-	group         bool
-	timeout       time.Duration
-	timeoutSignal unix.Signal
-	grace         time.Duration // for stops vigil starts itself
-	graceSet      bool          // --grace given: outside stops get it too
-	drain         time.Duration
-	cleanupGrace  time.Duration // leftovers between SIGTERM and SIGKILL
-	noCleanup     bool
-	hookTimeout   time.Duration
-	remapExit     map[int]bool
-	waitFor       bool          // there are --wait-for targets
-	waitTimeout   time.Duration // 0: wait for ever
-	jobControl    bool          // vigil follows the child's stops (a terminal, not PID 1)
-	tail          bool          // --capture-tail
-
-	restart         RestartPolicy
-	restartMax      int // 0: no limit
-	restartDelay    time.Duration
-	restartDelayMax time.Duration
-	waitAll         bool // --wait-all: wait for every descendant after the child
-
-	watchdog       time.Duration // --watchdog: the longest time between two WATCHDOG=1; 0: none
-	watchdogSignal unix.Signal
-
-	exitZeroOnStop bool // --exit-zero-on-stop: a child that honours a stop from outside is stopped, 0
+	rec   *record       // actEnded, actListHooks: the run's record, complete
+	level slog.Level    // actEnded: how loud the line that says it is
+	shut  bool          // actFinishTail: close the pipe unless the copier reached its end
+	d     time.Duration // whyWatchdog: the interval that ran out
+	msg   string        // actRelay: the datagram
 }
 
 // readiness is what a Notify update says, in the machine's terms.
@@ -153,12 +162,17 @@ func (s *stop) active() bool { return s.cause != CauseNone }
 
 // machine is the state of one Run.
 type machine struct {
-	r     rules
+	// cfg is the Config Run was given, its defaults filled in: the machine
+	// decides with it as it is, 0 meaning none.
+	cfg   Config
 	phase phase
 
-	waitEnds   time.Time     // --wait-timeout; zero: none
-	early      []unix.Signal // caught before the child existed, for it once it does
-	waitingFor string        // the targets not ready yet, for the message
+	isInit     bool // vigil is PID 1: it has no shell above it to stop with the job
+	jobControl bool // this run: vigil follows the child's stops (a terminal, not PID 1)
+
+	waitEnds  time.Time     // --wait-timeout; zero: none
+	early     []unix.Signal // caught before the child existed, for it once it does
+	waitingOn string        // the targets not ready yet, for the message
 
 	child     int       // the main child's pid, also its process group
 	started   time.Time // when it was spawned (or, if it never was, when it was given up on)
@@ -212,9 +226,17 @@ type machine struct {
 	out []action
 }
 
-func newMachine(r rules) *machine {
-	return &machine{r: r, hook: -1}
+// newMachine is the machine of a Run of cfg (its defaults filled in);
+// isInit says that vigil is PID 1.
+func newMachine(cfg Config, isInit bool) *machine {
+	return &machine{cfg: cfg, isInit: isInit, hook: -1}
 }
+
+// waitsFor reports whether there are --wait-for targets.
+func (m *machine) waitsFor() bool { return len(m.cfg.WaitFor) > 0 }
+
+// capturesTail reports whether the child's stderr is captured (--capture-tail).
+func (m *machine) capturesTail() bool { return m.cfg.CaptureTail > 0 }
 
 func (m *machine) do(a action) { m.out = append(m.out, a) }
 
@@ -225,16 +247,96 @@ func (m *machine) take() []action {
 	return out
 }
 
+// The loop asks the machine through these; it never reads its fields.
+
+// done reports whether vigil may exit.
+func (m *machine) done() bool { return m.phase == phaseDone }
+
+// result is what Run returns once done: the status to exit with and
+// vigil's own failure, if any.
+func (m *machine) result() (int, error) { return m.rec.status, m.err }
+
+// waiting reports whether the command waits for its --wait-for targets.
+func (m *machine) waiting() bool { return m.phase == phaseWaiting }
+
+// targetsPending says which --wait-for targets do not hold yet, for the
+// message if vigil ends before they do.
+func (m *machine) targetsPending(desc string) { m.waitingOn = desc }
+
+// untraced reports whether the next drain should report the main child's
+// stops: vigil follows them (job control) while it runs.
+func (m *machine) untraced() bool { return m.jobControl && m.phase == phaseRunning }
+
+// owner is whose exit a reaped process is.
+type owner uint8
+
+const (
+	ownerNone  owner = iota // an orphan, or a worker of the child's
+	ownerChild              // the main child, its end not yet recorded
+	ownerHook               // the hook running now
+)
+
+// whose says whose process pid is, before the drain that reaped it is
+// handed over (reaped), and for a hook which one (its number).
+func (m *machine) whose(pid int) (owner, int) {
+	switch {
+	case pid == 0:
+		return ownerNone, 0
+	case pid == m.child && m.rec == nil:
+		return ownerChild, 0
+	case pid == m.hookPid:
+		return ownerHook, m.hook
+	}
+	return ownerNone, 0
+}
+
+// ours reports whether pid is the main child or the running hook (a
+// process vigil started itself, not one it reaps as an init).
+func (m *machine) ours(pid int) bool { return pid != 0 && (pid == m.child || pid == m.hookPid) }
+
+// name is the tombstone's name: --name or the command's base name.
+func (m *machine) name() string {
+	if m.cfg.Name != "" {
+		return m.cfg.Name
+	}
+	return filepath.Base(m.cfg.Command[0])
+}
+
+// tombstone is the record for the state now. Which run of vigil wrote it
+// (RunID, RunStartedAt, Locked) is the loop's to add.
+func (m *machine) tombstone() Tombstone {
+	ts := Tombstone{Name: m.name(), State: m.state(), Pid: m.child, Restarts: m.restarts, Status: m.status, OOMKills: m.oomRun}
+	if !m.started.IsZero() {
+		ts.StartedAt = m.started.Format(time.RFC3339Nano)
+	}
+	if m.ready {
+		at := m.readyAt.Format(time.RFC3339Nano)
+		ts.ReadyAt = &at
+	}
+	if r := m.rec; r != nil {
+		f := r.facts()
+		ts.StartedAt, ts.Status, ts.ReadyAt = f.StartedAt, f.Status, f.ReadyAt
+		ts.EndedAt, ts.Class, ts.ExitStatus, ts.ExitCode = &f.EndedAt, &f.Class, &f.ExitStatus, f.ExitCode
+		ts.Signal, ts.CoreDumped, ts.Error, ts.OOMKills = &f.Signal, &f.CoreDumped, f.Error, f.OOMKills
+		if ts.State == "starting" {
+			ts.Pid = 0 // between runs: the last end is kept, the next run is starting
+		}
+	}
+	// Bounded, so that the room reserved at start always holds a record.
+	ts.Status, ts.Error = truncate(ts.Status, tombstoneTextMax), truncate(ts.Error, tombstoneTextMax)
+	return ts
+}
+
 // begin is the first step: spawn at once, or wait for the targets.
 func (m *machine) begin(now time.Time) {
 	m.lastRan = now
 	if m.phase != phaseStart {
 		return // a stop signal came before vigil was ready to start anything
 	}
-	if m.r.waitFor {
+	if m.waitsFor() {
 		m.phase = phaseWaiting
-		if m.r.waitTimeout > 0 {
-			m.waitEnds = now.Add(m.r.waitTimeout)
+		if m.cfg.WaitTimeout > 0 {
+			m.waitEnds = now.Add(m.cfg.WaitTimeout)
 		}
 		m.do(action{kind: actTombstone})
 		return
@@ -256,17 +358,23 @@ func (m *machine) depsReady() {
 	}
 }
 
-// spawned says the main child runs as pid.
-func (m *machine) spawned(pid int, jobControl bool, now time.Time) {
+// spawned says the main child runs as pid; tty, that its group was given
+// the terminal's foreground.
+func (m *machine) spawned(pid int, tty bool, now time.Time) {
 	m.child, m.started, m.alive = pid, now, true
-	m.r.jobControl = jobControl
+	m.letGoOfTail()
+	// vigil follows the child's stops as a shell's job, so that Ctrl-Z
+	// stops the shell's job, not only the child, when the child has the
+	// terminal; as PID 1 there is no shell to stop for, and stopping the
+	// init would freeze the container.
+	m.jobControl = tty && !m.isInit
 	// A kill from before this run is not its child's.
 	m.reportOOM()
 	m.oomRun = 0
-	if m.r.timeout > 0 {
-		m.timeoutAt = now.Add(m.r.timeout)
+	if m.cfg.Timeout > 0 {
+		m.timeoutAt = now.Add(m.cfg.Timeout)
 	}
-	m.watchdog, m.thawCredited = m.r.watchdog, false
+	m.watchdog, m.thawCredited = m.cfg.Watchdog, false
 	if m.watchdog > 0 {
 		m.watchdogEnds = now.Add(m.watchdog)
 	}
@@ -277,6 +385,16 @@ func (m *machine) spawned(pid int, jobControl bool, now time.Time) {
 	m.early = nil
 }
 
+// letGoOfTail is the decision after each spawn: with no run to follow
+// (--restart no) vigil lets go of its end of the stderr pipe at once, so
+// that the tail sees the end of file when the child's tree is done with
+// it. Under --restart the pipe is kept for the next run (see afterCleanup).
+func (m *machine) letGoOfTail() {
+	if m.capturesTail() && m.cfg.Restart == RestartNo {
+		m.do(action{kind: actCloseTail})
+	}
+}
+
 // maxEarly bounds the signals kept for a child that does not exist yet.
 const maxEarly = 64
 
@@ -284,13 +402,14 @@ const maxEarly = 64
 // an end like any other, recorded and hooked, with no process behind it.
 func (m *machine) spawnFailed(err error, now time.Time) {
 	m.started = now
+	m.letGoOfTail()
 	m.err = err
 	m.end(reaper.Exit{Code: codeOf(err)}, CauseNone, false, now)
 }
 
 // isStop reports whether sig begins a graceful stop.
 func (m *machine) isStop(sig unix.Signal) bool {
-	for _, s := range m.r.stopSignals {
+	for _, s := range m.cfg.StopSignals {
 		if s == sig {
 			return true
 		}
@@ -300,7 +419,7 @@ func (m *machine) isStop(sig unix.Signal) bool {
 
 // target is where forwarded signals go: the child, or its group with -g.
 func (m *machine) target() int {
-	if m.r.group {
+	if m.cfg.Group {
 		return -m.child
 	}
 	return m.child
@@ -309,7 +428,7 @@ func (m *machine) target() int {
 // signal handles one signal vigil received (SIGCHLD never comes here: the
 // loop reaps instead).
 func (m *machine) signal(sig unix.Signal, now time.Time) {
-	_, kept := m.r.rewrite.Apply(sig)
+	_, kept := m.cfg.Rewrite.Apply(sig)
 	if kept && m.isStop(sig) {
 		// Whatever the phase (a --timeout's grace, the drain, the hooks,
 		// the backoff), the stop asked for is the last word on restarts.
@@ -331,7 +450,7 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 		}
 		if kept {
 			// No child to pass it to: vigil ends as the signal asked.
-			m.err = fail(128+int(sig), "%s while waiting for %s; command not started", signals.Name(sig), m.waitingFor)
+			m.err = fail(128+int(sig), "%s while waiting for %s; command not started", signals.Name(sig), m.waitingOn)
 			m.started, m.gaveUp = now, true
 			m.end(reaper.Exit{Signal: sig}, CauseSignal, false, now)
 		}
@@ -349,15 +468,17 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 			m.stop.cause, m.stop.sig, m.stop.sent = CauseSignal, sig, true
 			m.stopLeftovers(sig, now)
 		default:
-			if to, ok := m.r.rewrite.Apply(sig); ok {
+			if to, ok := m.cfg.Rewrite.Apply(sig); ok {
 				m.do(action{kind: actLeftovers, sig: to})
 			}
 		}
 		return
-	default:
+	case phaseFlush, phaseDone:
 		return // the child has ended: nothing to forward to
+	default:
+		panic("pid1: signal in unknown phase " + strconv.Itoa(int(m.phase)))
 	}
-	if m.r.jobControl {
+	if m.jobControl {
 		switch sig {
 		case unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
 			// Stop the job the way a shell would: the child's group
@@ -377,7 +498,7 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 					break
 				}
 			}
-			m.do(action{kind: actResume})
+			m.do(action{kind: actResume, pid: m.child})
 			return
 		}
 	}
@@ -390,7 +511,7 @@ func (m *machine) signal(sig unix.Signal, now time.Time) {
 
 // forward passes sig through the rewrite table to the child.
 func (m *machine) forward(sig unix.Signal) {
-	if to, ok := m.r.rewrite.Apply(sig); ok {
+	if to, ok := m.cfg.Rewrite.Apply(sig); ok {
 		m.do(action{kind: actKill, pid: m.target(), sig: to})
 	}
 }
@@ -412,7 +533,7 @@ func (m *machine) beginStop(sig unix.Signal, cause Cause, now time.Time) {
 		return
 	}
 	if cause == CauseNone {
-		if _, ok := m.r.rewrite.Apply(sig); !ok {
+		if _, ok := m.cfg.Rewrite.Apply(sig); !ok {
 			// -r TERM:none, as dumb-init's -r 15:0: the user asked for
 			// this signal to be dropped, so it stops nothing.
 			return
@@ -421,8 +542,8 @@ func (m *machine) beginStop(sig unix.Signal, cause Cause, now time.Time) {
 	}
 	m.stop.cause, m.stop.sig = cause, sig
 	m.do(action{kind: actTombstone}) // stopping
-	if m.r.drain > 0 && cause != CauseTimeout && cause != CauseWatchdog {
-		m.stop.forwardAt = now.Add(m.r.drain)
+	if m.cfg.Drain > 0 && cause != CauseTimeout && cause != CauseWatchdog {
+		m.stop.forwardAt = now.Add(m.cfg.Drain)
 		return
 	}
 	m.sendStop(now)
@@ -442,8 +563,8 @@ func (m *machine) sendStop(now time.Time) {
 	} else {
 		m.forwardStop(m.stop.sig)
 	}
-	if m.stop.cause != CauseSignal || m.r.graceSet {
-		m.stop.killAt = now.Add(m.r.grace)
+	if m.stop.cause != CauseSignal || m.cfg.GraceSet {
+		m.stop.killAt = now.Add(m.cfg.Grace)
 		m.stop.graceEnds = m.stop.killAt
 	}
 }
@@ -452,7 +573,7 @@ func (m *machine) sendStop(now time.Time) {
 // what the child was sent: dying of it is honouring the stop.
 func (m *machine) forwardStop(sig unix.Signal) {
 	m.forward(sig)
-	if to, ok := m.r.rewrite.Apply(sig); ok && m.stop.cause == CauseSignal {
+	if to, ok := m.cfg.Rewrite.Apply(sig); ok && m.stop.cause == CauseSignal {
 		m.stop.forwarded.add(to)
 	}
 }
@@ -534,19 +655,21 @@ func (m *machine) notified(u readiness, now time.Time) {
 }
 
 // readyOnHeld says every --ready-on target holds: ready, as by READY=1.
-func (m *machine) readyOnHeld(now time.Time) { m.becameReady(now, "ready") }
+func (m *machine) readyOnHeld(now time.Time) { m.becameReady(now, whyReadyOn) }
 
 // readyFdWritten says the child wrote its line to --ready-fd: ready, as by
 // READY=1.
-func (m *machine) readyFdWritten(now time.Time) { m.becameReady(now, "ready-fd") }
+func (m *machine) readyFdWritten(now time.Time) { m.becameReady(now, whyReadyFd) }
 
-// becameReady marks the running child ready, unless it is already; why is
-// the note that logs and relays it.
-func (m *machine) becameReady(now time.Time, why string) {
+// becameReady marks the running child ready, unless it is already, says
+// so (why: what made it ready) and relays it upstream: vigil's own manager
+// learns that the service is ready from vigil.
+func (m *machine) becameReady(now time.Time, why reason) {
 	if m.phase == phaseRunning && m.child != 0 && !m.ready {
 		m.ready, m.readyAt = true, now
 		m.do(action{kind: actTombstone})
 		m.do(action{kind: actNote, why: why})
+		m.do(action{kind: actRelay, msg: "READY=1"})
 	}
 }
 
@@ -556,8 +679,8 @@ func (m *machine) becameReady(now time.Time, why string) {
 func (m *machine) hung(now time.Time) {
 	m.watchdogEnds = time.Time{}
 	if !m.stop.active() {
-		m.do(action{kind: actNote, why: "watchdog"})
-		m.beginStop(m.r.watchdogSignal, CauseWatchdog, now)
+		m.do(action{kind: actNote, why: whyWatchdog, d: m.watchdog})
+		m.beginStop(m.cfg.WatchdogSignal, CauseWatchdog, now)
 	}
 }
 
@@ -595,7 +718,7 @@ func (m *machine) stopOnFired(now time.Time) {
 	m.outside = true
 	switch {
 	case m.phase == phaseRunning && m.child != 0:
-		m.beginStop(m.r.stopSignals[0], CauseStopOn, now)
+		m.beginStop(m.cfg.StopSignals[0], CauseStopOn, now)
 	case m.phase == phaseWaiting:
 		// What it was waiting to serve is gone already: a stop on purpose,
 		// without starting anything.
@@ -610,18 +733,18 @@ func (m *machine) stopOnFired(now time.Time) {
 func (m *machine) cancel(now time.Time) {
 	switch m.phase {
 	case phaseRunning:
-		if _, kept := m.r.rewrite.Apply(m.r.stopSignals[0]); kept {
+		if _, kept := m.cfg.Rewrite.Apply(m.cfg.StopSignals[0]); kept {
 			m.outside = true
 		}
-		m.beginStop(m.r.stopSignals[0], CauseNone, now)
+		m.beginStop(m.cfg.StopSignals[0], CauseNone, now)
 	default:
-		m.signal(m.r.stopSignals[0], now)
+		m.signal(m.cfg.StopSignals[0], now)
 	}
 }
 
 // childStopped is a job-control stop report for the main child.
 func (m *machine) childStopped(now time.Time) {
-	if m.phase != phaseRunning || !m.r.jobControl {
+	if m.phase != phaseRunning || !m.jobControl {
 		return
 	}
 	if m.awaitCont {
@@ -661,12 +784,12 @@ func (m *machine) reaped(exits []reaper.Exit, alive bool, now time.Time) {
 			m.end(*e, m.cause(), m.oomVictim(e), now)
 		case e.Pid == m.hookPid && m.hookPid != 0:
 			if m.oomVictim(e) {
-				m.do(action{kind: actNote, why: "oom victim", pid: e.Pid, comm: e.Comm, oom: m.oomRun})
+				m.do(action{kind: actNote, why: whyOOMVictim, pid: e.Pid, comm: e.Comm, oom: m.oomRun})
 			}
 			m.hookPid = 0
 			m.nextHook(now)
 		case m.oomVictim(e):
-			m.do(action{kind: actNote, why: "oom victim", pid: e.Pid, comm: e.Comm, oom: m.oomRun})
+			m.do(action{kind: actNote, why: whyOOMVictim, pid: e.Pid, comm: e.Comm, oom: m.oomRun})
 		}
 	}
 	switch {
@@ -742,7 +865,7 @@ func (m *machine) killedBySelf(pid int) bool {
 // not processes vigil reaped in time.
 func (m *machine) reportOOM() {
 	if m.oomPending > 0 {
-		m.do(action{kind: actNote, why: "oom kills", n: m.oomPending, oom: m.oomRun})
+		m.do(action{kind: actNote, why: whyOOMKills, n: m.oomPending, oom: m.oomRun})
 	}
 	m.oomPending, m.oomReportAt = 0, time.Time{}
 }
@@ -750,7 +873,7 @@ func (m *machine) reportOOM() {
 // end records how the main child ended and moves on to cleaning up.
 func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 	class := Classify(e, cause, oomRose && !m.stop.killed)
-	if m.r.exitZeroOnStop && cause == CauseSignal && !m.stop.killed && honouredStop(e, m.stop.forwarded) {
+	if m.cfg.ExitZeroOnStop && cause == CauseSignal && !m.stop.killed && honouredStop(e, m.stop.forwarded) {
 		// A sidecar the kubelet stops after the main containers: its child
 		// died of the stop it was sent, which is the end asked for.
 		class = Stopped
@@ -763,10 +886,11 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 		// would never complete. The record keeps how it died.
 		status = 0
 	}
-	if m.r.remapExit[status] {
+	if m.cfg.RemapExit[status] {
 		status = 0
 	}
-	m.rec = &record{class: class, exit: e, status: status, started: m.started, ended: now, restarts: m.restarts, oomKills: m.oomRun}
+	m.rec = &record{class: class, exit: e, status: status, command: m.cfg.Command, started: m.started, ended: now,
+		restarts: m.restarts, oomKills: m.oomRun}
 	if m.err != nil {
 		m.rec.err = m.err.Error()
 	}
@@ -779,7 +903,7 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 		m.outside = true
 	}
 	m.again = m.restartAfter(class, cause)
-	if m.r.waitAll && !m.again && m.alive {
+	if m.cfg.WaitAll && !m.again && m.alive {
 		// The broken-entrypoint case: a script that started daemons and
 		// exited. Wait for all of them; the record is written when they
 		// are done, since the container's work is not.
@@ -803,13 +927,20 @@ func (m *machine) restartAfter(class Class, cause Cause) bool {
 	switch {
 	case cause == CauseSignal || cause == CauseStopOn || m.gaveUp || m.outside:
 		return false // a --timeout or a watchdog is a failure of the run
-	case m.r.restartMax > 0 && m.restarts >= m.r.restartMax:
+	case m.cfg.RestartMax > 0 && m.restarts >= m.cfg.RestartMax:
 		return false
-	case m.r.restart == RestartAlways:
+	}
+	switch m.cfg.Restart {
+	case RestartNo:
+		return false
+	case RestartAlways:
 		return true
-	case m.r.restart == RestartOnFailure:
+	case RestartOnFailure:
 		return class != Success && class != Stopped
 	}
+	// A caller of Run gave a policy that is none of these: said, and taken
+	// as no.
+	m.do(action{kind: actNote, why: whyBadRestart, n: int(m.cfg.Restart)})
 	return false
 }
 
@@ -818,15 +949,15 @@ func (m *machine) restartAfter(class Class, cause Cause) bool {
 // maximum; a run that lasted longer starts the count again, so a program
 // that crashes once a day does not wait the maximum.
 func (m *machine) backoff(ran time.Duration) time.Duration {
-	if ran > m.r.restartDelayMax {
+	if ran > m.cfg.RestartDelayMax {
 		m.streak = 0
 	}
-	d := m.r.restartDelay
-	for i := 0; i < m.streak && d < m.r.restartDelayMax; i++ {
+	d := m.cfg.RestartDelay
+	for i := 0; i < m.streak && d < m.cfg.RestartDelayMax; i++ {
 		d *= 2
 	}
 	m.streak++
-	return min(d, max(m.r.restartDelayMax, m.r.restartDelay))
+	return min(d, max(m.cfg.RestartDelayMax, m.cfg.RestartDelay))
 }
 
 // rerun starts the next run after the backoff.
@@ -844,12 +975,12 @@ func (m *machine) rerun() {
 // already), SIGKILL. vigil was asked to wait for them, so it also owns
 // ending them when a stop comes.
 func (m *machine) stopLeftovers(sig unix.Signal, now time.Time) {
-	if to, ok := m.r.rewrite.Apply(sig); ok {
+	if to, ok := m.cfg.Rewrite.Apply(sig); ok {
 		m.do(action{kind: actLeftovers, sig: to})
 	}
 	m.stop.killAt = m.stop.graceEnds
 	if m.stop.killAt.IsZero() {
-		m.stop.killAt = now.Add(m.r.grace)
+		m.stop.killAt = now.Add(m.cfg.Grace)
 	}
 }
 
@@ -865,13 +996,13 @@ func (m *machine) waitAllDone(now time.Time) {
 // stop was under way, so a shutdown keeps to the budget the user set.
 func (m *machine) cleanup(now time.Time) {
 	m.phase = phaseCleanup
-	if m.r.noCleanup || !m.alive || m.again {
+	if m.cfg.NoCleanup || !m.alive || m.again {
 		// Between runs nothing the previous one left behind is touched:
 		// detached workers live on, and are reaped as they end.
 		m.afterCleanup(now)
 		return
 	}
-	bound := m.r.cleanupGrace
+	bound := m.cfg.CleanupGrace
 	if left := m.stop.graceEnds.Sub(now); !m.stop.graceEnds.IsZero() && left < bound {
 		bound = max(0, left)
 	}
@@ -894,7 +1025,7 @@ func (m *machine) afterCleanup(now time.Time) {
 	switch {
 	case m.hooksCleaned:
 		m.flush(now)
-	case m.again && m.r.tail:
+	case m.again && m.capturesTail():
 		// The next run writes into the same pipe, and the workers of this
 		// one still may: no end of file to wait for, and none to cause.
 		// What the child wrote before it died is in the pipe, though: the
@@ -904,7 +1035,7 @@ func (m *machine) afterCleanup(now time.Time) {
 		m.do(action{kind: actAwaitTail})
 	case m.again:
 		m.finishTail()
-	case m.r.tail && !m.tailEOF && !m.r.noCleanup:
+	case m.capturesTail() && !m.tailEOF && !m.cfg.NoCleanup:
 		// Leftovers that held the child's stderr are gone now, so the
 		// end of file is near once vigil lets go of its own end. With
 		// --no-cleanup they live on and may hold it for ever: take what
@@ -932,11 +1063,22 @@ func (m *machine) tailCaughtUp() {
 	}
 }
 
+// finishTail stops waiting for the tail. The pipe is closed then, unless
+// the copier is at its end already: with --no-cleanup it is left to
+// whoever holds it; between runs it is the next run's.
 func (m *machine) finishTail() {
-	if m.r.tail {
-		m.do(action{kind: actFinishTail})
+	if m.capturesTail() {
+		m.do(action{kind: actFinishTail, shut: !m.cfg.NoCleanup && !m.again})
 	}
 	m.ended()
+}
+
+// tailTaken hands the machine the end of the captured stderr, for the
+// record (asked for by actFinishTail).
+func (m *machine) tailTaken(b []byte) {
+	if m.rec != nil {
+		m.rec.tail = b
+	}
 }
 
 // ended is the end proper: the record is complete (tail included), so it
@@ -944,9 +1086,29 @@ func (m *machine) finishTail() {
 func (m *machine) ended() {
 	m.tailEnds = time.Time{}
 	m.reportOOM() // before the class line and the hooks
-	m.do(action{kind: actEnded})
+	m.do(action{kind: actEnded, rec: m.rec, level: m.endLevel()})
 	m.phase = phaseHooks
-	m.do(action{kind: actListHooks})
+	m.do(action{kind: actListHooks, rec: m.rec})
+}
+
+// endLevel is how loud the line that says how the child ended is: quiet
+// unless vigil knows more than the status says. Success, failure, a death
+// by a signal and a stop on purpose speak for themselves; a SIGKILL vigil
+// did not send, a fault, an OOM kill and a timeout do not. A watchdog's
+// end has had its warning already.
+func (m *machine) endLevel() slog.Level {
+	switch m.rec.class {
+	case OOM, Fault, Timeout:
+		return slog.LevelWarn
+	case Kill:
+		if m.stop.killed {
+			return slog.LevelDebug // vigil's own SIGKILL, warned of then
+		}
+		return slog.LevelWarn
+	case Success, Failure, Signal, Watchdog, Stopped:
+		return slog.LevelDebug
+	}
+	panic("pid1: unknown class " + string(m.rec.class))
 }
 
 // hooksListed says how many hooks the class has.
@@ -978,7 +1140,7 @@ func (m *machine) nextHook(now time.Time) {
 // hookStarted says hook number n runs as pid.
 func (m *machine) hookStarted(pid int, now time.Time) {
 	m.hookPid = pid
-	m.hookEnds = now.Add(m.r.hookTimeout)
+	m.hookEnds = now.Add(m.cfg.HookTimeout)
 }
 
 // hookFailed says the hook could not be started; the next one runs.
@@ -998,124 +1160,134 @@ func (m *machine) flushed() {
 	}
 }
 
+// A deadline of a phase: where the machine keeps it and what happens when
+// it passes. The deadlines are listed once (deadlines): tick fires them,
+// next sleeps until the earliest.
+type deadline struct {
+	at   func(m *machine) *time.Time
+	fire func(m *machine, now time.Time)
+}
+
+// deadlines are each phase's, in the order tick takes them: one that fires
+// may set a later one for the same tick (a --grace of 0 kills at once).
+// The OOM report's is in every phase, apart (see next).
+var deadlines = [phaseDone + 1][]deadline{
+	phaseWaiting: {{func(m *machine) *time.Time { return &m.waitEnds }, (*machine).waitTimedOut}},
+	phaseRunning: {
+		{func(m *machine) *time.Time { return &m.stop.forwardAt }, (*machine).sendStop},
+		{func(m *machine) *time.Time { return &m.timeoutAt }, (*machine).timedOut},
+		{func(m *machine) *time.Time { return &m.watchdogEnds }, (*machine).hung},
+		{func(m *machine) *time.Time { return &m.stop.killAt }, (*machine).graceOver},
+		{func(m *machine) *time.Time { return &m.stop.landBy }, (*machine).childStuck},
+	},
+	phaseCleanup: {{func(m *machine) *time.Time { return &m.cleanupEnds }, (*machine).cleanupDue}},
+	phaseTail:    {{func(m *machine) *time.Time { return &m.tailEnds }, func(m *machine, _ time.Time) { m.finishTail() }}},
+	phaseHooks:   {{func(m *machine) *time.Time { return &m.hookEnds }, (*machine).hookDue}},
+	phaseBackoff: {{func(m *machine) *time.Time { return &m.backoffEnds }, func(m *machine, _ time.Time) { m.rerun() }}},
+	phaseWaitAll: {
+		{func(m *machine) *time.Time { return &m.stop.killAt }, (*machine).leftoversGraceOver},
+		{func(m *machine) *time.Time { return &m.stop.landBy }, (*machine).leftoversStuck},
+	},
+	phaseFlush: {{func(m *machine) *time.Time { return &m.flushEnds }, func(m *machine, _ time.Time) { m.flushed() }}},
+}
+
 // tick handles the clock: every deadline at or before now fires.
 func (m *machine) tick(now time.Time) {
 	due := func(t time.Time) bool { return !t.IsZero() && !now.Before(t) }
 	if due(m.oomReportAt) {
 		m.reportOOM()
 	}
-	switch m.phase {
-	case phaseWaiting:
-		if due(m.waitEnds) {
-			m.err = fail(ExitWaitTimeout, "--wait-for %s: not ready after %s; command not started", m.waitingFor, m.r.waitTimeout)
-			m.started, m.gaveUp = now, true
-			m.end(reaper.Exit{Code: ExitWaitTimeout}, CauseNone, false, now)
+	p := m.phase
+	for _, d := range deadlines[p] {
+		if m.phase != p {
+			return // the rest are another phase's
 		}
-	case phaseRunning:
-		if due(m.stop.forwardAt) {
-			m.sendStop(now)
-		}
-		if due(m.timeoutAt) {
-			m.timeoutAt = time.Time{}
-			if !m.stop.active() {
-				m.do(action{kind: actNote, why: "timeout"})
-				m.beginStop(m.r.timeoutSignal, CauseTimeout, now)
-			}
-		}
-		if due(m.watchdogEnds) {
-			m.hung(now)
-		}
-		if due(m.stop.killAt) {
-			m.stop.killAt = time.Time{}
-			m.stop.killed = true
-			m.stop.landBy = now.Add(killWait)
-			m.do(action{kind: actNote, why: "grace over"})
-			m.do(action{kind: actKill, pid: -m.child, sig: unix.SIGKILL})
-		}
-		if due(m.stop.landBy) {
-			// Go on as if it had died of the SIGKILL it was sent.
-			m.stop.landBy = time.Time{}
-			m.do(action{kind: actNote, why: "child stuck"})
-			m.end(reaper.Exit{Pid: m.child, Signal: unix.SIGKILL}, m.cause(), false, now)
-		}
-	case phaseCleanup:
-		if due(m.cleanupEnds) {
-			if m.cleanupKill {
-				m.do(action{kind: actNote, why: "leftovers survived"})
-				m.afterCleanup(now)
-				return
-			}
-			m.cleanupKill = true
-			m.cleanupEnds = now.Add(killWait)
-			m.do(action{kind: actLeftovers, sig: unix.SIGKILL})
-		}
-	case phaseTail:
-		if due(m.tailEnds) {
-			m.finishTail()
-		}
-	case phaseHooks:
-		if due(m.hookEnds) {
-			if m.hookKill {
-				m.do(action{kind: actNote, why: "hook stuck", pid: m.hookPid})
-				m.hookPid = 0
-				m.nextHook(now)
-				return
-			}
-			m.hookKill = true
-			m.hookEnds = now.Add(killWait)
-			m.do(action{kind: actNote, why: "hook timeout", pid: m.hookPid})
-			m.do(action{kind: actKill, pid: -m.hookPid, sig: unix.SIGKILL})
-		}
-	case phaseBackoff:
-		if due(m.backoffEnds) {
-			m.rerun()
-		}
-	case phaseWaitAll:
-		if due(m.stop.killAt) {
-			m.stop.killAt = time.Time{}
-			m.stop.landBy = now.Add(killWait)
-			m.do(action{kind: actNote, why: "grace over"})
-			m.do(action{kind: actLeftovers, sig: unix.SIGKILL})
-		}
-		if due(m.stop.landBy) {
-			m.do(action{kind: actNote, why: "leftovers survived"})
-			m.waitAllDone(now)
-		}
-	case phaseFlush:
-		if due(m.flushEnds) {
-			m.flushed()
+		if due(*d.at(m)) {
+			d.fire(m, now)
 		}
 	}
 }
 
 // next is the earliest deadline of the current phase, zero if none.
 func (m *machine) next() time.Time {
-	var ts []time.Time
-	switch m.phase {
-	case phaseWaiting:
-		ts = []time.Time{m.waitEnds}
-	case phaseRunning:
-		ts = []time.Time{m.stop.forwardAt, m.timeoutAt, m.stop.killAt, m.stop.landBy, m.watchdogEnds}
-	case phaseCleanup:
-		ts = []time.Time{m.cleanupEnds}
-	case phaseTail:
-		ts = []time.Time{m.tailEnds}
-	case phaseHooks:
-		ts = []time.Time{m.hookEnds}
-	case phaseBackoff:
-		ts = []time.Time{m.backoffEnds}
-	case phaseWaitAll:
-		ts = []time.Time{m.stop.killAt, m.stop.landBy}
-	case phaseFlush:
-		ts = []time.Time{m.flushEnds}
-	}
-	// In every phase; apart, as append would move ts to the heap on every
-	// sleep (garbage that grew the heap by 4 MB in an orphan storm).
 	first := m.oomReportAt
-	for _, t := range ts {
-		if !t.IsZero() && (first.IsZero() || t.Before(first)) {
+	for _, d := range deadlines[m.phase] {
+		if t := *d.at(m); !t.IsZero() && (first.IsZero() || t.Before(first)) {
 			first = t
 		}
 	}
 	return first
+}
+
+// waitTimedOut is --wait-timeout: the targets never held.
+func (m *machine) waitTimedOut(now time.Time) {
+	m.err = fail(ExitWaitTimeout, "--wait-for %s: not ready after %s; command not started", m.waitingOn, m.cfg.WaitTimeout)
+	m.started, m.gaveUp = now, true
+	m.end(reaper.Exit{Code: ExitWaitTimeout}, CauseNone, false, now)
+}
+
+// timedOut is --timeout: a stop of vigil's own, unless one is under way.
+func (m *machine) timedOut(now time.Time) {
+	m.timeoutAt = time.Time{}
+	if !m.stop.active() {
+		m.do(action{kind: actNote, why: whyTimeout})
+		m.beginStop(m.cfg.TimeoutSignal, CauseTimeout, now)
+	}
+}
+
+// graceOver is the end of a stop's grace: SIGKILL to the child's group.
+func (m *machine) graceOver(now time.Time) {
+	m.stop.killAt = time.Time{}
+	m.stop.killed = true
+	m.stop.landBy = now.Add(killWait)
+	m.do(action{kind: actNote, why: whyGraceOver, pid: m.child})
+	m.do(action{kind: actKill, pid: -m.child, sig: unix.SIGKILL})
+}
+
+// childStuck is a SIGKILL that did not land: go on as if the child had
+// died of it.
+func (m *machine) childStuck(now time.Time) {
+	m.stop.landBy = time.Time{}
+	m.do(action{kind: actNote, why: whyChildStuck, pid: m.child})
+	m.end(reaper.Exit{Pid: m.child, Signal: unix.SIGKILL}, m.cause(), false, now)
+}
+
+// cleanupDue is the end of the leftovers' bound: SIGKILL, then going on.
+func (m *machine) cleanupDue(now time.Time) {
+	if m.cleanupKill {
+		m.do(action{kind: actNote, why: whyLeftoversSurvived})
+		m.afterCleanup(now)
+		return
+	}
+	m.cleanupKill = true
+	m.cleanupEnds = now.Add(killWait)
+	m.do(action{kind: actLeftovers, sig: unix.SIGKILL})
+}
+
+// hookDue is the end of a hook's bound: SIGKILL to its group, then the next.
+func (m *machine) hookDue(now time.Time) {
+	if m.hookKill {
+		m.do(action{kind: actNote, why: whyHookStuck, pid: m.hookPid})
+		m.hookPid = 0
+		m.nextHook(now)
+		return
+	}
+	m.hookKill = true
+	m.hookEnds = now.Add(killWait)
+	m.do(action{kind: actNote, why: whyHookTimeout, pid: m.hookPid})
+	m.do(action{kind: actKill, pid: -m.hookPid, sig: unix.SIGKILL})
+}
+
+// leftoversGraceOver is the end of the grace of a stop under --wait-all.
+func (m *machine) leftoversGraceOver(now time.Time) {
+	m.stop.killAt = time.Time{}
+	m.stop.landBy = now.Add(killWait)
+	m.do(action{kind: actNote, why: whyGraceOver, pid: m.child})
+	m.do(action{kind: actLeftovers, sig: unix.SIGKILL})
+}
+
+// leftoversStuck is a SIGKILL to the descendants that did not land.
+func (m *machine) leftoversStuck(now time.Time) {
+	m.do(action{kind: actNote, why: whyLeftoversSurvived})
+	m.waitAllDone(now)
 }

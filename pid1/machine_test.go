@@ -3,6 +3,7 @@ package pid1
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -23,11 +24,15 @@ func at(d time.Duration) time.Time { return t0.Add(d) }
 
 const child = 100
 
-func defaults() rules {
-	return rules{
-		stopSignals: []unix.Signal{unix.SIGTERM, unix.SIGINT}, rewrite: signals.Rewrite{},
-		timeoutSignal: unix.SIGTERM, grace: 10 * time.Second, cleanupGrace: 2 * time.Second,
-		hookTimeout: 10 * time.Second,
+// someTarget is a --wait-for target the machine waits on; the loop's
+// watchers would say when it holds, the tests say it themselves.
+var someTarget = []Target{{Kind: "file", Path: "/run/ready"}}
+
+func defaults() Config {
+	return Config{
+		StopSignals: []unix.Signal{unix.SIGTERM, unix.SIGINT}, Rewrite: signals.Rewrite{},
+		TimeoutSignal: unix.SIGTERM, Grace: 10 * time.Second, CleanupGrace: 2 * time.Second,
+		HookTimeout: 10 * time.Second,
 	}
 }
 
@@ -63,7 +68,11 @@ func show(acts []action) string {
 		case actFlush:
 			out = append(out, "flush")
 		case actNote:
-			out = append(out, "note "+a.why)
+			out = append(out, "note "+a.why.String())
+		case actRelay:
+			out = append(out, "relay "+a.msg)
+		default:
+			out = append(out, fmt.Sprintf("unknown action %d", a.kind))
 		}
 	}
 	return strings.Join(out, "; ")
@@ -78,13 +87,17 @@ func expect(t *testing.T, m *machine, want string) {
 }
 
 // running returns a machine whose child runs as pid 100 since t0.
-func running(t *testing.T, r rules) *machine {
+func running(t *testing.T, r Config) *machine {
 	t.Helper()
-	m := newMachine(r)
+	m := newMachine(r, false)
 	m.begin(t0)
 	expect(t, m, "spawn")
 	m.spawned(child, false, t0)
-	expect(t, m, "tombstone")
+	want := "tombstone"
+	if r.CaptureTail > 0 && r.Restart == RestartNo {
+		want = "close tail; tombstone" // see TestTheTailPipeIsLetGoAtTheSpawnWhenNoRunFollows
+	}
+	expect(t, m, want)
 	return m
 }
 
@@ -138,14 +151,14 @@ func TestOrphanExitsDoNotEndTheRun(t *testing.T) {
 
 func TestSignalsAreForwardedThroughTheRewriteTable(t *testing.T) {
 	r := defaults()
-	r.rewrite = signals.Rewrite{unix.SIGHUP: unix.SIGUSR2, unix.SIGUSR1: 0}
+	r.Rewrite = signals.Rewrite{unix.SIGHUP: unix.SIGUSR2, unix.SIGUSR1: 0}
 	m := running(t, r)
 	m.signal(unix.SIGWINCH, t0)
 	m.signal(unix.SIGHUP, t0)
 	m.signal(unix.SIGUSR1, t0) // dropped
 	expect(t, m, "kill 100 SIGWINCH; kill 100 SIGUSR2")
 
-	r.group = true
+	r.Group = true
 	g := running(t, r)
 	g.signal(unix.SIGWINCH, t0)
 	expect(t, g, "kill -100 SIGWINCH")
@@ -171,7 +184,7 @@ func TestOutsideStopHasNoSIGKILLOfVigilsOwnByDefault(t *testing.T) {
 
 func TestExplicitGraceEndsAnOutsideStopWithSIGKILL(t *testing.T) {
 	r := defaults()
-	r.graceSet, r.grace = true, 5*time.Second
+	r.GraceSet, r.Grace = true, 5*time.Second
 	m := running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	expect(t, m, "tombstone; kill 100 SIGTERM")
@@ -213,7 +226,7 @@ func TestAWorkersOOMKillIsNamedAndCountedAndTheChildKeepsItsClass(t *testing.T) 
 	}
 	m.reaped([]reaper.Exit{{Pid: 300, Signal: unix.SIGKILL, Comm: "worker"}}, true, at(time.Second))
 	got := m.take()
-	if len(got) != 1 || got[0].why != "oom victim" || got[0].pid != 300 || got[0].comm != "worker" || got[0].oom != 1 {
+	if len(got) != 1 || got[0].why != whyOOMVictim || got[0].pid != 300 || got[0].comm != "worker" || got[0].oom != 1 {
 		t.Fatalf("actions %+v, want one note naming the victim 300 (worker), the run's first kill", got)
 	}
 	if !m.oomReportAt.IsZero() {
@@ -238,7 +251,7 @@ func TestAnOOMKillVigilDoesNotReapIsReportedAsACount(t *testing.T) {
 	}
 	m.tick(at(oomVictimWait))
 	got := m.take()
-	if len(got) != 1 || got[0].why != "oom kills" || got[0].n != 2 {
+	if len(got) != 1 || got[0].why != whyOOMKills || got[0].n != 2 {
 		t.Fatalf("actions %+v, want one note counting 2 kills", got)
 	}
 	m.reaped(killedBy(child, unix.SIGKILL), false, at(time.Second))
@@ -253,7 +266,7 @@ func TestAnOOMKillVigilDoesNotReapIsReportedAsACount(t *testing.T) {
 // the hooks.
 func TestLeftoversVigilKilledAreNotOOMVictims(t *testing.T) {
 	r := defaults()
-	r.cleanupGrace = time.Second
+	r.CleanupGrace = time.Second
 	m := running(t, r)
 	m.reaped(exited(child, 0), true, t0)
 	expect(t, m, "tombstone; leftovers SIGTERM")
@@ -282,7 +295,7 @@ func TestAnOOMCounterThatGoesDownIsANewBase(t *testing.T) {
 
 func TestRepeatedStopSignalIsForwardedWithoutRestartingTheClock(t *testing.T) {
 	r := defaults()
-	r.graceSet = true
+	r.GraceSet = true
 	m := running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	m.signal(unix.SIGINT, at(3*time.Second))
@@ -295,15 +308,15 @@ func TestRepeatedStopSignalIsForwardedWithoutRestartingTheClock(t *testing.T) {
 func TestStopSignalRewrittenToNoneStopsNothing(t *testing.T) {
 	// dumb-init's -r 15:0: the user dropped TERM on purpose.
 	r := defaults()
-	r.rewrite = signals.Rewrite{unix.SIGTERM: 0}
-	r.graceSet = true
+	r.Rewrite = signals.Rewrite{unix.SIGTERM: 0}
+	r.GraceSet = true
 	m := running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	expect(t, m, "")
 	if m.stop.active() || !m.next().IsZero() {
 		t.Fatalf("a dropped TERM began a stop: %+v", m.stop)
 	}
-	w := newMachine(rules{stopSignals: r.stopSignals, rewrite: r.rewrite, waitFor: true})
+	w := newMachine(Config{StopSignals: r.StopSignals, Rewrite: r.Rewrite, WaitFor: someTarget}, false)
 	w.begin(t0)
 	w.take()
 	w.signal(unix.SIGTERM, t0)
@@ -314,7 +327,7 @@ func TestStopSignalRewrittenToNoneStopsNothing(t *testing.T) {
 
 func TestDrainDelaysTheStopAndAFailureDuringItIsAFailure(t *testing.T) {
 	r := defaults()
-	r.drain = 5 * time.Second
+	r.Drain = 5 * time.Second
 	m := running(t, r)
 	m.stopOnFired(t0)
 	expect(t, m, "tombstone")
@@ -340,8 +353,8 @@ func TestDrainDelaysTheStopAndAFailureDuringItIsAFailure(t *testing.T) {
 
 func TestTimeoutSendsItsSignalUnrewrittenThenKills(t *testing.T) {
 	r := defaults()
-	r.timeout, r.timeoutSignal = time.Minute, unix.SIGUSR1
-	r.rewrite = signals.Rewrite{unix.SIGUSR1: unix.SIGHUP}
+	r.Timeout, r.TimeoutSignal = time.Minute, unix.SIGUSR1
+	r.Rewrite = signals.Rewrite{unix.SIGUSR1: unix.SIGHUP}
 	m := running(t, r)
 	m.tick(at(time.Minute))
 	expect(t, m, "note timeout; tombstone; kill 100 SIGUSR1")
@@ -356,7 +369,7 @@ func TestTimeoutSendsItsSignalUnrewrittenThenKills(t *testing.T) {
 
 func TestTheFirstStopWins(t *testing.T) {
 	r := defaults()
-	r.timeout = 10 * time.Second
+	r.Timeout = 10 * time.Second
 	// A TERM from outside a second before the timeout: not a timeout.
 	m := running(t, r)
 	m.signal(unix.SIGTERM, at(9*time.Second))
@@ -383,7 +396,7 @@ func TestTheFirstStopWins(t *testing.T) {
 
 func TestAChildThatDoesNotDieOfSIGKILLDoesNotHangTheShutdown(t *testing.T) {
 	r := defaults()
-	r.timeout = time.Second
+	r.Timeout = time.Second
 	m := running(t, r)
 	m.tick(at(time.Second))
 	m.tick(at(11 * time.Second))
@@ -400,8 +413,8 @@ func TestAChildThatDoesNotDieOfSIGKILLDoesNotHangTheShutdown(t *testing.T) {
 
 func TestStopBeforeTheChildExistsEndsWith128PlusN(t *testing.T) {
 	r := defaults()
-	r.waitFor = true
-	m := newMachine(r)
+	r.WaitFor = someTarget
+	m := newMachine(r, false)
 	m.signal(unix.SIGTERM, t0) // caught during start-up, before begin
 	m.begin(t0)
 	expect(t, m, "tombstone; ended; list hooks")
@@ -417,8 +430,8 @@ func TestStopBeforeTheChildExistsEndsWith128PlusN(t *testing.T) {
 
 func TestWaitingThenReadyThenTimeout(t *testing.T) {
 	r := defaults()
-	r.waitFor, r.waitTimeout = true, 3*time.Second
-	m := newMachine(r)
+	r.WaitFor, r.WaitTimeout = someTarget, 3*time.Second
+	m := newMachine(r, false)
 	m.begin(t0)
 	expect(t, m, "tombstone")
 	m.signal(unix.SIGUSR1, t0) // nothing to forward to yet
@@ -426,8 +439,8 @@ func TestWaitingThenReadyThenTimeout(t *testing.T) {
 	m.depsReady()
 	expect(t, m, "spawn")
 
-	m = newMachine(r)
-	m.waitingFor = "file:/x"
+	m = newMachine(r, false)
+	m.targetsPending("file:/x")
 	m.begin(t0)
 	m.take()
 	m.tick(at(3 * time.Second))
@@ -438,7 +451,7 @@ func TestWaitingThenReadyThenTimeout(t *testing.T) {
 }
 
 func TestExecFailureIsRecordedLikeAnyEnd(t *testing.T) {
-	m := newMachine(defaults())
+	m := newMachine(defaults(), false)
 	m.begin(t0)
 	m.take()
 	m.spawnFailed(fail(ExitNotFound, "nope: not found"), t0)
@@ -462,7 +475,7 @@ func TestLeftoversGetTERMThenABoundThenKILL(t *testing.T) {
 
 	// They do not outlast what is left of an explicit grace.
 	r := defaults()
-	r.graceSet, r.grace = true, 3*time.Second
+	r.GraceSet, r.Grace = true, 3*time.Second
 	m = running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	m.reaped(exited(child, 0), true, at(2500*time.Millisecond))
@@ -482,7 +495,7 @@ func TestLeftoversGetTERMThenABoundThenKILL(t *testing.T) {
 
 func TestNoCleanupLeavesLeftoversAndDoesNotWaitForTheTail(t *testing.T) {
 	r := defaults()
-	r.noCleanup, r.tail = true, true
+	r.NoCleanup, r.CaptureTail = true, 1024
 	m := running(t, r)
 	m.reaped(exited(child, 0), true, t0)
 	expect(t, m, "tombstone; finish tail; ended; list hooks")
@@ -490,7 +503,7 @@ func TestNoCleanupLeavesLeftoversAndDoesNotWaitForTheTail(t *testing.T) {
 
 func TestTailIsAwaitedBoundedly(t *testing.T) {
 	r := defaults()
-	r.tail = true
+	r.CaptureTail = 1024
 	m := running(t, r)
 	m.reaped(exited(child, 0), false, t0)
 	expect(t, m, "tombstone; close tail")
@@ -507,7 +520,7 @@ func TestTailIsAwaitedBoundedly(t *testing.T) {
 	// close, but the run's tail is what the pipe held when it ended
 	// (issue 19: a lagging copier lost the last lines), within the bound.
 	rr := restarting(RestartAlways, 0)
-	rr.tail = true
+	rr.CaptureTail = 1024
 	m = running(t, rr)
 	m.reaped(exited(child, 1), false, t0)
 	expect(t, m, "tombstone; await tail")
@@ -554,7 +567,7 @@ func TestHooksRunOneAtATimeBoundedThenTheirLeftoversGo(t *testing.T) {
 
 func TestRemapExitAndStoppedStatus(t *testing.T) {
 	r := defaults()
-	r.remapExit = map[int]bool{143: true}
+	r.RemapExit = map[int]bool{143: true}
 	m := running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	m.reaped(killedBy(child, unix.SIGTERM), false, t0)
@@ -565,7 +578,7 @@ func TestRemapExitAndStoppedStatus(t *testing.T) {
 }
 
 func TestJobControlFollowsTheChildWithoutStaleStops(t *testing.T) {
-	m := newMachine(defaults())
+	m := newMachine(defaults(), false)
 	m.begin(t0)
 	m.take()
 	m.spawned(child, true, t0)
@@ -598,7 +611,7 @@ func TestCancelIsAStop(t *testing.T) {
 	m := running(t, defaults())
 	m.cancel(t0)
 	expect(t, m, "tombstone; kill 100 SIGTERM")
-	w := newMachine(rules{stopSignals: []unix.Signal{unix.SIGTERM}, waitFor: true})
+	w := newMachine(Config{StopSignals: []unix.Signal{unix.SIGTERM}, WaitFor: someTarget}, false)
 	w.begin(t0)
 	w.take()
 	w.cancel(t0)
@@ -624,10 +637,10 @@ func TestPhaseNames(t *testing.T) {
 	}
 }
 
-func restarting(policy RestartPolicy, maxRestarts int) rules {
+func restarting(policy RestartPolicy, maxRestarts int) Config {
 	r := defaults()
-	r.restart, r.restartMax = policy, maxRestarts
-	r.restartDelay, r.restartDelayMax = time.Second, 8*time.Second
+	r.Restart, r.RestartMax = policy, maxRestarts
+	r.RestartDelay, r.RestartDelayMax = time.Second, 8*time.Second
 	return r
 }
 
@@ -684,7 +697,7 @@ func TestOnFailureEndsAfterASuccessAndAlwaysDoesNot(t *testing.T) {
 }
 
 func TestBackoffDoublesAndResetsAfterALongRun(t *testing.T) {
-	m := newMachine(restarting(RestartAlways, 0))
+	m := newMachine(restarting(RestartAlways, 0), false)
 	var got []time.Duration
 	for _, ran := range []time.Duration{0, 0, 0, 0, 0, 9 * time.Second, 0} {
 		got = append(got, m.backoff(ran))
@@ -714,7 +727,7 @@ func TestNoRestartAfterAStopFromOutsideOrDuringTheBackoff(t *testing.T) {
 	}
 	// A --timeout is a failure of that run: restarted.
 	r := restarting(RestartOnFailure, 0)
-	r.timeout = time.Second
+	r.Timeout = time.Second
 	m = running(t, r)
 	m.tick(at(time.Second))
 	m.take()
@@ -734,7 +747,7 @@ func TestNoRestartAfterAStopFromOutsideOrDuringTheBackoff(t *testing.T) {
 
 func TestWaitAllWaitsForEveryDescendant(t *testing.T) {
 	r := defaults()
-	r.waitAll = true
+	r.WaitAll = true
 	m := running(t, r)
 	m.reaped(exited(child, 5), true, t0)
 	expect(t, m, "")
@@ -756,8 +769,8 @@ func TestWaitAllWaitsForEveryDescendant(t *testing.T) {
 
 func TestSignalsBeforeTheChildExistsReachItOnceItDoes(t *testing.T) {
 	r := defaults()
-	r.waitFor = true
-	m := newMachine(r)
+	r.WaitFor = someTarget
+	m := newMachine(r, false)
 	m.signal(unix.SIGHUP, t0)
 	m.signal(unix.SIGTSTP, t0) // no job to stop yet
 	m.begin(t0)
@@ -767,7 +780,7 @@ func TestSignalsBeforeTheChildExistsReachItOnceItDoes(t *testing.T) {
 	expect(t, m, "spawn")
 	m.spawned(child, false, t0)
 	expect(t, m, "tombstone; kill 100 SIGHUP; kill 100 SIGUSR1")
-	w := newMachine(r)
+	w := newMachine(r, false)
 	for range 2 * maxEarly {
 		w.signal(unix.SIGWINCH, t0)
 	}
@@ -779,7 +792,7 @@ func TestSignalsBeforeTheChildExistsReachItOnceItDoes(t *testing.T) {
 // The reviewer's scenarios: each stranded or misled the machine before.
 
 func TestWatcherNewsBeforeBeginStartsTheCommandOnce(t *testing.T) {
-	m := newMachine(defaults())
+	m := newMachine(defaults(), false)
 	m.depsReady()
 	m.stopOnFired(t0)
 	m.readyOnHeld(t0)
@@ -788,8 +801,8 @@ func TestWatcherNewsBeforeBeginStartsTheCommandOnce(t *testing.T) {
 	m.begin(t0)
 	expect(t, m, "spawn")
 	r := defaults()
-	r.waitFor, r.timeout = true, time.Second
-	w := newMachine(r)
+	r.WaitFor, r.Timeout = someTarget, time.Second
+	w := newMachine(r, false)
 	w.depsReady()
 	w.begin(t0)
 	w.depsReady() // as the loop does after begin, from the watchers' state
@@ -827,20 +840,20 @@ func TestAStopBetweenRunsIsNotFollowedByARestart(t *testing.T) {
 
 func TestNoRestartOfACommandThatWasNeverStarted(t *testing.T) {
 	r := restarting(RestartOnFailure, 0)
-	r.waitFor, r.waitTimeout = true, time.Second
-	m := newMachine(r)
+	r.WaitFor, r.WaitTimeout = someTarget, time.Second
+	m := newMachine(r, false)
 	m.begin(t0)
 	m.signal(unix.SIGTERM, t0)
 	if m.again {
 		t.Error("a stop while waiting is followed by a restart")
 	}
-	w := newMachine(r)
+	w := newMachine(r, false)
 	w.begin(t0)
 	w.tick(at(time.Second))
 	if w.again {
 		t.Error("a --wait-timeout is followed by a restart")
 	}
-	s := newMachine(r)
+	s := newMachine(r, false)
 	s.begin(t0)
 	s.take()
 	s.stopOnFired(t0)
@@ -852,7 +865,7 @@ func TestNoRestartOfACommandThatWasNeverStarted(t *testing.T) {
 
 func TestWaitAllKeepsAStopRewrittenToNone(t *testing.T) {
 	r := defaults()
-	r.waitAll, r.rewrite = true, signals.Rewrite{unix.SIGTERM: 0}
+	r.WaitAll, r.Rewrite = true, signals.Rewrite{unix.SIGTERM: 0}
 	m := running(t, r)
 	m.reaped(exited(child, 0), true, t0)
 	m.take()
@@ -863,7 +876,7 @@ func TestWaitAllKeepsAStopRewrittenToNone(t *testing.T) {
 
 func TestTheChildsWatchdogIntervalLastsOneRun(t *testing.T) {
 	r := restarting(RestartAlways, 0)
-	r.watchdog = time.Second
+	r.Watchdog = time.Second
 	m := running(t, r)
 	off := time.Duration(0)
 	m.notified(readiness{interval: &off}, t0)
@@ -883,7 +896,7 @@ func TestAnOutsideStopInAnyPhaseIsNeverFollowedByARestart(t *testing.T) {
 	// During a --timeout's grace: the timeout stop came first and keeps the
 	// class, but the TERM from outside still means no new run.
 	r := restarting(RestartOnFailure, 0)
-	r.timeout = time.Second
+	r.Timeout = time.Second
 	m := running(t, r)
 	m.tick(at(time.Second))
 	expect(t, m, "note timeout; tombstone; kill 100 SIGTERM")
@@ -897,7 +910,7 @@ func TestAnOutsideStopInAnyPhaseIsNeverFollowedByARestart(t *testing.T) {
 	// During the drain, with the child failing before the drain ends: a
 	// failure, and no restart.
 	r = restarting(RestartOnFailure, 0)
-	r.drain = 2 * time.Second
+	r.Drain = 2 * time.Second
 	m = running(t, r)
 	m.signal(unix.SIGTERM, t0)
 	expect(t, m, "tombstone")
@@ -908,7 +921,7 @@ func TestAnOutsideStopInAnyPhaseIsNeverFollowedByARestart(t *testing.T) {
 
 	// A --stop-on during a watchdog's grace.
 	r = restarting(RestartAlways, 0)
-	r.watchdog = time.Second
+	r.Watchdog = time.Second
 	m = running(t, r)
 	m.tick(at(time.Second))
 	m.take()
@@ -948,7 +961,7 @@ func TestCtrlCToTheChildsForegroundGroupIsAStop(t *testing.T) {
 
 func TestStopSignalsDuringTheDrainAreForwardedInOrder(t *testing.T) {
 	r := defaults()
-	r.drain = 2 * time.Second
+	r.Drain = 2 * time.Second
 	m := running(t, r)
 	m.signal(unix.SIGHUP, t0)
 	expect(t, m, "kill 100 SIGHUP")
@@ -969,7 +982,7 @@ func TestStopSignalsDuringTheDrainAreForwardedInOrder(t *testing.T) {
 }
 
 func TestAContInTheSameBatchCancelsAStopOfVigilsOwn(t *testing.T) {
-	m := newMachine(defaults())
+	m := newMachine(defaults(), false)
 	m.begin(t0)
 	m.take()
 	m.spawned(child, true, t0)
@@ -981,7 +994,7 @@ func TestAContInTheSameBatchCancelsAStopOfVigilsOwn(t *testing.T) {
 
 func TestWatchdogCountsOnlyTimeVigilRan(t *testing.T) {
 	r := defaults()
-	r.watchdog, r.watchdogSignal = 2*time.Second, unix.SIGABRT
+	r.Watchdog, r.WatchdogSignal = 2*time.Second, unix.SIGABRT
 	// A freeze: vigil last ran at 1.5 s (a ping), its timer for 3.5 s fires
 	// at 6.5 s. The child gets what it had left at 1.5 s: 2 s from the thaw.
 	m := running(t, r)
@@ -1006,7 +1019,7 @@ func TestWatchdogCountsOnlyTimeVigilRan(t *testing.T) {
 	expect(t, m, "note watchdog; tombstone; kill 100 SIGABRT")
 
 	// Ctrl-Z: the time vigil was stopped is known exactly.
-	m = newMachine(r)
+	m = newMachine(r, false)
 	m.begin(t0)
 	m.take()
 	m.spawned(child, true, t0)
@@ -1023,14 +1036,14 @@ func TestWatchdogCountsOnlyTimeVigilRan(t *testing.T) {
 
 func TestExitZeroOnStopOnlyForAStopTheChildHonoured(t *testing.T) {
 	zero := defaults()
-	zero.exitZeroOnStop = true
+	zero.ExitZeroOnStop = true
 	grace := zero
-	grace.graceSet, grace.grace = true, time.Second
+	grace.GraceSet, grace.Grace = true, time.Second
 	quit := zero
-	quit.rewrite = signals.Rewrite{unix.SIGTERM: unix.SIGQUIT}
+	quit.Rewrite = signals.Rewrite{unix.SIGTERM: unix.SIGQUIT}
 	tests := []struct {
 		name        string
-		r           rules
+		r           Config
 		stop        bool // vigil receives TERM first
 		kill        bool // the grace runs out
 		exit        reaper.Exit
@@ -1070,8 +1083,8 @@ func TestExitZeroOnStopOnlyForAStopTheChildHonoured(t *testing.T) {
 
 func TestExitZeroOnStopIsNotAStopBeforeTheChildExists(t *testing.T) {
 	r := defaults()
-	r.exitZeroOnStop, r.waitFor = true, true
-	m := newMachine(r)
+	r.ExitZeroOnStop, r.WaitFor = true, someTarget
+	m := newMachine(r, false)
 	m.begin(t0)
 	m.take()
 	m.signal(unix.SIGTERM, t0)
@@ -1099,12 +1112,12 @@ func TestExitZeroOnStopOverRandomHistories(t *testing.T) {
 	}()
 	for i := range 5000 {
 		r := defaults()
-		r.exitZeroOnStop = rng.IntN(4) != 0
+		r.ExitZeroOnStop = rng.IntN(4) != 0
 		if rng.IntN(3) == 0 {
-			r.graceSet, r.grace = true, time.Duration(1+rng.IntN(3))*time.Second
+			r.GraceSet, r.Grace = true, time.Duration(1+rng.IntN(3))*time.Second
 		}
 		if rng.IntN(3) == 0 {
-			r.rewrite = signals.Rewrite{unix.SIGTERM: sigs[rng.IntN(len(sigs))]}
+			r.Rewrite = signals.Rewrite{unix.SIGTERM: sigs[rng.IntN(len(sigs))]}
 		}
 		m := running(t, r)
 		now := t0
@@ -1169,9 +1182,9 @@ func TestExitZeroOnStopOverRandomHistories(t *testing.T) {
 		classes[rec.class]++
 		honoured := (e.Signal != 0 && e.Signal != unix.SIGKILL && sent.has(e.Signal)) ||
 			(e.Signal == 0 && e.Code > 128 && sent.has(unix.Signal(e.Code-128)))
-		ok := rec.status == e.Status() || rec.status == 0 && r.exitZeroOnStop && stopSeen && honoured && !killedByVigil
-		if !ok || (!r.exitZeroOnStop && rec.class == Stopped) || (rec.class == Stopped) != (rec.status == 0 && e.Status() != 0) {
-			t.Fatalf("history %d %v, child %+v, flag %v: class %s status %d (vigil sent %b)", i, history, e, r.exitZeroOnStop, rec.class, rec.status, sent)
+		ok := rec.status == e.Status() || rec.status == 0 && r.ExitZeroOnStop && stopSeen && honoured && !killedByVigil
+		if !ok || (!r.ExitZeroOnStop && rec.class == Stopped) || (rec.class == Stopped) != (rec.status == 0 && e.Status() != 0) {
+			t.Fatalf("history %d %v, child %+v, flag %v: class %s status %d (vigil sent %b)", i, history, e, r.ExitZeroOnStop, rec.class, rec.status, sent)
 		}
 	}
 }
@@ -1192,15 +1205,15 @@ func TestNextAllocatesNothing(t *testing.T) {
 // nobody's.
 func TestReadyFdLineMarksTheRunReadyOnce(t *testing.T) {
 	r := defaults()
-	r.restart = RestartAlways
-	m := newMachine(r)
+	r.Restart = RestartAlways
+	m := newMachine(r, false)
 	m.readyFdWritten(t0)
 	m.begin(t0)
 	expect(t, m, "spawn")
 	m.spawned(child, false, t0)
 	m.take()
 	m.readyFdWritten(t0)
-	expect(t, m, "tombstone; note ready-fd")
+	expect(t, m, "tombstone; note ready-fd; relay READY=1")
 	m.readyFdWritten(t0)
 	m.notified(readiness{ready: true}, t0)
 	expect(t, m, "")
@@ -1212,5 +1225,278 @@ func TestReadyFdLineMarksTheRunReadyOnce(t *testing.T) {
 	m.readyFdWritten(t0)
 	if acts := m.take(); len(acts) > 0 {
 		t.Errorf("a line after the run ended made it ready: %v", acts)
+	}
+}
+
+// actionOf returns the first action of kind in acts.
+func actionOf(t *testing.T, acts []action, kind actionKind) action {
+	t.Helper()
+	for _, a := range acts {
+		if a.kind == kind {
+			return a
+		}
+	}
+	t.Fatalf("no action of kind %d in %q", kind, show(acts))
+	return action{}
+}
+
+// TestTheRecordIsBuiltByTheMachineAlone: the record the loop logs, writes
+// and hooks is the machine's, whole: the command from the Config, the tail
+// the loop handed over, the same record for the log line and the hooks.
+func TestTheRecordIsBuiltByTheMachineAlone(t *testing.T) {
+	r := defaults()
+	r.Command, r.CaptureTail = []string{"/usr/bin/app", "-x"}, 1024
+	m := running(t, r)
+	m.reaped(exited(child, 2), false, at(time.Second))
+	expect(t, m, "tombstone; close tail")
+	m.tailDone()
+	acts := m.take()
+	if got := show(acts); got != "finish tail; ended; list hooks" {
+		t.Fatalf("actions %q", got)
+	}
+	m.tailTaken([]byte("bye\n")) // what the loop does for finish tail
+	ended, hooks := actionOf(t, acts, actEnded).rec, actionOf(t, acts, actListHooks).rec
+	if ended == nil || ended != hooks {
+		t.Fatalf("the log line's record %p, the hooks' %p: want the one record", ended, hooks)
+	}
+	if strings.Join(ended.command, " ") != "/usr/bin/app -x" || string(ended.tail) != "bye\n" || ended.status != 2 {
+		t.Errorf("record command %q tail %q status %d", ended.command, ended.tail, ended.status)
+	}
+}
+
+// TestTheTombstoneIsTheMachinesState: everything in the tombstone but
+// which vigil wrote it comes from the machine.
+func TestTheTombstoneIsTheMachinesState(t *testing.T) {
+	r := defaults()
+	r.Command = []string{"/usr/bin/app"}
+	m := newMachine(r, false)
+	if ts := m.tombstone(); ts.Name != "app" || ts.State != "starting" || ts.Pid != 0 || ts.StartedAt != "" {
+		t.Errorf("before the spawn: %+v", ts)
+	}
+	m.begin(t0)
+	m.spawned(child, false, t0)
+	m.notified(readiness{ready: true, status: ptr("serving")}, at(time.Second))
+	ts := m.tombstone()
+	if ts.State != "ready" || ts.Pid != child || ts.Status != "serving" || ts.ReadyAt == nil || ts.RunID != "" || ts.Class != nil {
+		t.Errorf("running: %+v", ts)
+	}
+	m.reaped(exited(child, 3), false, at(2*time.Second))
+	ts = m.tombstone()
+	if ts.State != "exited" || ts.Class == nil || *ts.Class != Failure || ts.ExitStatus == nil || *ts.ExitStatus != 3 {
+		t.Errorf("ended: %+v", ts)
+	}
+	r.Name = "web"
+	if n := newMachine(r, false).tombstone().Name; n != "web" {
+		t.Errorf("name %q with --name web", n)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestTheTailPipeIsShutUnlessSomeoneStillNeedsIt: when the machine stops
+// waiting for the tail, the pipe is closed, except with --no-cleanup (the
+// leftovers keep it) and between runs (the next run's).
+func TestTheTailPipeIsShutUnlessSomeoneStillNeedsIt(t *testing.T) {
+	once := defaults()
+	once.CaptureTail = 1024
+	kept := once
+	kept.NoCleanup = true
+	again := restarting(RestartAlways, 0)
+	again.CaptureTail = 1024
+	for _, tt := range []struct {
+		name string
+		r    Config
+		shut bool
+	}{
+		{"one run", once, true},
+		{"no cleanup", kept, false},
+		{"another run follows", again, false},
+	} {
+		m := running(t, tt.r)
+		m.reaped(exited(child, 1), false, t0)
+		acts := m.take()
+		m.tick(at(tailWait))
+		if a := actionOf(t, append(acts, m.take()...), actFinishTail); a.shut != tt.shut {
+			t.Errorf("%s: shut %v, want %v", tt.name, a.shut, tt.shut)
+		}
+	}
+}
+
+// TestTheEndIsLoudOnlyWhenVigilKnowsMore: the line that says how the child
+// ended warns for an OOM kill, a fault, a timeout and a SIGKILL that vigil
+// did not send; the rest speak for themselves (debug).
+func TestTheEndIsLoudOnlyWhenVigilKnowsMore(t *testing.T) {
+	warn := map[Class]bool{OOM: true, Fault: true, Timeout: true, Kill: true}
+	for _, c := range Classes() {
+		m := newMachine(defaults(), false)
+		m.rec = &record{class: c}
+		want := slog.LevelDebug
+		if warn[c] {
+			want = slog.LevelWarn
+		}
+		if got := m.endLevel(); got != want {
+			t.Errorf("%s: level %s, want %s", c, got, want)
+		}
+	}
+	// A SIGKILL of vigil's own (the grace ran out) was warned of then.
+	r := defaults()
+	r.GraceSet = true
+	m := running(t, r)
+	m.signal(unix.SIGTERM, t0)
+	m.tick(at(r.Grace))
+	expect(t, m, "tombstone; kill 100 SIGTERM; note grace over; kill -100 SIGKILL")
+	m.reaped(killedBy(child, unix.SIGKILL), false, at(r.Grace))
+	if a := actionOf(t, m.take(), actEnded); a.rec.class != Kill || a.level != slog.LevelDebug {
+		t.Errorf("vigil's own SIGKILL: class %s level %s, want kill at debug", a.rec.class, a.level)
+	}
+}
+
+// TestWhoseTellsTheChildAndTheHookApart: the loop asks whose a reaped
+// process is for its log lines, before it hands the drain over.
+func TestWhoseTellsTheChildAndTheHookApart(t *testing.T) {
+	m := running(t, defaults())
+	if who, _ := m.whose(child); who != ownerChild || !m.ours(child) {
+		t.Errorf("the running child: %d", who)
+	}
+	if who, _ := m.whose(7); who != ownerNone || m.ours(7) {
+		t.Errorf("an orphan: %d", who)
+	}
+	m.reaped(exited(child, 0), false, t0)
+	m.hooksListed(2, t0)
+	m.hookStarted(200, t0)
+	if who, _ := m.whose(child); who != ownerNone {
+		t.Errorf("the child after its end: %d", who)
+	}
+	if who, n := m.whose(200); who != ownerHook || n != 0 || !m.ours(200) {
+		t.Errorf("the hook: %d, number %d", who, n)
+	}
+}
+
+// TestJobControlOnlyWithATerminalAndNotAsInit: vigil follows the child's
+// stops (and asks the drain for them) only when the child's group has the
+// terminal and vigil is not PID 1; otherwise TSTP is forwarded like any
+// signal.
+func TestJobControlOnlyWithATerminalAndNotAsInit(t *testing.T) {
+	for _, tt := range []struct {
+		tty, init bool
+		follows   bool
+	}{
+		{tty: true, follows: true},
+		{tty: true, init: true},
+		{},
+		{init: true},
+	} {
+		m := newMachine(defaults(), tt.init)
+		m.begin(t0)
+		m.spawned(child, tt.tty, t0)
+		m.take()
+		want := "kill 100 SIGTSTP"
+		if tt.follows {
+			want = "kill -100 SIGTSTP; stop self"
+		}
+		if m.untraced() != tt.follows {
+			t.Errorf("tty %v, init %v: untraced %v", tt.tty, tt.init, m.untraced())
+		}
+		m.signal(unix.SIGTSTP, t0)
+		if got := show(m.take()); got != want {
+			t.Errorf("tty %v, init %v: TSTP gives %q, want %q", tt.tty, tt.init, got, want)
+		}
+	}
+}
+
+// TestTheTailPipeIsLetGoAtTheSpawnWhenNoRunFollows: with --restart no
+// vigil closes its end of the stderr pipe right after the spawn (or the
+// failed spawn), so the end of file comes with the child's tree; under
+// --restart it keeps it for the next run.
+func TestTheTailPipeIsLetGoAtTheSpawnWhenNoRunFollows(t *testing.T) {
+	for _, policy := range []RestartPolicy{RestartNo, RestartOnFailure, RestartAlways} {
+		r := restarting(policy, 0)
+		r.CaptureTail = 1024
+		m := newMachine(r, false)
+		m.begin(t0)
+		expect(t, m, "spawn")
+		m.spawned(child, false, t0)
+		got := show(m.take())
+		want := "tombstone"
+		if policy == RestartNo {
+			want = "close tail; tombstone"
+		}
+		if got != want {
+			t.Errorf("policy %d: spawned gives %q, want %q", policy, got, want)
+		}
+	}
+	r := defaults()
+	r.CaptureTail = 1024
+	m := newMachine(r, false)
+	m.begin(t0)
+	m.take()
+	m.spawnFailed(fail(127, "not found"), t0)
+	if got := show(m.take()); !strings.HasPrefix(got, "close tail; ") {
+		t.Errorf("a failed spawn gives %q, want the pipe let go first", got)
+	}
+	n := running(t, defaults())
+	n.reaped(exited(child, 0), false, t0)
+	if got := show(n.take()); strings.Contains(got, "tail") {
+		t.Errorf("no --capture-tail, yet %q", got)
+	}
+}
+
+// TestReadinessIsNotedAndRelayedApart: becoming ready by --ready-on or
+// --ready-fd is one note (the log line) and one relay of READY=1 (to
+// vigil's own service manager), two actions.
+func TestReadinessIsNotedAndRelayedApart(t *testing.T) {
+	m := running(t, defaults())
+	m.readyOnHeld(t0)
+	acts := m.take()
+	if got := show(acts); got != "tombstone; note ready; relay READY=1" {
+		t.Fatalf("ready-on: %q", got)
+	}
+	if a := actionOf(t, acts, actRelay); a.msg != "READY=1" {
+		t.Errorf("relayed %q", a.msg)
+	}
+}
+
+// mustPanic fails unless f panics: a closed set's unknown value is a bug
+// that must not pass in silence.
+func mustPanic(t *testing.T, what string, f func()) {
+	t.Helper()
+	defer func() {
+		if recover() == nil {
+			t.Errorf("%s: no panic", what)
+		}
+	}()
+	f()
+}
+
+// TestClosedSetsFailLoudly: an unknown phase or class is a bug of the
+// machine's own (it makes them) and panics, in tests; a restart policy the
+// caller of Run gave and vigil does not know is said (an error line) and
+// taken as no restart; every reason has a name.
+func TestClosedSetsFailLoudly(t *testing.T) {
+	m := running(t, defaults())
+	m.phase = phaseDone + 1
+	mustPanic(t, "a signal in an unknown phase", func() { m.signal(unix.SIGHUP, t0) })
+	m = running(t, defaults())
+	m.rec = &record{class: "bogus"}
+	mustPanic(t, "the end line of an unknown class", func() { m.endLevel() })
+
+	r := defaults()
+	r.Restart = RestartAlways + 7
+	m = running(t, r)
+	m.reaped(exited(child, 1), false, t0)
+	if got := show(m.take()); got != "note bad restart policy; tombstone; ended; list hooks" {
+		t.Errorf("an unknown restart policy: %q", got)
+	}
+	if m.again {
+		t.Error("an unknown restart policy restarts")
+	}
+
+	for r := whyNone; int(r) < len(reasonNames); r++ {
+		if n := r.String(); n == "" || strings.HasPrefix(n, "reason ") {
+			t.Errorf("reason %d has no name", r)
+		}
+	}
+	if n := reason(len(reasonNames)).String(); !strings.HasPrefix(n, "reason ") {
+		t.Errorf("a reason past the list is named %q", n)
 	}
 }

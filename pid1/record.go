@@ -89,33 +89,66 @@ func (r *record) facts() hookFacts {
 	return f
 }
 
+// hookVars are the VIGIL_* variables a hook gets, each with its value from
+// the record's facts, in the order the hook's environment lists them: env
+// sets them and withoutHookVars drops every one of them (and
+// stderrTailVar) from what vigil passes on.
+var hookVars = [...]struct {
+	name  string
+	value func(f *hookFacts) string
+}{
+	{"VIGIL_CLASS", func(f *hookFacts) string { return string(f.Class) }},
+	{"VIGIL_EXIT_STATUS", func(f *hookFacts) string { return strconv.Itoa(f.ExitStatus) }},
+	{"VIGIL_EXIT_CODE", func(f *hookFacts) string {
+		if f.ExitCode == nil {
+			return ""
+		}
+		return strconv.Itoa(*f.ExitCode)
+	}},
+	{"VIGIL_SIGNAL", func(f *hookFacts) string { return f.Signal }},
+	{"VIGIL_CORE_DUMPED", func(f *hookFacts) string {
+		if f.CoreDumped {
+			return "1"
+		}
+		return "0"
+	}},
+	{"VIGIL_PID", func(f *hookFacts) string { return strconv.Itoa(f.Pid) }},
+	{"VIGIL_COMMAND", func(f *hookFacts) string { return truncate(strings.Join(f.Command, " "), commandEnvMax) }},
+	{"VIGIL_STARTED_AT", func(f *hookFacts) string { return f.StartedAt }},
+	{"VIGIL_ENDED_AT", func(f *hookFacts) string { return f.EndedAt }},
+	{"VIGIL_DURATION_MS", func(f *hookFacts) string { return strconv.FormatInt(f.DurationMS, 10) }},
+	{"VIGIL_ERROR", func(f *hookFacts) string { return truncate(f.Error, commandEnvMax) }},
+	{"VIGIL_RESTARTS", func(f *hookFacts) string { return strconv.Itoa(f.Restarts) }},
+	{"VIGIL_OOM_KILLS", func(f *hookFacts) string { return strconv.Itoa(f.OOMKills) }},
+	{"VIGIL_STATUS", func(f *hookFacts) string { return truncate(f.Status, commandEnvMax) }},
+}
+
+// stderrTailVar names the file with the whole captured tail; set apart
+// from hookVars, as it exists only once the tail is saved (listHooks).
+const stderrTailVar = "VIGIL_STDERR_TAIL"
+
+// isHookVar reports whether name is one of the variables vigil sets for
+// hooks.
+func isHookVar(name string) bool {
+	if name == stderrTailVar {
+		return true
+	}
+	for _, v := range hookVars {
+		if v.name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // env is the VIGIL_* environment of a hook.
 func (r *record) env() []string {
 	f := r.facts()
-	code := ""
-	if f.ExitCode != nil {
-		code = strconv.Itoa(*f.ExitCode)
+	out := make([]string, 0, len(hookVars))
+	for _, v := range hookVars {
+		out = append(out, v.name+"="+v.value(&f))
 	}
-	core := "0"
-	if f.CoreDumped {
-		core = "1"
-	}
-	return []string{
-		"VIGIL_CLASS=" + string(f.Class),
-		"VIGIL_EXIT_STATUS=" + strconv.Itoa(f.ExitStatus),
-		"VIGIL_EXIT_CODE=" + code,
-		"VIGIL_SIGNAL=" + f.Signal,
-		"VIGIL_CORE_DUMPED=" + core,
-		"VIGIL_PID=" + strconv.Itoa(f.Pid),
-		"VIGIL_COMMAND=" + truncate(strings.Join(f.Command, " "), commandEnvMax),
-		"VIGIL_STARTED_AT=" + f.StartedAt,
-		"VIGIL_ENDED_AT=" + f.EndedAt,
-		"VIGIL_DURATION_MS=" + strconv.FormatInt(f.DurationMS, 10),
-		"VIGIL_ERROR=" + truncate(f.Error, commandEnvMax),
-		"VIGIL_RESTARTS=" + strconv.Itoa(f.Restarts),
-		"VIGIL_OOM_KILLS=" + strconv.Itoa(f.OOMKills),
-		"VIGIL_STATUS=" + truncate(f.Status, commandEnvMax),
-	}
+	return out
 }
 
 // truncate cuts s to at most n bytes, marking the cut.
@@ -155,29 +188,11 @@ type Tombstone struct {
 	Locked bool `json:"locked,omitempty"`
 }
 
-// tombstone is the record for the machine's state now.
+// tombstone is the record for the machine's state now, with which run of
+// vigil wrote it.
 func (s *supervisor) tombstone() Tombstone {
-	m := s.m
-	ts := Tombstone{Name: s.name(), State: m.state(), Pid: m.child, Restarts: m.restarts, Status: m.status,
-		RunID: s.runID, RunStartedAt: s.runStarted.Format(time.RFC3339Nano), Locked: s.tombLocked, OOMKills: m.oomRun}
-	if !m.started.IsZero() {
-		ts.StartedAt = m.started.Format(time.RFC3339Nano)
-	}
-	if m.ready {
-		at := m.readyAt.Format(time.RFC3339Nano)
-		ts.ReadyAt = &at
-	}
-	if r := m.rec; r != nil {
-		f := r.facts()
-		ts.StartedAt, ts.Status, ts.ReadyAt = f.StartedAt, f.Status, f.ReadyAt
-		ts.EndedAt, ts.Class, ts.ExitStatus, ts.ExitCode = &f.EndedAt, &f.Class, &f.ExitStatus, f.ExitCode
-		ts.Signal, ts.CoreDumped, ts.Error, ts.OOMKills = &f.Signal, &f.CoreDumped, f.Error, f.OOMKills
-		if ts.State == "starting" {
-			ts.Pid = 0 // between runs: the last end is kept, the next run is starting
-		}
-	}
-	// Bounded, so that the room reserved at start always holds a record.
-	ts.Status, ts.Error = truncate(ts.Status, tombstoneTextMax), truncate(ts.Error, tombstoneTextMax)
+	ts := s.m.tombstone()
+	ts.RunID, ts.RunStartedAt, ts.Locked = s.runID, s.runStarted.Format(time.RFC3339Nano), s.tombLocked
 	return ts
 }
 
@@ -193,7 +208,7 @@ func (s *supervisor) tombstoneBytes() []byte {
 // tombstoneSize is the room a record of this run can need: its name is
 // fixed for the run, everything else is bounded.
 func (s *supervisor) tombstoneSize() int64 {
-	name, _ := json.Marshal(s.name())
+	name, _ := json.Marshal(s.m.name())
 	return int64(tombstoneRoom+len(name)+4095) / 4096 * 4096
 }
 
@@ -203,14 +218,6 @@ func (s *supervisor) writeTombstone() {
 		return
 	}
 	s.records.tombstone(s.cfg.Tombstone, s.tombstoneBytes())
-}
-
-// name is the tombstone's name: --name or the command's base name.
-func (s *supervisor) name() string {
-	if s.cfg.Name != "" {
-		return s.cfg.Name
-	}
-	return filepath.Base(s.cfg.Command[0])
 }
 
 // writer writes the records on a goroutine of its own, so that an fsync,

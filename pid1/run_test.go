@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vigil/reaper"
 )
 
 // These tests run the whole supervisor in the test process, on real
@@ -309,6 +312,31 @@ func TestTruncateAndHookVars(t *testing.T) {
 	}
 	if got := withoutHookVars([]string{"VIGIL_CLASS=x", "PATH=/bin", "VIGIL_ERROR=y"}); len(got) != 1 || got[0] != "PATH=/bin" {
 		t.Errorf("withoutHookVars = %q", got)
+	}
+}
+
+// TestHookVarsAreOneList: the variables a hook gets and the ones dropped
+// from what it inherits are the same list (hookVars, and the tail's file),
+// with the values the README documents.
+func TestHookVarsAreOneList(t *testing.T) {
+	r := &record{class: Failure, exit: reaper.Exit{Pid: 7, Code: 3}, status: 3, command: []string{"app", "-x"},
+		started: t0, ended: t0.Add(1500 * time.Millisecond), restarts: 2, oomKills: 1, statusText: "busy"}
+	want := []string{"VIGIL_CLASS=failure", "VIGIL_EXIT_STATUS=3", "VIGIL_EXIT_CODE=3", "VIGIL_SIGNAL=", "VIGIL_CORE_DUMPED=0",
+		"VIGIL_PID=7", "VIGIL_COMMAND=app -x", "VIGIL_STARTED_AT=2026-11-23T12:00:00Z", "VIGIL_ENDED_AT=2026-11-23T12:00:01.5Z",
+		"VIGIL_DURATION_MS=1500", "VIGIL_ERROR=", "VIGIL_RESTARTS=2", "VIGIL_OOM_KILLS=1", "VIGIL_STATUS=busy"}
+	got := r.env()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("env:\n got  %q\n want %q", got, want)
+	}
+	killed := &record{class: Fault, exit: reaper.Exit{Pid: 7, Signal: unix.SIGSEGV, CoreDumped: true}, started: t0, ended: t0}
+	for _, kv := range []string{"VIGIL_EXIT_CODE=", "VIGIL_SIGNAL=SIGSEGV", "VIGIL_CORE_DUMPED=1"} {
+		if !slices.Contains(killed.env(), kv) {
+			t.Errorf("a core dump's env has no %s: %q", kv, killed.env())
+		}
+	}
+	stale := append(slices.Clone(got), stderrTailVar+"=/tmp/old", "NOTIFY_SOCKET=/run/n", "WATCHDOG_USEC=1", "WATCHDOG_PID=1", "PATH=/bin", "VIGIL_OTHER=kept")
+	if kept := withoutHookVars(stale); strings.Join(kept, " ") != "PATH=/bin VIGIL_OTHER=kept" {
+		t.Errorf("withoutHookVars kept %q", kept)
 	}
 }
 

@@ -220,16 +220,14 @@ func (t *tail) ended() bool {
 // hold the pipe open long after the child; vigil does not wait for it.
 func (t *tail) close() { t.r.Close() }
 
-// finishTail takes the tail into the record once the machine stops waiting
-// for it.
-func (s *supervisor) finishTail() {
+// finishTail hands the machine the tail for the record once it stops
+// waiting for it, closing the pipe first when it says so (shut).
+func (s *supervisor) finishTail(shut bool) {
 	if s.tail == nil {
 		return
 	}
-	if !s.tail.ended() && !s.cfg.NoCleanup && !s.m.again {
-		// With --no-cleanup the pipe is left to whoever holds it; between
-		// runs it is the next run's.
+	if shut && !s.tail.ended() {
 		s.tail.close()
 	}
-	s.m.rec.tail = s.tail.last(tailJSONMax)
+	s.m.tailTaken(s.tail.last(tailJSONMax))
 }
