@@ -36,10 +36,6 @@ const (
 	phaseDone                 // vigil may exit
 )
 
-var phaseNames = [phaseDone + 1]string{"start", "waiting", "running", "cleanup", "tail", "hooks", "backoff", "wait-all", "flush", "done"}
-
-func (p phase) String() string { return phaseNames[p] }
-
 // actionKind is what the loop is asked to do.
 type actionKind uint8
 

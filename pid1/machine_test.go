@@ -1500,3 +1500,9 @@ func TestClosedSetsFailLoudly(t *testing.T) {
 		t.Errorf("a reason past the list is named %q", n)
 	}
 }
+
+// String names a phase in the tests' failures (%v); vigil itself never
+// prints one.
+func (p phase) String() string {
+	return [...]string{"start", "waiting", "running", "cleanup", "tail", "hooks", "backoff", "wait-all", "flush", "done"}[p]
+}

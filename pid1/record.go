@@ -353,12 +353,6 @@ func readRecordFile(path string) ([]byte, lockState, error) {
 	return b, lockOf(fd), nil
 }
 
-// ReadTombstone reads a tombstone written by vigil.
-func ReadTombstone(path string) (Tombstone, error) {
-	ts, _, err := readTombstone(path)
-	return ts, err
-}
-
 // readTombstone reads a tombstone and what its lock says of its writer.
 func readTombstone(path string) (Tombstone, liveness, error) {
 	var ts Tombstone
