@@ -58,9 +58,14 @@ func TestJobControlSignalsKeepTheOrderTheyCameIn(t *testing.T) {
 					sawCont = sawCont || sig == syscall.SIGCONT
 				}
 			}
-			if last == syscall.SIGTSTP && sawCont && i >= warmUp {
-				bad++
-				t.Logf("round %d", i)
+			if last == syscall.SIGTSTP && sawCont {
+				// The pair came out the wrong way round: counted after the
+				// warm-up; in it, the race described above. Either way no
+				// other CONT is coming for this round.
+				if i >= warmUp {
+					bad++
+					t.Logf("round %d", i)
+				}
 				break
 			}
 		}
