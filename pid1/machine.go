@@ -171,8 +171,8 @@ type machine struct {
 	early     []unix.Signal // caught before the child existed, for it once it does
 	waitingOn string        // the targets not ready yet, for the message
 
-	child     int                          // the main child's pid, also its process group
-	started   time.Time                    // when it was spawned (or, if it never was, when it was given up on)
+	child     int         // the main child's pid, also its process group
+	started   time.Time   // when it was spawned (or, if it never was, when it was given up on)
 	runAt     []time.Time // each of runDeadlines, armed at the spawn; zero once passed, or none
 	stop      stop
 	awaitCont bool // vigil stopped itself with the job and has not seen SIGCONT since
