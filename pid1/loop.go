@@ -532,7 +532,8 @@ func (s *supervisor) act(a action) {
 func (s *supervisor) note(a action) {
 	switch a.why {
 	case whyTimeout:
-		s.log.Warn("timeout; stopping the child", "timeout", s.cfg.Timeout, "signal", signals.Name(s.cfg.TimeoutSignal))
+		d := runDeadlines[a.n]
+		s.log.Warn(d.what, d.key, a.d, "signal", signals.Name(s.cfg.TimeoutSignal))
 	case whyGraceOver:
 		s.log.Warn("grace period over; killing the child's process group", "pid", a.pid, "grace", s.cfg.Grace)
 	case whyChildStuck:

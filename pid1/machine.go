@@ -3,6 +3,7 @@ package pid1
 import (
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -170,9 +171,9 @@ type machine struct {
 	early     []unix.Signal // caught before the child existed, for it once it does
 	waitingOn string        // the targets not ready yet, for the message
 
-	child     int       // the main child's pid, also its process group
-	started   time.Time // when it was spawned (or, if it never was, when it was given up on)
-	timeoutAt time.Time
+	child     int         // the main child's pid, also its process group
+	started   time.Time   // when it was spawned (or, if it never was, when it was given up on)
+	runAt     []time.Time // each of runDeadlines, armed at the spawn; zero once passed, or none
 	stop      stop
 	awaitCont bool // vigil stopped itself with the job and has not seen SIGCONT since
 	alive     bool // vigil has children, as the last drain saw
@@ -225,7 +226,7 @@ type machine struct {
 // newMachine is the machine of a Run of cfg (its defaults filled in);
 // isInit says that vigil is PID 1.
 func newMachine(cfg Config, isInit bool) *machine {
-	return &machine{cfg: cfg, isInit: isInit, hook: -1}
+	return &machine{cfg: cfg, isInit: isInit, hook: -1, runAt: make([]time.Time, len(runDeadlines))}
 }
 
 // waitsFor reports whether there are --wait-for targets.
@@ -367,8 +368,10 @@ func (m *machine) spawned(pid int, tty bool, now time.Time) {
 	// A kill from before this run is not its child's.
 	m.reportOOM()
 	m.oomRun = 0
-	if m.cfg.Timeout > 0 {
-		m.timeoutAt = now.Add(m.cfg.Timeout)
+	for i, d := range runDeadlines {
+		if after := d.after(&m.cfg); after > 0 {
+			m.runAt[i] = now.Add(after)
+		}
 	}
 	m.watchdog, m.thawCredited = m.cfg.Watchdog, false
 	if m.watchdog > 0 {
@@ -890,7 +893,8 @@ func (m *machine) end(e reaper.Exit, cause Cause, oomRose bool, now time.Time) {
 	if m.err != nil {
 		m.rec.err = m.err.Error()
 	}
-	m.timeoutAt, m.stop.forwardAt, m.stop.killAt, m.stop.landBy = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	clear(m.runAt)
+	m.stop.forwardAt, m.stop.killAt, m.stop.landBy = time.Time{}, time.Time{}, time.Time{}
 	m.watchdogEnds = time.Time{}
 	m.rec.ready, m.rec.readyAt, m.rec.statusText = m.ready, m.readyAt, m.status
 	if m.ttyFg && (e.Signal == unix.SIGINT || e.Signal == unix.SIGQUIT) {
@@ -960,7 +964,8 @@ func (m *machine) backoff(ran time.Duration) time.Duration {
 func (m *machine) rerun() {
 	m.restarts++
 	m.child, m.rec, m.err, m.again = 0, nil, nil, false
-	m.stop, m.timeoutAt, m.backoffEnds = stop{}, time.Time{}, time.Time{}
+	m.stop, m.backoffEnds = stop{}, time.Time{}
+	clear(m.runAt)
 	m.ready, m.readyAt, m.status, m.saysStopping = false, time.Time{}, "", false
 	m.hook, m.hooks, m.hookPid, m.hooksCleaned, m.tailEOF = -1, 0, 0, false, false
 	m.spawn()
@@ -1169,13 +1174,14 @@ type deadline struct {
 // The OOM report's is in every phase, apart (see next).
 var deadlines = [phaseDone + 1][]deadline{
 	phaseWaiting: {{func(m *machine) *time.Time { return &m.waitEnds }, (*machine).waitTimedOut}},
-	phaseRunning: {
-		{func(m *machine) *time.Time { return &m.stop.forwardAt }, (*machine).sendStop},
-		{func(m *machine) *time.Time { return &m.timeoutAt }, (*machine).timedOut},
-		{func(m *machine) *time.Time { return &m.watchdogEnds }, (*machine).hung},
-		{func(m *machine) *time.Time { return &m.stop.killAt }, (*machine).graceOver},
-		{func(m *machine) *time.Time { return &m.stop.landBy }, (*machine).childStuck},
-	},
+	phaseRunning: slices.Concat(
+		[]deadline{{func(m *machine) *time.Time { return &m.stop.forwardAt }, (*machine).sendStop}},
+		runDeadlineEntries(),
+		[]deadline{
+			{func(m *machine) *time.Time { return &m.watchdogEnds }, (*machine).hung},
+			{func(m *machine) *time.Time { return &m.stop.killAt }, (*machine).graceOver},
+			{func(m *machine) *time.Time { return &m.stop.landBy }, (*machine).childStuck},
+		}),
 	phaseCleanup: {{func(m *machine) *time.Time { return &m.cleanupEnds }, (*machine).cleanupDue}},
 	phaseTail:    {{func(m *machine) *time.Time { return &m.tailEnds }, func(m *machine, _ time.Time) { m.finishTail() }}},
 	phaseHooks:   {{func(m *machine) *time.Time { return &m.hookEnds }, (*machine).hookDue}},
@@ -1222,11 +1228,48 @@ func (m *machine) waitTimedOut(now time.Time) {
 	m.end(reaper.Exit{Code: ExitWaitTimeout}, CauseNone, false, now)
 }
 
-// timedOut is --timeout: a stop of vigil's own, unless one is under way.
-func (m *machine) timedOut(now time.Time) {
-	m.timeoutAt = time.Time{}
+// A runDeadline is a duration of the Config that each run must keep:
+// armed when the run starts (none when the duration is 0), it stops the
+// child as a timeout (--timeout-signal, then the grace; class timeout)
+// when it passes, unless kept says the run has kept it by then. A new one
+// is its Config field, its flag and an entry in runDeadlines.
+type runDeadline struct {
+	after func(*Config) time.Duration
+	kept  func(*machine) bool // nil: only the child's end keeps it
+	what  string              // the log line that says it passed
+	key   string              // the duration's name in that line
+}
+
+var runDeadlines = [...]runDeadline{
+	{after: func(c *Config) time.Duration { return c.Timeout }, what: "timeout; stopping the child", key: "timeout"},
+}
+
+// never is the deadline of a run deadline already kept.
+var never time.Time
+
+// runDeadlineEntries are the deadlines of runDeadlines, for the table.
+func runDeadlineEntries() []deadline {
+	out := make([]deadline, len(runDeadlines))
+	for i, d := range runDeadlines {
+		out[i] = deadline{
+			at: func(m *machine) *time.Time {
+				if d.kept != nil && d.kept(m) {
+					return &never
+				}
+				return &m.runAt[i]
+			},
+			fire: func(m *machine, now time.Time) { m.runDeadlinePassed(i, now) },
+		}
+	}
+	return out
+}
+
+// runDeadlinePassed stops the child as a timeout of vigil's own, unless a
+// stop is under way.
+func (m *machine) runDeadlinePassed(i int, now time.Time) {
+	m.runAt[i] = time.Time{}
 	if !m.stop.active() {
-		m.do(action{kind: actNote, why: whyTimeout})
+		m.do(action{kind: actNote, why: whyTimeout, n: i, d: runDeadlines[i].after(&m.cfg)})
 		m.beginStop(m.cfg.TimeoutSignal, CauseTimeout, now)
 	}
 }
