@@ -79,19 +79,16 @@ type supervisor struct {
 	child        int  // the main child this run spawned (its group's id); 0 before
 
 	// The executable's pages, dropped each time vigil goes idle once the
-	// child runs (dropIdle); found at the first drop.
+	// child runs (dropIdle); nil before the first spawn.
 	pages    *slim.Pages
 	noPages  bool      // they cannot be found (no /proc): never try again
 	busy     bool      // vigil ran since the last drop
-	lastDrop time.Time // when they were last dropped; the first spawn's time before the first
+	lastDrop time.Time // when they were last dropped
 }
 
-// dropGap is the least time between two drops of the executable's pages,
-// and between the first spawn and the first drop: in a storm of exits
-// vigil wakes thousands of times a second, and each drop makes the next
-// wake-up fault its code back in; and a child that ends within it (a
-// docker run of a short command) leaves vigil no time to be idle in, only
-// the drop's cost and its exit path's faults (bench/: 0.25 ms of start-up).
+// dropGap is the least time between two drops of the executable's pages:
+// in a storm of exits vigil wakes thousands of times a second, and each
+// drop makes the next wake-up fault its code back in.
 const dropGap = 100 * time.Millisecond
 
 // dropIdle drops the executable's pages when vigil is about to sleep and
@@ -105,23 +102,15 @@ const dropGap = 100 * time.Millisecond
 // drop is due at the returned time, which the sleep honours (zero: no
 // drop due).
 func (s *supervisor) dropIdle() time.Time {
-	if s.lastDrop.IsZero() || s.noPages || !s.busy || !s.records.idle() {
+	if s.pages == nil || !s.busy || !s.records.idle() {
 		return time.Time{}
 	}
 	now := time.Now()
 	if due := s.lastDrop.Add(dropGap); now.Before(due) {
 		return due
 	}
-	if s.pages == nil {
-		var err error
-		if s.pages, err = slim.ExecutablePages(); err != nil {
-			s.noPages = true
-			s.log.Debug("cannot drop the executable's pages", "err", err)
-			return time.Time{}
-		}
-	}
 	if _, err := s.pages.Drop(); err != nil {
-		s.pages, s.noPages = nil, true // the mappings changed under vigil: stop
+		s.pages = nil // the mappings changed under vigil: stop
 		return time.Time{}
 	}
 	s.busy, s.lastDrop = false, now
@@ -639,10 +628,15 @@ func (s *supervisor) spawnChild(now time.Time) {
 		// A --stop-on target that held before the child started.
 		s.m.stopOnFired(now)
 	}
-	if s.lastDrop.IsZero() {
+	if s.pages == nil && !s.noPages {
 		// From now on vigil's pages are dropped whenever it goes idle
-		// (sleep), the first time dropGap after this spawn.
-		s.lastDrop, s.busy = now, true
+		// (sleep): found once, here, where the start-up is over.
+		var err error
+		if s.pages, err = slim.ExecutablePages(); err != nil {
+			s.noPages = true
+			s.log.Debug("cannot drop the executable's pages", "err", err)
+		}
+		s.busy = true
 	}
 }
 
