@@ -28,13 +28,8 @@ const child = 100
 // watchers would say when it holds, the tests say it themselves.
 var someTarget = []Target{{Kind: "file", Path: "/run/ready"}}
 
-func defaults() Config {
-	return Config{
-		StopSignals: []unix.Signal{unix.SIGTERM, unix.SIGINT}, Rewrite: signals.Rewrite{},
-		TimeoutSignal: unix.SIGTERM, Grace: 10 * time.Second, CleanupGrace: 2 * time.Second,
-		HookTimeout: 10 * time.Second,
-	}
-}
+// defaults is the Config a command line with no flags gives the machine.
+func defaults() Config { return DefaultConfig().withDefaults() }
 
 // show renders actions compactly: "kill 100 SIGTERM", "spawn", ...
 func show(acts []action) string {
@@ -1506,3 +1501,4 @@ func TestClosedSetsFailLoudly(t *testing.T) {
 func (p phase) String() string {
 	return [...]string{"start", "waiting", "running", "cleanup", "tail", "hooks", "backoff", "wait-all", "flush", "done"}[p]
 }
+
