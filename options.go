@@ -126,6 +126,7 @@ func newCommandLine() *commandLine {
 	add(list(&cl.readyOn, "ready-on", "VIGIL_READY_ON", "mark the child ready once `TARGET` holds: tcp:HOST:PORT accepts, http:HOST:PORT/PATH answers 2xx or 3xx, or file:PATH exists (repeatable; all must hold)"),
 		targets("--ready-on", &cl.readyOn, &c.ReadyOn, pid1.CheckReadyOn))
 	add(integer(&c.ReadyFd, "ready-fd", "VIGIL_READY_FD", "give the child descriptor `N` (3 or more) and mark it ready when it writes a line there (s6's notification-fd)"), nil)
+	add(dur(&c.ReadyTimeout, "ready-timeout", "VIGIL_READY_TIMEOUT", "stop the child as --timeout does (class timeout) when it is not ready `DURATION` after it started (each run)"), nil)
 	add(dur(&c.Watchdog, "watchdog", "VIGIL_WATCHDOG", "with --notify: end the child as hung (class watchdog) when no WATCHDOG=1 arrives within `DURATION`"), nil)
 	add(str(&cl.watchdogSig, "watchdog-signal", "VIGIL_WATCHDOG_SIGNAL", "`SIGNAL` that ends a hung child, before the grace and SIGKILL"), func() (err error) {
 		cl.cfg.WatchdogSignal, err = parseSignal("--watchdog-signal", cl.watchdogSig)

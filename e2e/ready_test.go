@@ -321,3 +321,41 @@ func TestNotifyIsRelayedUpstream(t *testing.T) {
 	r.signal(unix.SIGTERM)
 	r.expect(0)
 }
+
+// TestReadyTimeoutEndsAChildThatIsNotReadyInTime: --ready-timeout stops a
+// child that has not said READY=1 in time as --timeout stops one (class
+// timeout); a child that said it in time runs on past the deadline.
+func TestReadyTimeoutEndsAChildThatIsNotReadyInTime(t *testing.T) {
+	const limit = 400 * time.Millisecond
+	dir := t.TempDir()
+	tomb, file := filepath.Join(dir, "late.json"), filepath.Join(dir, "late")
+	began := time.Now()
+	r := start(t, opts{pid1: true}, "--notify", "--ready-timeout", limit.String(), "--tombstone", tomb,
+		"--", self, "notifier", file, "mark:started")
+	r.expect(0) // the notifier ends on the SIGTERM, with 0
+	if took := time.Since(began); took < limit {
+		t.Errorf("the child was stopped %s after the start, before its --ready-timeout of %s", took, limit)
+	}
+	readTombstone(t, tomb).check(t, map[string]any{"state": "exited", "class": "timeout"})
+	if !strings.Contains(r.stderr.String(), "not ready in time; stopping the child") {
+		t.Errorf("vigil did not say why it stopped the child:\n%s", r.stderr)
+	}
+
+	tomb, file = filepath.Join(dir, "ready.json"), filepath.Join(dir, "ready")
+	began = time.Now()
+	r = start(t, opts{pid1: true}, "--notify", "--ready-timeout", limit.String(), "--tombstone", tomb,
+		"--", self, "notifier", file, "send:READY=1", "mark:ready")
+	waitFile(t, tomb, `"state":"ready"`, 10*time.Second)
+	// Three times the limit past the start, it still runs, still ready.
+	poll(10*time.Second, func() bool {
+		if ts := readTombstone(t, tomb); ts["state"] != "ready" {
+			t.Fatalf("the ready child's tombstone went on to %v", ts)
+		}
+		return time.Since(began) > 3*limit
+	})
+	r.signal(unix.SIGTERM)
+	r.expect(0)
+	if ts := readTombstone(t, tomb); ts["class"] == "timeout" {
+		t.Errorf("a child ready in time ended as a timeout: %v", ts)
+	}
+}

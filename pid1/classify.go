@@ -36,7 +36,7 @@ type Cause int
 const (
 	CauseNone     Cause = iota
 	CauseSignal         // a stop signal from outside was forwarded
-	CauseTimeout        // --timeout expired
+	CauseTimeout        // --timeout or --ready-timeout expired
 	CauseStopOn         // a --stop-on target fired
 	CauseWatchdog       // no WATCHDOG=1 within --watchdog
 )

@@ -88,7 +88,10 @@ type Config struct {
 	ReadyOn []Target
 	// ReadyFd, when above 0, is the descriptor on which the child writes
 	// a line when it is ready (s6's notification-fd); 3 to 1023.
-	ReadyFd        int
+	ReadyFd int
+	// ReadyTimeout stops a run that is not ready this long after it
+	// started, as Timeout does (class timeout); 0: no limit.
+	ReadyTimeout   time.Duration
 	Watchdog       time.Duration
 	WatchdogSignal unix.Signal // 0: DefaultConfig's (ABRT)
 
@@ -206,6 +209,9 @@ func (c Config) Validate() error {
 	}
 	if c.Watchdog < 0 || c.Watchdog > 0 && !c.Notify {
 		return fail(ExitUsage, "--watchdog %s: needs --notify, and a duration above 0", c.Watchdog)
+	}
+	if c.ReadyTimeout > 0 && !c.Notify && len(c.ReadyOn) == 0 && c.ReadyFd == 0 {
+		return fail(ExitUsage, "--ready-timeout %s: needs --notify, --ready-on or --ready-fd to say the child is ready", c.ReadyTimeout)
 	}
 	if c.RestartDelay < 0 || c.RestartDelayMax < c.RestartDelay {
 		return fail(ExitUsage, "--restart-delay %s, --restart-delay-max %s: want 0 <= delay <= max", c.RestartDelay, c.RestartDelayMax)

@@ -65,6 +65,8 @@ func TestValidateRefusesWhatCannotWork(t *testing.T) {
 		{"pause with a command", func(c *Config) { c.Pause = true }, "--pause runs no command"},
 		{"watchdog without notify", func(c *Config) { c.Watchdog = time.Second }, "--watchdog 1s: needs --notify"},
 		{"negative watchdog", func(c *Config) { c.Watchdog, c.Notify = -time.Second, true }, "--watchdog -1s"},
+		{"ready timeout with nothing to say ready", func(c *Config) { c.ReadyTimeout = time.Second }, "--ready-timeout 1s: needs --notify, --ready-on or --ready-fd"},
+		{"negative ready timeout", func(c *Config) { c.ReadyTimeout, c.Notify = -time.Second, true }, "--ready-timeout -1s: must be at least 0s"},
 		{"tcp stop-on", func(c *Config) { c.StopOn = []Target{{Kind: "tcp", Addr: "db:5432"}} }, `--stop-on "tcp:db:5432"`},
 		{"ready stop-on", func(c *Config) { c.StopOn = []Target{{Kind: "ready", Path: "/t"}} }, `--stop-on "ready:/t"`},
 		{"tombstone ready-on", func(c *Config) { c.ReadyOn = []Target{{Kind: "tombstone", Path: "/t"}} }, `--ready-on "tombstone:/t"`},

@@ -1242,6 +1242,8 @@ type runDeadline struct {
 
 var runDeadlines = [...]runDeadline{
 	{after: func(c *Config) time.Duration { return c.Timeout }, what: "timeout; stopping the child", key: "timeout"},
+	{after: func(c *Config) time.Duration { return c.ReadyTimeout }, kept: func(m *machine) bool { return m.ready },
+		what: "not ready in time; stopping the child", key: "ready_timeout"},
 }
 
 // never is the deadline of a run deadline already kept.

@@ -28,13 +28,8 @@ const child = 100
 // watchers would say when it holds, the tests say it themselves.
 var someTarget = []Target{{Kind: "file", Path: "/run/ready"}}
 
-func defaults() Config {
-	return Config{
-		StopSignals: []unix.Signal{unix.SIGTERM, unix.SIGINT}, Rewrite: signals.Rewrite{},
-		TimeoutSignal: unix.SIGTERM, Grace: 10 * time.Second, CleanupGrace: 2 * time.Second,
-		HookTimeout: 10 * time.Second,
-	}
-}
+// defaults is the Config a command line with no flags gives the machine.
+func defaults() Config { return DefaultConfig().withDefaults() }
 
 // show renders actions compactly: "kill 100 SIGTERM", "spawn", ...
 func show(acts []action) string {
@@ -1505,4 +1500,65 @@ func TestClosedSetsFailLoudly(t *testing.T) {
 // prints one.
 func (p phase) String() string {
 	return [...]string{"start", "waiting", "running", "cleanup", "tail", "hooks", "backoff", "wait-all", "flush", "done"}[p]
+}
+
+// TestReadyTimeoutStopsAChildThatIsNotReadyInTime: --ready-timeout is a
+// timeout of each run, kept by the child's readiness.
+func TestReadyTimeoutStopsAChildThatIsNotReadyInTime(t *testing.T) {
+	r := defaults()
+	r.Notify, r.ReadyTimeout = true, 30*time.Second
+	m := running(t, r)
+	if got := m.next(); !got.Equal(at(30 * time.Second)) {
+		t.Fatalf("next %v, want the ready timeout at +30s", got.Sub(t0))
+	}
+	m.tick(at(30 * time.Second))
+	expect(t, m, "note timeout; tombstone; kill 100 SIGTERM")
+	m.reaped(killedBy(child, unix.SIGTERM), false, at(31*time.Second))
+	m.take()
+	if r := finish(t, m); r.class != Timeout || r.status != 143 {
+		t.Errorf("class %s status %d, want timeout 143", r.class, r.status)
+	}
+}
+
+func TestReadyTimeoutIsKeptByReadiness(t *testing.T) {
+	r := defaults()
+	r.Notify, r.ReadyTimeout = true, 30*time.Second
+	m := running(t, r)
+	m.notified(readiness{ready: true}, at(10*time.Second))
+	m.take()
+	if got := m.next(); !got.IsZero() {
+		t.Errorf("next %v once ready, want no deadline", got.Sub(t0))
+	}
+	m.tick(at(time.Hour))
+	expect(t, m, "")
+	m.reaped(exited(child, 0), false, at(2*time.Hour))
+	m.take()
+	if r := finish(t, m); r.class != Success {
+		t.Errorf("class %s, want success", r.class)
+	}
+}
+
+// TestReadyTimeoutIsEachRuns: under --restart every run gets its own, from
+// its own start, and a run that was ready does not keep the next one's.
+func TestReadyTimeoutIsEachRuns(t *testing.T) {
+	r := defaults()
+	r.Notify, r.ReadyTimeout = true, 30*time.Second
+	r.Restart, r.RestartDelay, r.RestartDelayMax = RestartAlways, time.Second, time.Second
+	m := running(t, r)
+	m.notified(readiness{ready: true}, at(5*time.Second))
+	m.reaped(exited(child, 0), false, at(100*time.Second))
+	m.take()
+	m.hooksListed(0, at(100*time.Second))
+	m.take()
+	m.flushed()
+	m.take()
+	m.tick(at(101 * time.Second))
+	expect(t, m, "spawn")
+	m.spawned(child+1, false, at(101*time.Second))
+	m.take()
+	if got := m.next(); !got.Equal(at(131 * time.Second)) {
+		t.Fatalf("next %v, want the second run's ready timeout at +131s", got.Sub(t0))
+	}
+	m.tick(at(131 * time.Second))
+	expect(t, m, "note timeout; tombstone; kill 101 SIGTERM")
 }
