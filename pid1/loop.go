@@ -79,11 +79,11 @@ type supervisor struct {
 	child        int  // the main child this run spawned (its group's id); 0 before
 
 	// The executable's pages, dropped each time vigil goes idle once the
-	// child runs (dropIdle); nil before the first spawn.
-	pages    *slim.Pages
-	noPages  bool      // they cannot be found (no /proc): never try again
-	busy     bool      // vigil ran since the last drop
-	lastDrop time.Time // when they were last dropped
+	// child runs (dropIdle).
+	pages    *slim.Pages // found in setup; nil when they cannot be (no /proc)
+	dropping bool        // from the first spawn on
+	busy     bool        // vigil ran since the last drop
+	lastDrop time.Time   // when they were last dropped
 }
 
 // dropGap is the least time between two drops of the executable's pages:
@@ -102,7 +102,7 @@ const dropGap = 100 * time.Millisecond
 // drop is due at the returned time, which the sleep honours (zero: no
 // drop due).
 func (s *supervisor) dropIdle() time.Time {
-	if s.pages == nil || !s.busy || !s.records.idle() {
+	if !s.dropping || !s.busy || !s.records.idle() {
 		return time.Time{}
 	}
 	now := time.Now()
@@ -110,7 +110,7 @@ func (s *supervisor) dropIdle() time.Time {
 		return due
 	}
 	if _, err := s.pages.Drop(); err != nil {
-		s.pages = nil // the mappings changed under vigil: stop
+		s.pages, s.dropping = nil, false // the mappings changed under vigil: stop
 		return time.Time{}
 	}
 	s.busy, s.lastDrop = false, now
@@ -212,6 +212,13 @@ func (s *supervisor) setup() error {
 	}
 	if err := reserveDescriptors(8); err != nil {
 		return err
+	}
+	// Found here, while the last signals are still being caught (see
+	// intake), rather than after the spawn, where the child waits on it.
+	if pages, err := slim.ExecutablePages(); err != nil {
+		s.log.Debug("cannot drop the executable's pages", "err", err)
+	} else {
+		s.pages = pages
 	}
 	if s.cfg.PdeathSig != 0 {
 		ppid := os.Getppid()
@@ -628,15 +635,10 @@ func (s *supervisor) spawnChild(now time.Time) {
 		// A --stop-on target that held before the child started.
 		s.m.stopOnFired(now)
 	}
-	if s.pages == nil && !s.noPages {
+	if !s.dropping && s.pages != nil {
 		// From now on vigil's pages are dropped whenever it goes idle
-		// (sleep): found once, here, where the start-up is over.
-		var err error
-		if s.pages, err = slim.ExecutablePages(); err != nil {
-			s.noPages = true
-			s.log.Debug("cannot drop the executable's pages", "err", err)
-		}
-		s.busy = true
+		// (sleep): the start-up is over.
+		s.dropping, s.busy = true, true
 	}
 }
 
