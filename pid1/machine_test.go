@@ -112,6 +112,15 @@ func oomKill(m *machine, now time.Time) {
 	m.take()
 }
 
+// ends reaps exits at now, as the main child's end, and walks the machine
+// through to done: its record.
+func ends(t *testing.T, m *machine, exits []reaper.Exit, now time.Time) *record {
+	t.Helper()
+	m.reaped(exits, false, now)
+	m.take()
+	return finish(t, m)
+}
+
 // finish walks a machine whose child has ended through to done with no
 // leftovers, no tail and no hooks, and returns its record.
 func finish(t *testing.T, m *machine) *record {
@@ -339,9 +348,7 @@ func TestDrainDelaysTheStopAndAFailureDuringItIsAFailure(t *testing.T) {
 	m.stopOnFired(t0)
 	m.tick(at(5 * time.Second))
 	expect(t, m, "tombstone; kill 100 SIGTERM")
-	m.reaped(killedBy(child, unix.SIGTERM), false, at(6*time.Second))
-	m.take()
-	if r := finish(t, m); r.class != Stopped || r.status != 0 {
+	if r := ends(t, m, killedBy(child, unix.SIGTERM), at(6*time.Second)); r.class != Stopped || r.status != 0 {
 		t.Errorf("class %s status %d, want stopped, exit 0", r.class, r.status)
 	}
 }
@@ -1513,9 +1520,7 @@ func TestReadyTimeoutStopsAChildThatIsNotReadyInTime(t *testing.T) {
 	}
 	m.tick(at(30 * time.Second))
 	expect(t, m, "note timeout; tombstone; kill 100 SIGTERM")
-	m.reaped(killedBy(child, unix.SIGTERM), false, at(31*time.Second))
-	m.take()
-	if r := finish(t, m); r.class != Timeout || r.status != 143 {
+	if r := ends(t, m, killedBy(child, unix.SIGTERM), at(31*time.Second)); r.class != Timeout || r.status != 143 {
 		t.Errorf("class %s status %d, want timeout 143", r.class, r.status)
 	}
 }
@@ -1531,9 +1536,7 @@ func TestReadyTimeoutIsKeptByReadiness(t *testing.T) {
 	}
 	m.tick(at(time.Hour))
 	expect(t, m, "")
-	m.reaped(exited(child, 0), false, at(2*time.Hour))
-	m.take()
-	if r := finish(t, m); r.class != Success {
+	if r := ends(t, m, exited(child, 0), at(2*time.Hour)); r.class != Success {
 		t.Errorf("class %s, want success", r.class)
 	}
 }
