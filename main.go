@@ -112,6 +112,10 @@ func (cl *commandLine) run(args []string, stdout io.Writer, sink *logsink.Sink, 
 		return 0, err
 	}
 	switch {
+	case cl.help && len(cl.args) > 0:
+		// urfave/cli's words, as vigil has always said it: -h takes no
+		// command.
+		return 0, usagef("No help topic for '%s'", cl.args[0])
 	case cl.help:
 		cl.printHelp(stdout)
 		return 0, nil

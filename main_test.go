@@ -118,6 +118,16 @@ func TestHelpIsASuccess(t *testing.T) {
 	}
 }
 
+// TestHelpTakesNoTopic: -h before a command is refused as urfave/cli
+// refused it, with its words.
+func TestHelpTakesNoTopic(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if status := run([]string{"vigil", "-h", "true"}, &stdout, &stderr); status != pid1.ExitUsage ||
+		stderr.String() != "vigil: No help topic for 'true'\n" || stdout.Len() != 0 {
+		t.Errorf("-h true: status %d, stdout %q, stderr %q; want %d and No help topic", status, stdout.String(), stderr.String(), pid1.ExitUsage)
+	}
+}
+
 // parse runs the command line without starting anything and returns the
 // configuration the supervisor would get (nil when none), vigil's status
 // and stderr.
