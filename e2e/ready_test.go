@@ -359,3 +359,29 @@ func TestReadyTimeoutEndsAChildThatIsNotReadyInTime(t *testing.T) {
 		t.Errorf("a child ready in time ended as a timeout: %v", ts)
 	}
 }
+
+// TestExtendTimeoutPushesTheReadyTimeoutBack: the real systemd-notify
+// asks for more time (EXTEND_TIMEOUT_USEC=), and the child, ready after
+// its --ready-timeout but within the extension, is not stopped.
+func TestExtendTimeoutPushesTheReadyTimeoutBack(t *testing.T) {
+	sn, err := exec.LookPath("systemd-notify")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("systemd-notify is missing (Debian package systemd); .ci/install installs it")
+		}
+		t.Skip("needs systemd-notify (Debian package systemd)")
+	}
+	tomb := filepath.Join(t.TempDir(), "tomb.json")
+	began := time.Now()
+	r := start(t, opts{pid1: true}, "--notify", "--ready-timeout", "300ms", "--tombstone", tomb, "--",
+		"/bin/sh", "-c", sn+` EXTEND_TIMEOUT_USEC=5000000 && sleep 1 && `+sn+` --ready && exec sleep 60`)
+	waitFile(t, tomb, `"state":"ready"`, 10*time.Second)
+	if took := time.Since(began); took < time.Second {
+		t.Fatalf("ready after %s, before the shell's 1 s sleep", took)
+	}
+	r.signal(unix.SIGTERM)
+	r.expect(143)
+	if ts := readTombstone(t, tomb); ts["class"] == "timeout" {
+		t.Errorf("the child that asked for more time was stopped as not ready: %v\nstderr:\n%s", ts, r.stderr)
+	}
+}

@@ -848,12 +848,8 @@ func (s *supervisor) notified(now time.Time) {
 	if u.Reloading {
 		s.log.Debug("the child is reloading (RELOADING=1)")
 	}
-	if u.ExtendTimeout != nil {
-		s.log.Debug("EXTEND_TIMEOUT_USEC ignored: vigil has no start-up timeout, and stop deadlines are the runtime's",
-			"extend", *u.ExtendTimeout)
-	}
 	s.m.notified(readiness{ready: u.Ready, stopping: u.Stopping, status: u.Status, pings: u.Pings,
-		trigger: u.WatchdogTrigger, interval: u.WatchdogInterval}, now)
+		trigger: u.WatchdogTrigger, interval: u.WatchdogInterval, extend: u.ExtendTimeout}, now)
 	if msgs := u.Relay().Datagrams(); len(msgs) > 0 {
 		s.relay(msgs...)
 	}

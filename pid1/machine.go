@@ -112,6 +112,7 @@ type readiness struct {
 	pings           int
 	trigger         bool           // WATCHDOG=trigger: treat as hung now
 	interval        *time.Duration // WATCHDOG_USEC=: a new interval; 0 turns the watchdog off
+	extend          *time.Duration // EXTEND_TIMEOUT_USEC=: the start-up deadlines not before now plus this
 }
 
 // RestartPolicy says which ends of the command are followed by a new run.
@@ -606,8 +607,17 @@ func (m *machine) woke(now, due time.Time) {
 		m.thawCredited = true
 	}
 	m.lastRan = now
-	if lost > 0 && m.phase == phaseRunning && !m.watchdogEnds.IsZero() {
-		m.watchdogEnds = m.watchdogEnds.Add(lost)
+	if lost > 0 && m.phase == phaseRunning {
+		if !m.watchdogEnds.IsZero() {
+			m.watchdogEnds = m.watchdogEnds.Add(lost)
+		}
+		// A deadline the child keeps by doing something (readiness) is
+		// run time too: frozen, it could not.
+		for i, d := range runDeadlines {
+			if d.kept != nil && !m.runAt[i].IsZero() {
+				m.runAt[i] = m.runAt[i].Add(lost)
+			}
+		}
 	}
 }
 
@@ -644,6 +654,15 @@ func (m *machine) notified(u readiness, now time.Time) {
 	}
 	if u.pings > 0 || u.interval != nil {
 		m.thawCredited = false
+	}
+	if u.extend != nil {
+		// systemd's EXTEND_TIMEOUT_USEC: the start-up deadlines (those
+		// readiness keeps) pass no sooner than this from now.
+		for i, d := range runDeadlines {
+			if by := now.Add(*u.extend); d.kept != nil && !m.runAt[i].IsZero() && m.runAt[i].Before(by) {
+				m.runAt[i] = by
+			}
+		}
 	}
 	if changed {
 		m.do(action{kind: actTombstone})

@@ -1565,3 +1565,35 @@ func TestReadyTimeoutIsEachRuns(t *testing.T) {
 	m.tick(at(131 * time.Second))
 	expect(t, m, "note timeout; tombstone; kill 101 SIGTERM")
 }
+
+// TestReadyTimeoutCountsOnlyTimeTheChildCouldRun: a freeze (docker pause)
+// or a job-control stop before the child is ready is credited to the
+// ready timeout, as to the watchdog; EXTEND_TIMEOUT_USEC pushes it back.
+func TestReadyTimeoutCountsOnlyTimeTheChildCouldRun(t *testing.T) {
+	r := defaults()
+	r.Notify, r.ReadyTimeout = true, 30*time.Second
+	m := running(t, r)
+	m.woke(at(time.Second), time.Time{})
+	due := m.next()
+	m.woke(at(5*time.Minute), due) // frozen from +1s to +5m
+	m.tick(at(5 * time.Minute))
+	expect(t, m, "")
+	if got, want := m.next(), at(5*time.Minute+29*time.Second); !got.Equal(want) {
+		t.Errorf("after the freeze the ready timeout passes at %v, want %v", got.Sub(t0), want.Sub(t0))
+	}
+
+	m = running(t, r)
+	ext := 2 * time.Minute
+	m.notified(readiness{extend: &ext}, at(20*time.Second))
+	m.take()
+	if got, want := m.next(), at(140*time.Second); !got.Equal(want) {
+		t.Errorf("EXTEND_TIMEOUT_USEC=120s at +20s: the deadline is %v, want %v", got.Sub(t0), want.Sub(t0))
+	}
+	short := time.Second
+	m.notified(readiness{extend: &short}, at(30*time.Second))
+	if got, want := m.next(), at(140*time.Second); !got.Equal(want) {
+		t.Errorf("a shorter EXTEND_TIMEOUT_USEC moved the deadline to %v, want it left at %v", got.Sub(t0), want.Sub(t0))
+	}
+	m.tick(at(140 * time.Second))
+	expect(t, m, "note timeout; tombstone; kill 100 SIGTERM")
+}

@@ -44,6 +44,7 @@ type world struct {
 	child    int // the live main child, 0 if none
 	hook     int // the live hook, 0 if none
 	healthy  bool
+	ready    bool          // the child said READY=1 (a healthy one does, at once)
 	ranSince time.Duration // the time vigil and the child ran since the last ping
 	stopped  bool          // vigil stopped itself (job control)
 	thawed   bool          // a freeze just ended: the child's own timer has expired
@@ -97,7 +98,7 @@ func (w *world) act(a action) {
 			return
 		}
 		w.child = w.nextPid
-		w.ranSince = 0
+		w.ranSince, w.ready = 0, false
 		w.m.spawned(w.child, w.rng.IntN(3) == 0, w.now)
 	case actKill:
 		ok := a.pid != 0 && (a.pid == w.m.child || a.pid == -w.m.child || (w.m.hookPid != 0 && a.pid == -w.m.hookPid))
@@ -143,6 +144,9 @@ func (w *world) act(a action) {
 	case actTombstone, actEnded, actNote, actRelay:
 		if a.kind == actNote && a.why == whyWatchdog && w.healthy {
 			w.fail("a child that pinged within its interval of run time was ended as hung (ran %s since its ping)", w.ranSince)
+		}
+		if a.kind == actNote && a.why == whyTimeout && runDeadlines[a.n].kept != nil && w.ready {
+			w.fail("a child that said READY=1 was stopped as not ready in time")
 		}
 	default:
 		w.fail("unknown action %d", a.kind)
@@ -299,6 +303,12 @@ func (w *world) tick() {
 // ping is the healthy child: it pings when half its interval of run time
 // has passed, and at once after a freeze (its wall-clock timer expired).
 func (w *world) ping() {
+	if w.healthy && !w.ready && w.child != 0 && w.m.child == w.child && w.m.phase == phaseRunning {
+		w.ready = true
+		w.note("READY=1")
+		w.m.notified(readiness{ready: true}, w.now)
+		w.perform()
+	}
 	if !w.healthy || w.child == 0 || w.m.child != w.child || w.m.phase != phaseRunning || w.m.watchdog == 0 {
 		return
 	}
