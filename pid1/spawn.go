@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -83,18 +84,18 @@ func spawn(p *proc) (int, error) {
 	defer undo()
 	if p.via != "" {
 		// The internal mode handles a script without "#!" itself.
-		pid, err := syscall.ForkExec(p.via, append([]string{"vigil", path}, p.argv...), attr)
+		pid, err := forkExec(p.via, append([]string{"vigil", path}, p.argv...), attr)
 		if err != nil {
 			return 0, fail(ExitCannotExec, "%s: cannot start vigil's own %s to pass the sockets on: %w", name, p.via, err)
 		}
 		return pid, nil
 	}
-	pid, err := syscall.ForkExec(path, p.argv, attr)
+	pid, err := forkExec(path, p.argv, attr)
 	if errors.Is(err, unix.ENOEXEC) {
 		// A script without "#!": execvp(3), and so tini, dumb-init,
 		// catatonit and env, hand it to the shell, and so does vigil.
 		argv := append([]string{"/bin/sh", path}, p.argv[1:]...)
-		if pid, serr := syscall.ForkExec("/bin/sh", argv, attr); serr == nil {
+		if pid, serr := forkExec("/bin/sh", argv, attr); serr == nil {
 			return pid, nil
 		}
 	}
@@ -106,6 +107,23 @@ func spawn(p *proc) (int, error) {
 		return 0, fail(ExitCannotExec, "%s: %w", name, err)
 	}
 	return pid, nil
+}
+
+// forkExec is syscall.ForkExec, tried again for a moment (at most 20 times
+// 5 ms) when the descriptor table is full: at a low RLIMIT_NOFILE, what
+// vigil holds open for an instant elsewhere (a record's directory being
+// synced, a watcher closing its descriptors) can take the last two the
+// fork's error pipe needs, and the child would not start (exit 126) for a
+// descriptor free a millisecond later (TestLowDescriptorLimit: 13 runs in
+// 200 on 51ed654).
+func forkExec(path string, argv []string, attr *syscall.ProcAttr) (int, error) {
+	for try := 1; ; try++ {
+		pid, err := syscall.ForkExec(path, argv, attr)
+		if try == 20 || !errors.Is(err, unix.EMFILE) && !errors.Is(err, unix.ENFILE) {
+			return pid, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // lookPath finds name the way execvp(3) does, on the PATH of the child's
