@@ -277,13 +277,7 @@ func TestNotifyRefusesStrangersAndBadMessages(t *testing.T) {
 // TestSystemdNotifyMakesTheChildReady uses the real client: systemd-notify
 // run from a shell child (it sends from its own pid, a descendant).
 func TestSystemdNotifyMakesTheChildReady(t *testing.T) {
-	sn, err := exec.LookPath("systemd-notify")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("systemd-notify is missing (Debian package systemd); .ci/install installs it")
-		}
-		t.Skip("needs systemd-notify (Debian package systemd)")
-	}
+	sn := systemdNotify(t)
 	dir := t.TempDir()
 	tomb := filepath.Join(dir, "tomb.json")
 	r := start(t, opts{pid1: true}, "--notify", "--tombstone", tomb, "--",
@@ -364,13 +358,7 @@ func TestReadyTimeoutEndsAChildThatIsNotReadyInTime(t *testing.T) {
 // asks for more time (EXTEND_TIMEOUT_USEC=), and the child, ready after
 // its --ready-timeout but within the extension, is not stopped.
 func TestExtendTimeoutPushesTheReadyTimeoutBack(t *testing.T) {
-	sn, err := exec.LookPath("systemd-notify")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("systemd-notify is missing (Debian package systemd); .ci/install installs it")
-		}
-		t.Skip("needs systemd-notify (Debian package systemd)")
-	}
+	sn := systemdNotify(t)
 	tomb := filepath.Join(t.TempDir(), "tomb.json")
 	began := time.Now()
 	r := start(t, opts{pid1: true}, "--notify", "--ready-timeout", "300ms", "--tombstone", tomb, "--",
@@ -384,4 +372,18 @@ func TestExtendTimeoutPushesTheReadyTimeoutBack(t *testing.T) {
 	if ts := readTombstone(t, tomb); ts["class"] == "timeout" {
 		t.Errorf("the child that asked for more time was stopped as not ready: %v\nstderr:\n%s", ts, r.stderr)
 	}
+}
+
+// systemdNotify is the path of the real client, systemd-notify; the test
+// skips without it, and fails on CI, where .ci/install installs it.
+func systemdNotify(t *testing.T) string {
+	t.Helper()
+	sn, err := exec.LookPath("systemd-notify")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("systemd-notify is missing (Debian package systemd); .ci/install installs it")
+		}
+		t.Skip("needs systemd-notify (Debian package systemd)")
+	}
+	return sn
 }
